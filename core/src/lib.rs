@@ -1,0 +1,32 @@
+//! outflow-core: the typed change-event model and the contracts every connector holds to.
+//!
+//! - [`value`], [`schema`]: typed column values and versioned table schemas;
+//! - [`position`]: totally ordered source positions with a stable serialised form;
+//! - [`event`]: change events and batches;
+//! - [`source`], [`sink`], [`offsets`]: the traits of a change stream, a destination with
+//!   explicit Accepted/Durable acknowledgement, and resume-point storage;
+//! - [`pipeline`]: the runner joining them with bounded channels;
+//! - [`error`]: per-layer errors classified as transient or definite.
+//!
+//! This crate does no network I/O and knows no database; connector crates depend on it,
+//! never on each other.
+
+pub mod error;
+pub mod event;
+pub mod offsets;
+pub mod pipeline;
+pub mod position;
+pub mod schema;
+pub mod sink;
+pub mod source;
+pub mod value;
+
+pub use error::{Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError};
+pub use event::{ChangeEvent, EventBatch, EventKind, Row, SnapshotMark, TransactionBoundary};
+pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
+pub use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
+pub use position::{BinlogPosition, Lsn, PgPosition, SourcePosition};
+pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
+pub use sink::{DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink};
+pub use source::{DurableWatch, EventSender, Source, SourceContext};
+pub use value::{Decimal, Interval, Value};

@@ -1,0 +1,162 @@
+//! The [`OffsetStore`] trait: where a connector's resume point lives.
+//!
+//! Contract: stored progress never moves backward. `commit` with a position at or before
+//! the stored one leaves the store unchanged and reports [`CommitOutcome::Stale`]; a
+//! store is free to be called with stale positions (two checkpoints racing, a replayed
+//! acknowledgement) and must stay correct. The pipeline commits a position only after the
+//! sink reported it durable.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+
+use crate::error::OffsetStoreError;
+use crate::position::SourcePosition;
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The stored position moved forward to the committed one.
+    Advanced,
+    /// The committed position was at or before the stored one; nothing changed.
+    Stale,
+}
+
+/// Durable storage of per-connector resume positions.
+pub trait OffsetStore: Send + Sync + 'static {
+    /// The stored position of `connector`, if any.
+    fn load(
+        &self,
+        connector: &str,
+    ) -> impl Future<Output = Result<Option<SourcePosition>, OffsetStoreError>> + Send;
+
+    /// Stores `position` for `connector` if it is after the stored one.
+    fn commit(
+        &self,
+        connector: &str,
+        position: &SourcePosition,
+    ) -> impl Future<Output = Result<CommitOutcome, OffsetStoreError>> + Send;
+}
+
+/// Decides a commit against the stored position; the one place the never-backward rule
+/// is written down, for every store to use.
+pub fn advance(stored: &mut Option<SourcePosition>, position: &SourcePosition) -> CommitOutcome {
+    match stored {
+        Some(current) if position <= current => CommitOutcome::Stale,
+        _ => {
+            *stored = Some(position.clone());
+            CommitOutcome::Advanced
+        }
+    }
+}
+
+/// An offset store in memory, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct MemoryOffsetStore {
+    positions: Mutex<HashMap<String, SourcePosition>>,
+}
+
+impl MemoryOffsetStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl OffsetStore for MemoryOffsetStore {
+    async fn load(&self, connector: &str) -> Result<Option<SourcePosition>, OffsetStoreError> {
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(positions.get(connector).cloned())
+    }
+
+    async fn commit(
+        &self,
+        connector: &str,
+        position: &SourcePosition,
+    ) -> Result<CommitOutcome, OffsetStoreError> {
+        let mut positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut stored = positions.get(connector).cloned();
+        let outcome = advance(&mut stored, position);
+        if let (CommitOutcome::Advanced, Some(p)) = (outcome, stored) {
+            positions.insert(connector.to_owned(), p);
+        }
+        Ok(outcome)
+    }
+}
+
+impl<T: OffsetStore> OffsetStore for std::sync::Arc<T> {
+    fn load(
+        &self,
+        connector: &str,
+    ) -> impl Future<Output = Result<Option<SourcePosition>, OffsetStoreError>> + Send {
+        (**self).load(connector)
+    }
+
+    fn commit(
+        &self,
+        connector: &str,
+        position: &SourcePosition,
+    ) -> impl Future<Output = Result<CommitOutcome, OffsetStoreError>> + Send {
+        (**self).commit(connector, position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::{Lsn, PgPosition};
+    use proptest::prelude::*;
+
+    fn pos(n: u64) -> SourcePosition {
+        SourcePosition::Postgres(PgPosition {
+            lsn_commit: Lsn(n),
+            lsn: Lsn(n),
+            seq: 0,
+            tx_id: None,
+            snapshot: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn memory_store_never_moves_backward() {
+        let store = MemoryOffsetStore::new();
+        assert_eq!(store.load("c").await.unwrap(), None);
+        assert_eq!(
+            store.commit("c", &pos(10)).await.unwrap(),
+            CommitOutcome::Advanced
+        );
+        assert_eq!(
+            store.commit("c", &pos(5)).await.unwrap(),
+            CommitOutcome::Stale
+        );
+        assert_eq!(
+            store.commit("c", &pos(10)).await.unwrap(),
+            CommitOutcome::Stale
+        );
+        assert_eq!(store.load("c").await.unwrap(), Some(pos(10)));
+        assert_eq!(store.load("other").await.unwrap(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn stored_position_is_the_maximum_committed(commits in proptest::collection::vec(0u64..1000, 1..50)) {
+            let mut stored = None;
+            for &c in &commits {
+                let before = stored.clone();
+                advance(&mut stored, &pos(c));
+                // Never backward at any step.
+                if let Some(b) = before {
+                    prop_assert!(stored.as_ref().is_some_and(|s| *s >= b));
+                }
+            }
+            let max = commits.iter().copied().max().map(pos);
+            prop_assert_eq!(stored, max);
+        }
+    }
+}

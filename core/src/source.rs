@@ -1,0 +1,92 @@
+//! The [`Source`] trait: a database change stream.
+//!
+//! A source runs as its own task. The pipeline hands it a [`SourceContext`] with:
+//! - the durable position to resume after (`resume_after`): the source restarts its
+//!   stream at or before it and may resend events up to it — the pipeline drops every
+//!   event at or before it, so resending is safe, skipping is not;
+//! - an [`EventSender`], a bounded channel: `send` waits while the sink is behind, which
+//!   is how backpressure reaches the database connection (the source stops reading the
+//!   socket, the database buffers WAL/binlog on its side);
+//! - a [`DurableWatch`] that the pipeline advances once events are durable in the sink
+//!   and recorded in the offset store; only then may the source acknowledge the database
+//!   (Postgres `confirmed_flush_lsn`);
+//! - a cancellation token: on cancel the source stops and returns `Ok(())`.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::SourceError;
+use crate::event::EventBatch;
+use crate::position::SourcePosition;
+
+/// The pipeline stopped receiving events (it is shutting down or failed).
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline is no longer receiving events")]
+pub struct PipelineClosed;
+
+/// Bounded channel end a source sends its batches into.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: mpsc::Sender<EventBatch>,
+}
+
+impl EventSender {
+    pub(crate) fn new(tx: mpsc::Sender<EventBatch>) -> Self {
+        Self { tx }
+    }
+
+    /// Sends one batch, waiting while the channel is full (backpressure).
+    pub async fn send(&self, batch: EventBatch) -> Result<(), PipelineClosed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(batch).await.map_err(|_| PipelineClosed)
+    }
+}
+
+/// The latest position that is durable in the sink and recorded in the offset store.
+#[derive(Debug, Clone)]
+pub struct DurableWatch {
+    rx: watch::Receiver<Option<SourcePosition>>,
+}
+
+impl DurableWatch {
+    pub(crate) fn new(rx: watch::Receiver<Option<SourcePosition>>) -> Self {
+        Self { rx }
+    }
+
+    /// The current durable position.
+    pub fn current(&self) -> Option<SourcePosition> {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits until the durable position changes and returns it; `None` once the
+    /// pipeline is gone.
+    pub async fn changed(&mut self) -> Option<SourcePosition> {
+        self.rx.changed().await.ok()?;
+        self.rx.borrow_and_update().clone()
+    }
+}
+
+/// What a source gets to run with.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// Durable position from the offset store; `None` on the very first start.
+    pub resume_after: Option<SourcePosition>,
+    /// Where to send events.
+    pub events: EventSender,
+    /// Durable progress, for acknowledging the database.
+    pub durable: DurableWatch,
+    /// Cancelled when the source must stop.
+    pub shutdown: CancellationToken,
+}
+
+/// A change stream of one database.
+pub trait Source: Send + 'static {
+    /// Streams events into `ctx.events` until cancelled (then returns `Ok`) or until a
+    /// finite source (such as `snapshot.mode=initial_only`) is done. Positions of the
+    /// events sent must strictly increase.
+    fn run(&mut self, ctx: SourceContext) -> impl Future<Output = Result<(), SourceError>> + Send;
+}

@@ -1,0 +1,203 @@
+//! Typed column values.
+//!
+//! Sources decode every column into a [`Value`] once, at the edge, and everything
+//! downstream (envelope, Avro/JSON encoders, sinks) works on these typed values: no
+//! stringly-typed data crosses a crate boundary. Temporal values keep the full precision
+//! the databases have (microseconds); the encoders reduce them to what the configured
+//! `time.precision.mode` asks for.
+//!
+//! [`Value::Unavailable`] marks a column whose value the source does not have, such as an
+//! unchanged TOAST column in a Postgres update; it is distinct from SQL `NULL`.
+
+use num_bigint::BigInt;
+
+/// An exact decimal number: `unscaled * 10^-scale`.
+///
+/// Arbitrary precision (Postgres `numeric` can hold 131072 digits before the point), so
+/// the unscaled part is a big integer. `scale` may be negative for values such as
+/// `1E+3` stored without trailing zeros.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    /// The digits of the number, as an integer.
+    pub unscaled: BigInt,
+    /// Number of digits after the decimal point.
+    pub scale: i32,
+}
+
+impl Decimal {
+    /// Builds a decimal from its unscaled integer and scale.
+    pub fn new(unscaled: impl Into<BigInt>, scale: i32) -> Self {
+        Self {
+            unscaled: unscaled.into(),
+            scale,
+        }
+    }
+
+    /// Parses the plain decimal notation that databases print (`-12.3400`, `5`, `.5`).
+    ///
+    /// Exponent notation and special values (`NaN`, `Infinity`) are not decimals and
+    /// yield `None`; sources map those themselves.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (negative, body) = match text.as_bytes().first()? {
+            b'-' => (true, &text[1..]),
+            b'+' => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (int_part, frac_part) = match body.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (body, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return None;
+        }
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let digits = format!("{int_part}{frac_part}");
+        let digits = if digits.is_empty() {
+            "0"
+        } else {
+            digits.as_str()
+        };
+        let mut unscaled: BigInt = digits.parse().ok()?;
+        if negative {
+            unscaled = -unscaled;
+        }
+        let scale = i32::try_from(frac_part.len()).ok()?;
+        Some(Self { unscaled, scale })
+    }
+}
+
+impl std::fmt::Display for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let negative = self.unscaled.sign() == num_bigint::Sign::Minus;
+        let magnitude = self.unscaled.magnitude().to_string();
+        if negative {
+            f.write_str("-")?;
+        }
+        if self.scale <= 0 {
+            f.write_str(&magnitude)?;
+            for _ in 0..self.scale.unsigned_abs() {
+                f.write_str("0")?;
+            }
+            return Ok(());
+        }
+        let scale = self.scale.unsigned_abs() as usize;
+        if magnitude.len() > scale {
+            let (int_part, frac_part) = magnitude.split_at(magnitude.len() - scale);
+            write!(f, "{int_part}.{frac_part}")
+        } else {
+            write!(f, "0.{}{magnitude}", "0".repeat(scale - magnitude.len()))
+        }
+    }
+}
+
+/// A Postgres-style interval: months, days and microseconds kept apart, because a month
+/// has no fixed number of days and a day no fixed number of seconds (DST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Interval {
+    /// Whole months.
+    pub months: i32,
+    /// Whole days.
+    pub days: i32,
+    /// Microseconds.
+    pub micros: i64,
+}
+
+/// One column value, decoded from the source's wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// `boolean`, MySQL `tinyint(1)`/`bit(1)`.
+    Bool(bool),
+    /// 8/16-bit integers (`smallint`, MySQL `tinyint`).
+    Int16(i16),
+    /// 32-bit integers (`integer`, MySQL `mediumint`, unsigned `smallint`).
+    Int32(i32),
+    /// 64-bit integers (`bigint`, unsigned `int`).
+    Int64(i64),
+    /// `real`, `float`.
+    Float32(f32),
+    /// `double precision`.
+    Float64(f64),
+    /// `numeric`/`decimal`, exact.
+    Decimal(Decimal),
+    /// Text of any kind (`text`, `varchar`, `char`, MySQL `set`, ...), valid UTF-8.
+    String(String),
+    /// Binary data (`bytea`, `blob`, `binary`, `bit varying`).
+    Bytes(Vec<u8>),
+    /// A calendar date, as days since 1970-01-01.
+    Date(i32),
+    /// A time of day without zone, as microseconds since midnight (may reach 24:00:00).
+    Time(i64),
+    /// A time of day with zone offset: microseconds since midnight and the offset east of
+    /// UTC in seconds.
+    TimeTz {
+        /// Microseconds since local midnight.
+        micros: i64,
+        /// Zone offset east of UTC, in seconds.
+        offset_seconds: i32,
+    },
+    /// A timestamp without time zone, as microseconds since 1970-01-01 00:00:00.
+    Timestamp(i64),
+    /// An instant, as microseconds since the Unix epoch in UTC.
+    TimestampTz(i64),
+    /// An interval.
+    Interval(Interval),
+    /// A UUID, 16 bytes in network order.
+    Uuid([u8; 16]),
+    /// A JSON document, as its text (`json`, `jsonb`, MySQL `JSON`).
+    Json(String),
+    /// A value of an enumerated type, as its label.
+    Enum(String),
+    /// An array of values of one element type.
+    Array(Vec<Value>),
+    /// A value the source did not send (an unchanged TOAST column); not the same as NULL.
+    Unavailable,
+}
+
+impl Value {
+    /// True for SQL `NULL`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decimal_parse_and_display() {
+        for (text, unscaled, scale, shown) in [
+            ("12.340", 12340, 3, "12.340"),
+            ("-0.05", -5, 2, "-0.05"),
+            ("7", 7, 0, "7"),
+            (".5", 5, 1, "0.5"),
+            ("+3.", 3, 0, "3"),
+        ] {
+            let d = Decimal::parse(text).unwrap_or_else(|| Decimal::new(i64::MIN, 0));
+            assert_eq!(d, Decimal::new(unscaled, scale), "{text}");
+            assert_eq!(d.to_string(), shown);
+        }
+        assert_eq!(Decimal::new(12, -2).to_string(), "1200");
+        for bad in ["", "-", ".", "1e5", "NaN", "1.2.3", "12a"] {
+            assert!(Decimal::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_display_round_trips(unscaled in any::<i64>(), scale in 0i32..30) {
+            let d = Decimal::new(unscaled, scale);
+            prop_assert_eq!(Decimal::parse(&d.to_string()), Some(d));
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The `outflow` binary: CLI, worker config, REST API, and (as connectors land) the
+//! connector supervisor. It wires crates together and holds no CDC logic.
+
+mod config;
+mod rest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{ConfigError, RawWorkerConfig, WorkerConfig};
+
+/// Change-data-capture from PostgreSQL and MySQL/MariaDB to Kafka or a data lake,
+/// Debezium-compatible.
+#[derive(Debug, Parser)]
+#[command(name = "outflow", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the worker: REST API (Kafka Connect-compatible) and connectors.
+    ///
+    /// Works with no config file at all: REST on 127.0.0.1:8083, state in ./data, lake
+    /// sink. Every config key can be overridden by an OUTFLOW_* environment variable
+    /// (rest.listen → OUTFLOW_REST_LISTEN).
+    Serve {
+        /// Worker config file (TOML).
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print version and build commit.
+    Version,
+}
+
+/// Why `serve` stopped with an error, and the exit code for it.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data dir {0} is in use by another outflow process")]
+    DataDirLocked(PathBuf),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("REST server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl ServeError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            let _ = writeln_stdout(&format!(
+                "outflow {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("OUTFLOW_COMMIT")
+            ));
+            ExitCode::SUCCESS
+        }
+        Command::Serve { config } => {
+            init_tracing();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "outflow serve stopped");
+                    let _ = writeln_stderr(&format!("error: {e}"));
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+    }
+}
+
+fn writeln_stdout(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{line}")
+}
+
+fn writeln_stderr(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stderr(), "{line}")
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("OUTFLOW_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {
+    let config: WorkerConfig =
+        RawWorkerConfig::load(config_path.as_deref(), std::env::vars())?.validate()?;
+    tracing::info!(
+        sink = ?config.sink,
+        lake_path = %config.lake_path,
+        lake_format = ?config.lake_format,
+        converter = ?config.converter,
+        schema_registry = config.schema_registry_url.is_some(),
+        kafka_settings = config.kafka.len(),
+        "starting outflow"
+    );
+
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let lock_path = data_dir.join(".lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|source| ServeError::DataDir {
+        path: lock_path.clone(),
+        source,
+    })?;
+    if lock.try_lock().is_err() {
+        return Err(ServeError::DataDirLocked(data_dir));
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.rest_listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.rest_listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    tracing::info!(rest = %addr, data_dir = %data_dir.display(), "outflow is ready");
+
+    let state = Arc::new(rest::RestState {
+        auth: config.rest_auth.clone(),
+        kafka_cluster_id: None,
+    });
+    axum::serve(listener, rest::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)?;
+    tracing::info!("outflow stopped");
+    drop(lock);
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops outflow");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

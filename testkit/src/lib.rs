@@ -1,0 +1,92 @@
+//! outflow-testkit: the real-service test lab.
+//!
+//! Tests talk to real servers, never to the machine's own services and never to fakes:
+//! [`postgres()`], [`mariadb()`], [`broker()`] and [`registry()`] each start a private
+//! server on a free loopback port in a temp dir the first time a test process asks, and
+//! share it with every test of that process (`cargo test` runs each integration-test
+//! binary as one process). Tests isolate themselves with their own database
+//! ([`PostgresServer::create_database`], [`MariaDbServer::create_database`]) or topic /
+//! subject prefix ([`unique_name`]).
+//!
+//! Servers stop when the test process exits, however it exits: an `atexit` handler stops
+//! them on a normal exit (also when tests failed), and `PR_SET_PDEATHSIG` has the kernel
+//! kill them if the process dies abruptly. A missing server binary fails the test with the
+//! command that installs it; nothing is ever skipped.
+//!
+//! Start-up is synchronous (blocking for a second or two on first use), so these
+//! functions work from sync tests and from any tokio runtime.
+#![allow(clippy::panic, clippy::expect_used)] // A lab that cannot start must fail the test loudly.
+
+mod broker;
+mod mariadb;
+mod postgres;
+mod process;
+mod registry;
+mod sys;
+mod tools;
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use broker::{CONSUMER_SETTINGS, KafkaBroker};
+pub use mariadb::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID};
+pub use postgres::{PostgresDatabase, PostgresServer};
+pub use registry::SchemaRegistry;
+pub use tools::lab_bin_dir;
+
+static POSTGRES: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
+static MARIADB: LazyLock<MariaDbServer> = LazyLock::new(MariaDbServer::start);
+static BROKER: LazyLock<KafkaBroker> = LazyLock::new(KafkaBroker::start);
+static REGISTRY: LazyLock<SchemaRegistry> = LazyLock::new(SchemaRegistry::start);
+
+/// The process's PostgreSQL server (started on first use).
+pub fn postgres() -> &'static PostgresServer {
+    &POSTGRES
+}
+
+/// The process's MariaDB server (started on first use).
+pub fn mariadb() -> &'static MariaDbServer {
+    &MARIADB
+}
+
+/// The process's Kafka-API broker (started on first use).
+pub fn broker() -> &'static KafkaBroker {
+    &BROKER
+}
+
+/// The process's schema registry (started on first use).
+pub fn registry() -> &'static SchemaRegistry {
+    &REGISTRY
+}
+
+/// A name unique within the lab (`<prefix>_<pid>_<n>`), usable as a database name,
+/// topic prefix or subject prefix. `prefix` should be lowercase ASCII.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. The way
+/// tests wait: on a condition, never on a fixed sleep.
+pub async fn wait_for<F, Fut>(timeout: std::time::Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,205 @@
+//! A private PostgreSQL server with logical decoding on.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process;
+use crate::tools;
+
+/// A running PostgreSQL server owned by this test process.
+#[derive(Debug)]
+pub struct PostgresServer {
+    port: u16,
+    bindir: std::path::PathBuf,
+    socket_dir: std::path::PathBuf,
+}
+
+impl PostgresServer {
+    pub(crate) fn start() -> Self {
+        let bindir = tools::postgres_bindir();
+        let dir = process::server_dir("postgres");
+        let root = dir.path().to_owned();
+        let data = root.join("data");
+        let log = root.join("postgres.log");
+        let owner = if crate::sys::is_root() {
+            let user = process::system_user("postgres").unwrap_or_else(|| {
+                panic!(
+                    "testkit: running as root but there is no `postgres` user to run the server as"
+                )
+            });
+            process::chown_tree(&root, user.0, user.1);
+            Some(user)
+        } else {
+            None
+        };
+        let as_owner = |command: &mut Command| {
+            if let Some((uid, gid)) = owner {
+                std::os::unix::process::CommandExt::uid(command, uid);
+                std::os::unix::process::CommandExt::gid(command, gid);
+            }
+        };
+
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ])
+            .env("HOME", &root);
+        as_owner(&mut initdb);
+        process::run("initdb", &mut initdb);
+
+        let port = process::free_port();
+        let mut postgres = Command::new(bindir.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&root)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "wal_level=logical",
+                "-c",
+                "max_replication_slots=64",
+                "-c",
+                "max_wal_senders=64",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "log_min_messages=warning",
+            ])
+            .env("HOME", &root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(&log)
+                    .unwrap_or_else(|e| panic!("testkit: cannot create {}: {e}", log.display())),
+            );
+        if let Some((uid, gid)) = owner {
+            // The log file was created by us; the server writes through the inherited fd.
+            process::chown_tree(&log, uid, gid);
+        }
+        as_owner(&mut postgres);
+        // SIGQUIT is Postgres' immediate shutdown: fast, and the data is thrown away anyway.
+        let pid = process::spawn("postgres", postgres, libc::SIGQUIT, Some(dir));
+
+        let isready = bindir.join("pg_isready");
+        process::wait_ready(
+            "postgres",
+            pid,
+            Duration::from_secs(60),
+            || {
+                Command::new(&isready)
+                    .args([
+                        "-q",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "-U",
+                        "postgres",
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+            || process::log_tail(&log, 30),
+        );
+        Self {
+            port,
+            bindir,
+            socket_dir: root,
+        }
+    }
+
+    /// TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Directory of the server's binaries (`pg_recvlogical`, `psql`, ...).
+    pub fn bindir(&self) -> &std::path::Path {
+        &self.bindir
+    }
+
+    /// Directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> &std::path::Path {
+        &self.socket_dir
+    }
+
+    /// A libpq-style connection string for `dbname` as the superuser `postgres`.
+    pub fn connection_string(&self, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={dbname}",
+            self.port
+        )
+    }
+
+    /// Connects to `dbname`; the connection runs on the current tokio runtime.
+    pub async fn connect(&self, dbname: &str) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.connection_string(dbname), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("testkit: cannot connect to postgres/{dbname}: {e}"));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "testkit postgres connection ended");
+            }
+        });
+        client
+    }
+
+    /// Creates a fresh database for one test.
+    pub async fn create_database(&'static self, prefix: &str) -> PostgresDatabase {
+        let name = crate::unique_name(prefix);
+        let admin = self.connect("postgres").await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|e| panic!("testkit: cannot create database {name}: {e}"));
+        PostgresDatabase { server: self, name }
+    }
+}
+
+/// A database of its own for one test, on the shared server.
+#[derive(Debug)]
+pub struct PostgresDatabase {
+    server: &'static PostgresServer,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server it lives on.
+    pub fn server(&self) -> &'static PostgresServer {
+        self.server
+    }
+
+    /// A connection string for it.
+    pub fn connection_string(&self) -> String {
+        self.server.connection_string(&self.name)
+    }
+
+    /// A new connection to it.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        self.server.connect(&self.name).await
+    }
+}

@@ -1,0 +1,241 @@
+//! Owning server processes: spawning, readiness, and cleanup at process exit.
+//!
+//! Every server the lab starts is registered here. Servers are spawned from a single
+//! long-lived thread with `PR_SET_PDEATHSIG`, so the kernel kills them if the test
+//! process dies abruptly (SIGKILL, Ctrl-C); on a normal exit (all tests done, passed or
+//! failed) an `atexit` handler stops them politely and deletes their directories. Lab
+//! directories live under `<tmp>/outflow-testkit/<pid>-<name>-*`; directories left by
+//! dead test processes are removed the next time a lab starts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::sync::{Mutex, Once, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+struct Owned {
+    name: String,
+    child: Child,
+    stop_signal: libc::c_int,
+    dir: Option<tempfile::TempDir>,
+}
+
+static OWNED: Mutex<Vec<Owned>> = Mutex::new(Vec::new());
+static CLEANUP: Once = Once::new();
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+static SPAWNER: Mutex<Option<mpsc::Sender<SpawnRequest>>> = Mutex::new(None);
+
+fn spawner() -> mpsc::Sender<SpawnRequest> {
+    let mut guard = SPAWNER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(tx) = guard.as_ref() {
+        return tx.clone();
+    }
+    let (tx, rx) = mpsc::channel::<SpawnRequest>();
+    std::thread::Builder::new()
+        .name("testkit-spawner".into())
+        .spawn(move || {
+            // Lives until the process ends: children die with this thread.
+            for (mut command, reply) in rx {
+                sys::kill_with_parent(&mut command);
+                let _ = reply.send(command.spawn());
+            }
+            // Never return: the channel's sender is kept in a static, but be safe.
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap_or_else(|e| panic!("testkit: cannot start the spawner thread: {e}"));
+    *guard = Some(tx.clone());
+    tx
+}
+
+/// Root of all lab directories.
+pub(crate) fn lab_root() -> PathBuf {
+    std::env::temp_dir().join("outflow-testkit")
+}
+
+/// A new directory for one server, readable by the server's user.
+pub(crate) fn server_dir(name: &str) -> tempfile::TempDir {
+    let root = lab_root();
+    CLEANUP.call_once(|| {
+        sys::at_exit(stop_all);
+        remove_stale_dirs(&root);
+    });
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        panic!("testkit: cannot create {}: {e}", root.display());
+    }
+    // Other users (postgres, mysql) must traverse the root.
+    let _ = std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    tempfile::Builder::new()
+        .prefix(&format!("{}-{name}-", std::process::id()))
+        .tempdir_in(&root)
+        .unwrap_or_else(|e| panic!("testkit: cannot create a directory for {name}: {e}"))
+}
+
+fn remove_stale_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && !sys::process_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Starts a server process owned by the lab. `stop_signal` is what stops it quickly at
+/// exit (SIGQUIT for Postgres' immediate shutdown, SIGTERM for others).
+pub(crate) fn spawn(
+    name: &str,
+    command: Command,
+    stop_signal: libc::c_int,
+    dir: Option<tempfile::TempDir>,
+) -> u32 {
+    let (reply_tx, reply_rx) = mpsc::channel();
+    let child = spawner()
+        .send((command, reply_tx))
+        .ok()
+        .and_then(|()| reply_rx.recv().ok())
+        .unwrap_or_else(|| Err(std::io::Error::other("spawner thread is gone")))
+        .unwrap_or_else(|e| panic!("testkit: cannot start {name}: {e}"));
+    let pid = child.id();
+    OWNED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Owned {
+            name: name.to_owned(),
+            child,
+            stop_signal,
+            dir,
+        });
+    pid
+}
+
+/// True while the lab's process with this pid runs.
+pub(crate) fn running(pid: u32) -> bool {
+    let mut owned = OWNED.lock().unwrap_or_else(PoisonError::into_inner);
+    owned
+        .iter_mut()
+        .find(|o| o.child.id() == pid)
+        .is_some_and(|o| matches!(o.child.try_wait(), Ok(None)))
+}
+
+/// Polls `ready` until it holds; panics with `describe()` (e.g. the server log) when the
+/// server exits or `timeout` passes.
+pub(crate) fn wait_ready(
+    name: &str,
+    pid: u32,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if ready() {
+            return;
+        }
+        if !running(pid) {
+            panic!("testkit: {name} exited during start-up\n{}", describe());
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "testkit: {name} not ready after {timeout:?}\n{}",
+                describe()
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// The last `lines` lines of a log file, for failure messages.
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    format!(
+        "--- {} (last {lines} lines) ---\n{}",
+        path.display(),
+        all[start..].join("\n")
+    )
+}
+
+extern "C" fn stop_all() {
+    let mut owned = std::mem::take(&mut *OWNED.lock().unwrap_or_else(PoisonError::into_inner));
+    for server in &owned {
+        let _ = sys::signal(server.child.id(), server.stop_signal);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for server in &mut owned {
+        while matches!(server.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if matches!(server.child.try_wait(), Ok(None)) {
+            tracing::warn!(server = %server.name, "did not stop in time; killing");
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+    }
+    for server in owned {
+        drop(server.dir);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; servers bind it right after).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("testkit: no free loopback port: {e}"))
+}
+
+/// True when something accepts TCP connections on `port`.
+pub(crate) fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Uid and gid of a system user, from /etc/passwd.
+pub(crate) fn system_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        let _password = fields.next()?;
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    })
+}
+
+/// Gives a directory tree to a system user (when running as root).
+pub(crate) fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    if let Err(e) = std::os::unix::fs::chown(path, Some(uid), Some(gid)) {
+        panic!("testkit: cannot chown {}: {e}", path.display());
+    }
+}
+
+/// Runs a short command to completion, panicking with its output on failure.
+pub(crate) fn run(what: &str, command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("testkit: cannot run {what} ({command:?}): {e}"));
+    if !output.status.success() {
+        panic!(
+            "testkit: {what} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! A private Confluent-API schema registry: rivven-schema, in memory.
+//!
+//! Known differences from Confluent's registry (see `docs/testing.md`): `POST
+//! /subjects/{subject}` (lookup) answers 405; schemas come back in canonical form.
+
+use std::io::{Read as _, Write as _};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process;
+use crate::tools;
+
+/// A running registry owned by this test process.
+#[derive(Debug)]
+pub struct SchemaRegistry {
+    port: u16,
+    pid: u32,
+}
+
+impl SchemaRegistry {
+    pub(crate) fn start() -> Self {
+        let binary = tools::find_binary(
+            "rivven-schema",
+            "OUTFLOW_RIVVEN_SCHEMA_BIN",
+            "scripts/install-lab.sh (runs cargo install rivven-schema --version 0.0.22 --locked)",
+        );
+        let dir = process::server_dir("registry");
+        let log = dir.path().join("registry.log");
+        let port = process::free_port();
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(&log)
+                    .unwrap_or_else(|e| panic!("testkit: cannot create {}: {e}", log.display())),
+            );
+        let pid = process::spawn("rivven-schema", command, libc::SIGTERM, Some(dir));
+        process::wait_ready(
+            "rivven-schema",
+            pid,
+            Duration::from_secs(30),
+            || http_status(port, "/subjects") == Some(200),
+            || process::log_tail(&log, 30),
+        );
+        Self { port, pid }
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// OS process id (chaos tests pause it with SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// Status code of a plain HTTP/1.0 GET, or `None` if nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 32];
+    let n = stream.read(&mut head).ok()?;
+    let text = std::str::from_utf8(&head[..n]).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
