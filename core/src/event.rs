@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::position::SourcePosition;
-use crate::schema::{TableId, TableSchema};
+use crate::schema::TableSchema;
 use crate::value::Value;
 
 /// Column values of one row, in the column order of the row's [`TableSchema`].
@@ -101,8 +101,8 @@ pub enum EventKind {
     },
     /// Tables were truncated.
     Truncate {
-        /// The truncated tables.
-        tables: Vec<TableId>,
+        /// The truncated tables, with their current schemas.
+        tables: Vec<Arc<TableSchema>>,
     },
     /// A row read by a snapshot.
     Read {
@@ -141,6 +141,18 @@ impl EventKind {
     }
 }
 
+/// Binlog facts about an event that are not part of its position (Debezium's
+/// `source.server_id`, `thread`, `query`); shared by the events of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BinlogDetail {
+    /// Id of the server that wrote the event.
+    pub server_id: u32,
+    /// Id of the thread (connection) that made the change.
+    pub thread: Option<u64>,
+    /// The statement (MariaDB ANNOTATE_ROWS / MySQL ROWS_QUERY), with `include.query`.
+    pub query: Option<String>,
+}
+
 /// One change event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
@@ -151,6 +163,8 @@ pub struct ChangeEvent {
     pub source_ts_us: Option<i64>,
     /// What happened.
     pub kind: EventKind,
+    /// Binlog-only facts for `source`; `None` for Postgres.
+    pub binlog: Option<Arc<BinlogDetail>>,
 }
 
 /// Events handed from a source to a sink in one piece, in position order.

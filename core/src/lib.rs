@@ -6,11 +6,17 @@
 //! - [`source`], [`sink`], [`offsets`]: the traits of a change stream, a destination with
 //!   explicit Accepted/Durable acknowledgement, and resume-point storage;
 //! - [`pipeline`]: the runner joining them with bounded channels;
-//! - [`error`]: per-layer errors classified as transient or definite.
+//! - [`error`]: per-layer errors classified as transient or definite;
+//! - [`connect`], [`envelope`], [`encoding`]: Debezium-shaped records as Kafka Connect
+//!   schemas and data, and their Avro / JSON bytes (no network I/O: the registry client
+//!   lives with the sinks).
 //!
 //! This crate does no network I/O and knows no database; connector crates depend on it,
 //! never on each other.
 
+pub mod connect;
+pub mod encoding;
+pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod offsets;

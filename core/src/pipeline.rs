@@ -267,6 +267,7 @@ mod tests {
             position: pos(n),
             source_ts_us: None,
             kind: EventKind::Heartbeat,
+            binlog: None,
         }
     }
 

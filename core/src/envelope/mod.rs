@@ -1,0 +1,615 @@
+//! The Debezium envelope: which records a change event becomes.
+//!
+//! [`EnvelopeFormatter`] turns each [`ChangeEvent`] into zero or more [`Record`]s — topic,
+//! key and value as Kafka Connect schemas and data ([`crate::connect`]) — exactly as
+//! Debezium's connectors build them:
+//!
+//! - data-change records on `<topic.prefix>.<schema|database>.<table>` with key
+//!   `<topic>.Key` (the primary-key columns; no key for keyless tables) and value
+//!   `<topic>.Envelope` = `before`, `after` (`<topic>.Value`), `source`, `transaction`,
+//!   `op`, `ts_ms`, `ts_us`, `ts_ns`;
+//! - a tombstone (same key, null value) after each delete when `tombstones.on.delete`;
+//! - `t` records for truncates (skipped by default, as Debezium's `skipped.operations=t`);
+//! - heartbeats on `__debezium-heartbeat.<prefix>`;
+//! - transaction BEGIN/END records on `<prefix>.transaction` and the `transaction` block in
+//!   each envelope when `provide.transaction.metadata`.
+//!
+//! Encoding those records to bytes is the encoders' job ([`crate::encoding`]); nothing
+//! here knows Avro or JSON. Schemas are built once per table version and shared through
+//! `Arc`s, so formatting an event allocates only its data.
+
+pub mod config;
+mod source_info;
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
+use crate::event::{ChangeEvent, EventKind, Row};
+use crate::position::{Lsn, SourcePosition};
+use crate::schema::{SchemaVersion, TableId, TableSchema};
+use crate::value::Value;
+
+pub use config::{
+    BinaryHandlingMode, ConnectorFlavor, DecimalHandlingMode, EnvelopeConfig, Operation,
+    PropertyError, TimePrecisionMode,
+};
+use types::{TypeMismatch, TypeModes, column_datum, column_schema};
+
+/// A schema together with data of that schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    /// The Connect schema.
+    pub schema: Arc<ConnectSchema>,
+    /// The data.
+    pub datum: Datum,
+}
+
+/// What a record is, for sinks that route or count by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A data-change event (`c`, `u`, `d`, `r`, `t`).
+    Change,
+    /// The tombstone after a delete.
+    Tombstone,
+    /// A heartbeat.
+    Heartbeat,
+    /// A transaction BEGIN or END record.
+    TransactionMetadata,
+}
+
+/// One record for a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Key; `None` is a null key.
+    pub key: Option<Payload>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<Payload>,
+    /// Position of the event the record comes from.
+    pub position: SourcePosition,
+    /// What kind of record.
+    pub kind: RecordKind,
+}
+
+/// A change event that cannot be put in Debezium's shape (a source bug; definite).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// A column value does not fit the column's type.
+    #[error("table {table}, column {column}: {source}")]
+    Column {
+        /// The table.
+        table: TableId,
+        /// The column.
+        column: String,
+        /// The mismatch.
+        #[source]
+        source: TypeMismatch,
+    },
+    /// A row with the wrong number of values.
+    #[error("table {table}: row has {got} values for {expected} columns")]
+    RowShape {
+        /// The table.
+        table: TableId,
+        /// Values in the row.
+        got: usize,
+        /// Columns in the schema.
+        expected: usize,
+    },
+}
+
+/// Schemas of one table version.
+#[derive(Debug)]
+struct TableShapes {
+    topic: Arc<str>,
+    data_collection: String,
+    key: Option<Arc<ConnectSchema>>,
+    envelope: Arc<ConnectSchema>,
+}
+
+#[derive(Debug)]
+struct TransactionState {
+    id: String,
+    ts_ms: i64,
+    total_order: i64,
+    per_collection: Vec<(String, i64)>,
+}
+
+/// Turns change events into Debezium-shaped records. One per connector; stateful
+/// (transaction counters, the previous commit LSN), so events must come in order.
+#[derive(Debug)]
+pub struct EnvelopeFormatter {
+    config: EnvelopeConfig,
+    modes: TypeModes,
+    source: source_info::SourceInfo,
+    transaction_block: Arc<ConnectSchema>,
+    tables: HashMap<(TableId, SchemaVersion), Arc<TableShapes>>,
+    transaction: Option<TransactionState>,
+    last_commit_lsn: Option<Lsn>,
+    heartbeat: SideChannel,
+    transaction_metadata: SideChannel,
+}
+
+#[derive(Debug)]
+struct SideChannel {
+    topic: Arc<str>,
+    key: Arc<ConnectSchema>,
+    value: Arc<ConnectSchema>,
+}
+
+fn required(kind: SchemaKind) -> ConnectSchema {
+    ConnectSchema::new(kind)
+}
+
+fn optional(kind: SchemaKind) -> ConnectSchema {
+    ConnectSchema::new(kind).optional()
+}
+
+impl EnvelopeFormatter {
+    /// A formatter for one connector.
+    pub fn new(config: EnvelopeConfig) -> Self {
+        let modes = TypeModes {
+            decimal: config.decimal_mode,
+            time: config.time_mode,
+            binary: config.binary_mode,
+        };
+        let transaction_block = Arc::new(
+            ConnectSchema::record(
+                "event.block",
+                vec![
+                    Field::new("id", required(SchemaKind::String)),
+                    Field::new("total_order", required(SchemaKind::Int64)),
+                    Field::new("data_collection_order", required(SchemaKind::Int64)),
+                ],
+            )
+            .versioned(1)
+            .optional(),
+        );
+        let d = &config.topic_delimiter;
+        let heartbeat = SideChannel {
+            topic: format!("{}{d}{}", config.heartbeat_prefix, config.topic_prefix).into(),
+            key: Arc::new(
+                ConnectSchema::record(
+                    "io.debezium.connector.common.ServerNameKey",
+                    vec![Field::new("serverName", required(SchemaKind::String))],
+                )
+                .versioned(1),
+            ),
+            value: Arc::new(
+                ConnectSchema::record(
+                    "io.debezium.connector.common.Heartbeat",
+                    vec![Field::new("ts_ms", required(SchemaKind::Int64))],
+                )
+                .versioned(1),
+            ),
+        };
+        let collection = ConnectSchema::record(
+            "event.collection",
+            vec![
+                Field::new("data_collection", required(SchemaKind::String)),
+                Field::new("event_count", required(SchemaKind::Int64)),
+            ],
+        )
+        .versioned(1)
+        .optional();
+        let transaction_metadata = SideChannel {
+            topic: format!("{}{d}{}", config.topic_prefix, config.transaction_topic).into(),
+            key: Arc::new(
+                ConnectSchema::record(
+                    "io.debezium.connector.common.TransactionMetadataKey",
+                    vec![Field::new("id", required(SchemaKind::String))],
+                )
+                .versioned(1),
+            ),
+            value: Arc::new(
+                ConnectSchema::record(
+                    "io.debezium.connector.common.TransactionMetadataValue",
+                    vec![
+                        Field::new("status", required(SchemaKind::String)),
+                        Field::new("id", required(SchemaKind::String)),
+                        Field::new("event_count", optional(SchemaKind::Int64)),
+                        Field::new(
+                            "data_collections",
+                            optional(SchemaKind::Array(Arc::new(collection))),
+                        ),
+                        Field::new("ts_ms", required(SchemaKind::Int64)),
+                    ],
+                )
+                .versioned(1),
+            ),
+        };
+        Self {
+            source: source_info::SourceInfo::new(config.flavor),
+            config,
+            modes,
+            transaction_block,
+            tables: HashMap::new(),
+            transaction: None,
+            last_commit_lsn: None,
+            heartbeat,
+            transaction_metadata,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EnvelopeConfig {
+        &self.config
+    }
+
+    /// The topic of a table's data-change records.
+    pub fn topic_for(&self, table: &TableId) -> String {
+        let d = &self.config.topic_delimiter;
+        format!(
+            "{}{d}{}{d}{}",
+            self.config.topic_prefix, table.namespace, table.table
+        )
+    }
+
+    fn shapes(&mut self, table: &TableSchema) -> Arc<TableShapes> {
+        let key = (table.id.clone(), table.version);
+        if let Some(shapes) = self.tables.get(&key) {
+            return Arc::clone(shapes);
+        }
+        let topic = self.topic_for(&table.id);
+        let column = |index: usize| {
+            let c = &table.columns[index];
+            let mut schema = column_schema(&c.data_type, self.modes);
+            schema.optional = c.nullable;
+            Field::new(c.name.clone(), schema)
+        };
+        let key_schema = (!table.primary_key.is_empty()).then(|| {
+            Arc::new(ConnectSchema::record(
+                format!("{topic}.Key"),
+                table.primary_key.iter().map(|&i| column(i)).collect(),
+            ))
+        });
+        let value = Arc::new(
+            ConnectSchema::record(
+                format!("{topic}.Value"),
+                (0..table.columns.len()).map(column).collect(),
+            )
+            .optional(),
+        );
+        let envelope = Arc::new(
+            ConnectSchema::record(
+                format!("{topic}.Envelope"),
+                vec![
+                    Field::new("before", Arc::clone(&value)),
+                    Field::new("after", Arc::clone(&value)),
+                    Field::new("source", Arc::clone(self.source.schema())),
+                    Field::new("transaction", Arc::clone(&self.transaction_block)),
+                    Field::new("op", required(SchemaKind::String)),
+                    Field::new("ts_ms", optional(SchemaKind::Int64)),
+                    Field::new("ts_us", optional(SchemaKind::Int64)),
+                    Field::new("ts_ns", optional(SchemaKind::Int64)),
+                ],
+            )
+            .versioned(2),
+        );
+        let shapes = Arc::new(TableShapes {
+            topic: topic.into(),
+            data_collection: table.id.to_string(),
+            key: key_schema,
+            envelope,
+        });
+        // Older versions of the same table are not needed once a newer one is in use.
+        self.tables
+            .retain(|(id, version), _| id != &table.id || *version > table.version);
+        self.tables.insert(key, Arc::clone(&shapes));
+        shapes
+    }
+
+    fn row_datum(&self, table: &TableSchema, row: &[Value]) -> Result<Datum, EnvelopeError> {
+        if row.len() != table.columns.len() {
+            return Err(EnvelopeError::RowShape {
+                table: table.id.clone(),
+                got: row.len(),
+                expected: table.columns.len(),
+            });
+        }
+        let mut fields = Vec::with_capacity(row.len());
+        for (value, column) in row.iter().zip(&table.columns) {
+            fields.push(
+                column_datum(
+                    value,
+                    &column.data_type,
+                    self.modes,
+                    &self.config.unavailable_placeholder,
+                )
+                .map_err(|source| EnvelopeError::Column {
+                    table: table.id.clone(),
+                    column: column.name.clone(),
+                    source,
+                })?,
+            );
+        }
+        Ok(Datum::Struct(fields))
+    }
+
+    fn key_datum(&self, table: &TableSchema, row: &[Value]) -> Result<Datum, EnvelopeError> {
+        let mut fields = Vec::with_capacity(table.primary_key.len());
+        for &index in &table.primary_key {
+            let (Some(value), Some(column)) = (row.get(index), table.columns.get(index)) else {
+                return Err(EnvelopeError::RowShape {
+                    table: table.id.clone(),
+                    got: row.len(),
+                    expected: table.columns.len(),
+                });
+            };
+            fields.push(
+                column_datum(
+                    value,
+                    &column.data_type,
+                    self.modes,
+                    &self.config.unavailable_placeholder,
+                )
+                .map_err(|source| EnvelopeError::Column {
+                    table: table.id.clone(),
+                    column: column.name.clone(),
+                    source,
+                })?,
+            );
+        }
+        Ok(Datum::Struct(fields))
+    }
+
+    fn skipped(&self, op: Operation) -> bool {
+        self.config.skipped_operations.contains(&op)
+    }
+
+    /// Appends the records of `event` to `out`. `now_us` is the processing time (the
+    /// envelope's `ts_ms`/`ts_us`/`ts_ns`).
+    pub fn format(
+        &mut self,
+        event: &ChangeEvent,
+        now_us: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<(), EnvelopeError> {
+        let source_us = event.source_ts_us.unwrap_or(now_us);
+        match &event.kind {
+            EventKind::Begin(boundary) => {
+                self.transaction = Some(TransactionState {
+                    id: boundary.id.clone(),
+                    ts_ms: source_us.div_euclid(1000),
+                    total_order: 0,
+                    per_collection: Vec::new(),
+                });
+                if self.config.provide_transaction_metadata {
+                    out.push(self.transaction_record(event, "BEGIN"));
+                }
+            }
+            EventKind::Commit(_) => {
+                if self.config.provide_transaction_metadata && self.transaction.is_some() {
+                    out.push(self.transaction_record(event, "END"));
+                }
+                self.transaction = None;
+                if let SourcePosition::Postgres(p) = &event.position {
+                    self.last_commit_lsn = Some(p.lsn_commit);
+                }
+            }
+            EventKind::Insert { table, after } => {
+                if !self.skipped(Operation::Create) {
+                    self.change(event, table, None, Some(after), "c", now_us, out)?;
+                }
+            }
+            EventKind::Update {
+                table,
+                before,
+                after,
+            } => {
+                if !self.skipped(Operation::Update) {
+                    self.change(event, table, before.as_ref(), Some(after), "u", now_us, out)?;
+                }
+            }
+            EventKind::Delete { table, before } => {
+                if !self.skipped(Operation::Delete) {
+                    self.change(event, table, Some(before), None, "d", now_us, out)?;
+                    if self.config.tombstones_on_delete {
+                        let shapes = self.shapes(table);
+                        if let Some(key_schema) = &shapes.key {
+                            out.push(Record {
+                                topic: Arc::clone(&shapes.topic),
+                                key: Some(Payload {
+                                    schema: Arc::clone(key_schema),
+                                    datum: self.key_datum(table, before)?,
+                                }),
+                                value: None,
+                                position: event.position.clone(),
+                                kind: RecordKind::Tombstone,
+                            });
+                        }
+                    }
+                }
+            }
+            EventKind::Read { table, after, .. } => {
+                self.change(event, table, None, Some(after), "r", now_us, out)?;
+            }
+            EventKind::Truncate { tables } => {
+                if !self.skipped(Operation::Truncate) {
+                    for table in tables {
+                        let shapes = self.shapes(table);
+                        let value = self.envelope_datum(
+                            event,
+                            table,
+                            &shapes,
+                            Datum::Null,
+                            Datum::Null,
+                            "t",
+                            now_us,
+                        );
+                        out.push(Record {
+                            topic: Arc::clone(&shapes.topic),
+                            key: None,
+                            value: Some(Payload {
+                                schema: Arc::clone(&shapes.envelope),
+                                datum: value,
+                            }),
+                            position: event.position.clone(),
+                            kind: RecordKind::Change,
+                        });
+                    }
+                }
+            }
+            EventKind::Heartbeat => out.push(Record {
+                topic: Arc::clone(&self.heartbeat.topic),
+                key: Some(Payload {
+                    schema: Arc::clone(&self.heartbeat.key),
+                    datum: Datum::Struct(vec![Datum::String(self.config.topic_prefix.clone())]),
+                }),
+                value: Some(Payload {
+                    schema: Arc::clone(&self.heartbeat.value),
+                    datum: Datum::Struct(vec![Datum::Int64(now_us.div_euclid(1000))]),
+                }),
+                position: event.position.clone(),
+                kind: RecordKind::Heartbeat,
+            }),
+            // Schema changes only change which schema later rows use; the MySQL
+            // schema-change topic is produced by the MySQL connector's history.
+            EventKind::SchemaChange(_) => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &mut self,
+        event: &ChangeEvent,
+        table: &Arc<TableSchema>,
+        before: Option<&Row>,
+        after: Option<&Row>,
+        op: &'static str,
+        now_us: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<(), EnvelopeError> {
+        let shapes = self.shapes(table);
+        let before_datum = before
+            .map(|r| self.row_datum(table, r))
+            .transpose()?
+            .unwrap_or(Datum::Null);
+        let after_datum = after
+            .map(|r| self.row_datum(table, r))
+            .transpose()?
+            .unwrap_or(Datum::Null);
+        let key = match &shapes.key {
+            Some(schema) => {
+                let row = after.or(before).map_or(&[][..], Vec::as_slice);
+                Some(Payload {
+                    schema: Arc::clone(schema),
+                    datum: self.key_datum(table, row)?,
+                })
+            }
+            None => None,
+        };
+        let value =
+            self.envelope_datum(event, table, &shapes, before_datum, after_datum, op, now_us);
+        out.push(Record {
+            topic: Arc::clone(&shapes.topic),
+            key,
+            value: Some(Payload {
+                schema: Arc::clone(&shapes.envelope),
+                datum: value,
+            }),
+            position: event.position.clone(),
+            kind: RecordKind::Change,
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn envelope_datum(
+        &mut self,
+        event: &ChangeEvent,
+        table: &TableSchema,
+        shapes: &TableShapes,
+        before: Datum,
+        after: Datum,
+        op: &'static str,
+        now_us: i64,
+    ) -> Datum {
+        let transaction = match (
+            &mut self.transaction,
+            self.config.provide_transaction_metadata,
+        ) {
+            (Some(tx), true) => {
+                tx.total_order += 1;
+                let per = match tx
+                    .per_collection
+                    .iter_mut()
+                    .find(|(c, _)| *c == shapes.data_collection)
+                {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        tx.per_collection.push((shapes.data_collection.clone(), 1));
+                        1
+                    }
+                };
+                Datum::Struct(vec![
+                    Datum::String(tx.id.clone()),
+                    Datum::Int64(tx.total_order),
+                    Datum::Int64(per),
+                ])
+            }
+            _ => Datum::Null,
+        };
+        let source = self
+            .source
+            .datum(&self.config, event, table, self.last_commit_lsn);
+        Datum::Struct(vec![
+            before,
+            after,
+            source,
+            transaction,
+            Datum::String(op.into()),
+            Datum::Int64(now_us.div_euclid(1000)),
+            Datum::Int64(now_us),
+            Datum::Int64(now_us.saturating_mul(1000)),
+        ])
+    }
+
+    fn transaction_record(&self, event: &ChangeEvent, status: &str) -> Record {
+        let (id, ts_ms, count, collections) = match &self.transaction {
+            Some(tx) if status == "END" => (
+                tx.id.clone(),
+                tx.ts_ms,
+                Datum::Int64(tx.total_order),
+                Datum::Array(
+                    tx.per_collection
+                        .iter()
+                        .map(|(c, n)| {
+                            Datum::Struct(vec![Datum::String(c.clone()), Datum::Int64(*n)])
+                        })
+                        .collect(),
+                ),
+            ),
+            Some(tx) => (tx.id.clone(), tx.ts_ms, Datum::Null, Datum::Null),
+            None => (String::new(), 0, Datum::Null, Datum::Null),
+        };
+        Record {
+            topic: Arc::clone(&self.transaction_metadata.topic),
+            key: Some(Payload {
+                schema: Arc::clone(&self.transaction_metadata.key),
+                datum: Datum::Struct(vec![Datum::String(id.clone())]),
+            }),
+            value: Some(Payload {
+                schema: Arc::clone(&self.transaction_metadata.value),
+                datum: Datum::Struct(vec![
+                    Datum::String(status.into()),
+                    Datum::String(id),
+                    count,
+                    collections,
+                    Datum::Int64(ts_ms),
+                ]),
+            }),
+            position: event.position.clone(),
+            kind: RecordKind::TransactionMetadata,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
