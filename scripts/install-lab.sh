@@ -40,6 +40,19 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# --- build dependencies of -sys crates (openssl for the registry client's TLS, zlib for
+#     librdkafka) --------------------------------------------------------------------------
+missing_dev=()
+for pkg in pkg-config libssl-dev zlib1g-dev make; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing_dev+=("$pkg")
+done
+if [ ${#missing_dev[@]} -eq 0 ]; then
+  step "build dependencies: present"
+else
+  step "build dependencies: installing ${missing_dev[*]}"
+  timed "build dependencies install" apt_install "${missing_dev[@]}"
+fi
+
 # --- PostgreSQL ---------------------------------------------------------------------
 if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   step "postgresql: present ($(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | sort -n | tail -1))"

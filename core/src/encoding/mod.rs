@@ -10,6 +10,7 @@
 
 pub mod avro;
 pub mod json;
+pub mod registry;
 
 /// Data that does not fit its schema (a formatter bug; definite).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
