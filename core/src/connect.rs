@@ -170,6 +170,9 @@ pub enum Datum {
     Float64(f64),
     /// STRING.
     String(String),
+    /// STRING shared between many records (source names, op codes); encodes exactly
+    /// like [`Datum::String`].
+    Text(Arc<str>),
     /// BYTES (also Decimal: two's-complement big-endian unscaled value).
     Bytes(Vec<u8>),
     /// ARRAY.
@@ -184,6 +187,15 @@ impl Datum {
     /// True for null.
     pub fn is_null(&self) -> bool {
         matches!(self, Self::Null)
+    }
+
+    /// The text of a STRING datum, owned or shared.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::String(s) => Some(s),
+            Self::Text(s) => Some(s),
+            _ => None,
+        }
     }
 }
 

@@ -304,6 +304,7 @@ fn encode_base(
         (SchemaKind::Float64, Datum::Float64(v)) => out.extend_from_slice(&v.to_le_bytes()),
         (SchemaKind::Boolean, Datum::Boolean(v)) => out.push(u8::from(*v)),
         (SchemaKind::String, Datum::String(s)) => write_bytes(out, s.as_bytes()),
+        (SchemaKind::String, Datum::Text(s)) => write_bytes(out, s.as_bytes()),
         (SchemaKind::Bytes, Datum::Bytes(b)) => write_bytes(out, b),
         (SchemaKind::Array(items), Datum::Array(values)) => {
             if !values.is_empty() {
@@ -318,7 +319,7 @@ fn encode_base(
             if !entries.is_empty() {
                 write_long(out, entries.len() as i64);
                 for (k, v) in entries {
-                    let Datum::String(k) = k else {
+                    let Some(k) = k.as_str() else {
                         return Err(mismatch(schema, datum));
                     };
                     write_bytes(out, k.as_bytes());

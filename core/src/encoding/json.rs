@@ -119,6 +119,7 @@ pub(crate) fn write_plain_datum(out: &mut String, datum: &Datum) {
         Datum::Float32(v) => write_java_float(out, *v),
         Datum::Float64(v) => write_java_double(out, *v),
         Datum::String(s) => write_json_string(out, s),
+        Datum::Text(s) => write_json_string(out, s),
         Datum::Bytes(b) => {
             out.push('"');
             out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
@@ -270,7 +271,7 @@ pub fn write_value(
                     if i > 0 {
                         out.push(',');
                     }
-                    let Datum::String(k) = k else {
+                    let Some(k) = k.as_str() else {
                         return Err(mismatch(schema, datum));
                     };
                     write_json_string(out, k);
@@ -300,7 +301,7 @@ pub fn write_value(
         | (SchemaKind::Float32, Datum::Float32(_))
         | (SchemaKind::Float64, Datum::Float64(_))
         | (SchemaKind::Boolean, Datum::Boolean(_))
-        | (SchemaKind::String, Datum::String(_))
+        | (SchemaKind::String, Datum::String(_) | Datum::Text(_))
         | (SchemaKind::Bytes, Datum::Bytes(_)) => write_plain_datum(out, datum),
         _ => return Err(mismatch(schema, datum)),
     }

@@ -100,10 +100,17 @@ pub enum EnvelopeError {
     },
 }
 
+const OP_CREATE: usize = 0;
+const OP_UPDATE: usize = 1;
+const OP_DELETE: usize = 2;
+const OP_READ: usize = 3;
+const OP_TRUNCATE: usize = 4;
+
 /// Schemas of one table version.
 #[derive(Debug)]
 struct TableShapes {
     topic: Arc<str>,
+    names: source_info::TableNames,
     data_collection: String,
     key: Option<Arc<ConnectSchema>>,
     envelope: Arc<ConnectSchema>,
@@ -126,6 +133,11 @@ pub struct EnvelopeFormatter {
     source: source_info::SourceInfo,
     transaction_block: Arc<ConnectSchema>,
     tables: HashMap<(TableId, SchemaVersion), Arc<TableShapes>>,
+    /// The table of the previous event: consecutive events of one table (the common
+    /// case) skip the map lookup. Holds the `Arc` so the pointer stays unique.
+    last_table: Option<(Arc<TableSchema>, Arc<TableShapes>)>,
+    /// Shared `op` strings: c, u, d, r, t.
+    ops: [Arc<str>; 5],
     transaction: Option<TransactionState>,
     last_commit_lsn: Option<Lsn>,
     heartbeat: SideChannel,
@@ -221,7 +233,9 @@ impl EnvelopeFormatter {
             ),
         };
         Self {
-            source: source_info::SourceInfo::new(config.flavor),
+            source: source_info::SourceInfo::new(config.flavor, &config),
+            last_table: None,
+            ops: ["c", "u", "d", "r", "t"].map(Arc::from),
             config,
             modes,
             transaction_block,
@@ -247,7 +261,18 @@ impl EnvelopeFormatter {
         )
     }
 
-    fn shapes(&mut self, table: &TableSchema) -> Arc<TableShapes> {
+    fn shapes(&mut self, table: &Arc<TableSchema>) -> Arc<TableShapes> {
+        if let Some((last, shapes)) = &self.last_table
+            && Arc::ptr_eq(last, table)
+        {
+            return Arc::clone(shapes);
+        }
+        let shapes = self.shapes_by_id(table);
+        self.last_table = Some((Arc::clone(table), Arc::clone(&shapes)));
+        shapes
+    }
+
+    fn shapes_by_id(&mut self, table: &TableSchema) -> Arc<TableShapes> {
         let key = (table.id.clone(), table.version);
         if let Some(shapes) = self.tables.get(&key) {
             return Arc::clone(shapes);
@@ -290,6 +315,10 @@ impl EnvelopeFormatter {
         );
         let shapes = Arc::new(TableShapes {
             topic: topic.into(),
+            names: source_info::TableNames {
+                namespace: table.id.namespace.as_str().into(),
+                table: table.id.table.as_str().into(),
+            },
             data_collection: table.id.to_string(),
             key: key_schema,
             envelope,
@@ -391,7 +420,7 @@ impl EnvelopeFormatter {
             }
             EventKind::Insert { table, after } => {
                 if !self.skipped(Operation::Create) {
-                    self.change(event, table, None, Some(after), "c", now_us, out)?;
+                    self.change(event, table, None, Some(after), OP_CREATE, now_us, out)?;
                 }
             }
             EventKind::Update {
@@ -400,12 +429,20 @@ impl EnvelopeFormatter {
                 after,
             } => {
                 if !self.skipped(Operation::Update) {
-                    self.change(event, table, before.as_ref(), Some(after), "u", now_us, out)?;
+                    self.change(
+                        event,
+                        table,
+                        before.as_ref(),
+                        Some(after),
+                        OP_UPDATE,
+                        now_us,
+                        out,
+                    )?;
                 }
             }
             EventKind::Delete { table, before } => {
                 if !self.skipped(Operation::Delete) {
-                    self.change(event, table, Some(before), None, "d", now_us, out)?;
+                    self.change(event, table, Some(before), None, OP_DELETE, now_us, out)?;
                     if self.config.tombstones_on_delete {
                         let shapes = self.shapes(table);
                         if let Some(key_schema) = &shapes.key {
@@ -424,7 +461,7 @@ impl EnvelopeFormatter {
                 }
             }
             EventKind::Read { table, after, .. } => {
-                self.change(event, table, None, Some(after), "r", now_us, out)?;
+                self.change(event, table, None, Some(after), OP_READ, now_us, out)?;
             }
             EventKind::Truncate { tables } => {
                 if !self.skipped(Operation::Truncate) {
@@ -432,11 +469,10 @@ impl EnvelopeFormatter {
                         let shapes = self.shapes(table);
                         let value = self.envelope_datum(
                             event,
-                            table,
                             &shapes,
                             Datum::Null,
                             Datum::Null,
-                            "t",
+                            OP_TRUNCATE,
                             now_us,
                         );
                         out.push(Record {
@@ -479,7 +515,7 @@ impl EnvelopeFormatter {
         table: &Arc<TableSchema>,
         before: Option<&Row>,
         after: Option<&Row>,
-        op: &'static str,
+        op: usize,
         now_us: i64,
         out: &mut Vec<Record>,
     ) -> Result<(), EnvelopeError> {
@@ -502,8 +538,7 @@ impl EnvelopeFormatter {
             }
             None => None,
         };
-        let value =
-            self.envelope_datum(event, table, &shapes, before_datum, after_datum, op, now_us);
+        let value = self.envelope_datum(event, &shapes, before_datum, after_datum, op, now_us);
         out.push(Record {
             topic: Arc::clone(&shapes.topic),
             key,
@@ -521,11 +556,10 @@ impl EnvelopeFormatter {
     fn envelope_datum(
         &mut self,
         event: &ChangeEvent,
-        table: &TableSchema,
         shapes: &TableShapes,
         before: Datum,
         after: Datum,
-        op: &'static str,
+        op: usize,
         now_us: i64,
     ) -> Datum {
         let transaction = match (
@@ -558,13 +592,13 @@ impl EnvelopeFormatter {
         };
         let source = self
             .source
-            .datum(&self.config, event, table, self.last_commit_lsn);
+            .datum(event, &shapes.names, self.last_commit_lsn);
         Datum::Struct(vec![
             before,
             after,
             source,
             transaction,
-            Datum::String(op.into()),
+            Datum::Text(Arc::clone(&self.ops[op])),
             Datum::Int64(now_us.div_euclid(1000)),
             Datum::Int64(now_us),
             Datum::Int64(now_us.saturating_mul(1000)),

@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
-use crate::event::{ChangeEvent, EventKind};
+use crate::event::{ChangeEvent, EventKind, SnapshotMark};
 use crate::position::{Lsn, SourcePosition};
-use crate::schema::TableSchema;
 
 use super::config::{ConnectorFlavor, EnvelopeConfig};
 
@@ -23,6 +22,30 @@ const SNAPSHOT_ALLOWED: &str =
 pub(crate) struct SourceInfo {
     flavor: ConnectorFlavor,
     schema: Arc<ConnectSchema>,
+    version: Arc<str>,
+    connector: Arc<str>,
+    name: Arc<str>,
+    database: Arc<str>,
+    /// `snapshot` values: not a snapshot, then each [`SnapshotMark`] in declaration order.
+    snapshot_values: [Arc<str>; 7],
+}
+
+/// The table names a source block repeats, shared per table version.
+#[derive(Debug)]
+pub(crate) struct TableNames {
+    pub(crate) namespace: Arc<str>,
+    pub(crate) table: Arc<str>,
+}
+
+fn snapshot_index(mark: SnapshotMark) -> usize {
+    match mark {
+        SnapshotMark::First => 1,
+        SnapshotMark::FirstInDataCollection => 2,
+        SnapshotMark::True => 3,
+        SnapshotMark::LastInDataCollection => 4,
+        SnapshotMark::Last => 5,
+        SnapshotMark::Incremental => 6,
+    }
 }
 
 fn req(kind: SchemaKind) -> ConnectSchema {
@@ -34,7 +57,7 @@ fn opt(kind: SchemaKind) -> ConnectSchema {
 }
 
 impl SourceInfo {
-    pub(crate) fn new(flavor: ConnectorFlavor) -> Self {
+    pub(crate) fn new(flavor: ConnectorFlavor, config: &EnvelopeConfig) -> Self {
         let mut fields = vec![
             Field::new("version", req(SchemaKind::String)),
             Field::new("connector", req(SchemaKind::String)),
@@ -74,9 +97,23 @@ impl SourceInfo {
             ]),
         }
         let name = format!("io.debezium.connector.{}.Source", flavor.connector_name());
+        let marks = [
+            "false",
+            SnapshotMark::First.as_debezium(),
+            SnapshotMark::FirstInDataCollection.as_debezium(),
+            SnapshotMark::True.as_debezium(),
+            SnapshotMark::LastInDataCollection.as_debezium(),
+            SnapshotMark::Last.as_debezium(),
+            SnapshotMark::Incremental.as_debezium(),
+        ];
         Self {
             flavor,
             schema: Arc::new(ConnectSchema::record(name, fields).versioned(1)),
+            version: SOURCE_VERSION.into(),
+            connector: flavor.connector_name().into(),
+            name: config.topic_prefix.as_str().into(),
+            database: config.database.as_str().into(),
+            snapshot_values: marks.map(Arc::from),
         }
     }
 
@@ -86,28 +123,28 @@ impl SourceInfo {
 
     pub(crate) fn datum(
         &self,
-        config: &EnvelopeConfig,
         event: &ChangeEvent,
-        table: &TableSchema,
+        table: &TableNames,
         last_commit_lsn: Option<Lsn>,
     ) -> Datum {
         let ts_us = event.source_ts_us.unwrap_or(0);
         let snapshot = match &event.kind {
-            EventKind::Read { mark, .. } => mark.as_debezium(),
-            _ => "false",
+            EventKind::Read { mark, .. } => snapshot_index(*mark),
+            _ => 0,
         };
         let db = match self.flavor {
-            ConnectorFlavor::Postgres => config.database.clone(),
-            _ => table.id.namespace.clone(),
+            ConnectorFlavor::Postgres => Arc::clone(&self.database),
+            _ => Arc::clone(&table.namespace),
         };
-        let mut fields = vec![
-            Datum::String(SOURCE_VERSION.into()),
-            Datum::String(self.flavor.connector_name().into()),
-            Datum::String(config.topic_prefix.clone()),
+        let mut fields = Vec::with_capacity(self.schema.fields().len());
+        fields.extend([
+            Datum::Text(Arc::clone(&self.version)),
+            Datum::Text(Arc::clone(&self.connector)),
+            Datum::Text(Arc::clone(&self.name)),
             Datum::Int64(ts_us.div_euclid(1000)),
-            Datum::String(snapshot.into()),
-            Datum::String(db),
-        ];
+            Datum::Text(Arc::clone(&self.snapshot_values[snapshot])),
+            Datum::Text(db),
+        ]);
         match self.flavor {
             ConnectorFlavor::Postgres => {
                 let p = match &event.position {
@@ -120,16 +157,25 @@ impl SourceInfo {
                 } else {
                     last_commit_lsn
                 };
-                let sequence = match previous {
-                    Some(prev) => format!("[\"{}\",\"{lsn}\"]", prev.0),
-                    None => format!("[null,\"{lsn}\"]"),
-                };
+                let mut sequence = String::with_capacity(48);
+                sequence.push('[');
+                match previous {
+                    Some(prev) => {
+                        sequence.push('"');
+                        push_decimal(&mut sequence, prev.0);
+                        sequence.push('"');
+                    }
+                    None => sequence.push_str("null"),
+                }
+                sequence.push_str(",\"");
+                push_decimal(&mut sequence, lsn);
+                sequence.push_str("\"]");
                 fields.extend([
                     Datum::String(sequence),
                     Datum::Int64(ts_us),
                     Datum::Int64(ts_us.saturating_mul(1000)),
-                    Datum::String(table.id.namespace.clone()),
-                    Datum::String(table.id.table.clone()),
+                    Datum::Text(Arc::clone(&table.namespace)),
+                    Datum::Text(Arc::clone(&table.table)),
                     p.and_then(|p| p.tx_id)
                         .map_or(Datum::Null, |x| Datum::Int64(i64::from(x))),
                     i64::try_from(lsn).map_or(Datum::Null, Datum::Int64),
@@ -146,7 +192,7 @@ impl SourceInfo {
                     Datum::Null,
                     Datum::Int64(ts_us),
                     Datum::Int64(ts_us.saturating_mul(1000)),
-                    Datum::String(table.id.table.clone()),
+                    Datum::Text(Arc::clone(&table.table)),
                     Datum::Int64(detail.map_or(0, |d| i64::from(d.server_id))),
                     p.and_then(|p| p.gtid.clone())
                         .map_or(Datum::Null, Datum::String),
@@ -163,5 +209,22 @@ impl SourceInfo {
             }
         }
         Datum::Struct(fields)
+    }
+}
+
+/// Appends the decimal digits of `v` without the formatting machinery.
+fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
     }
 }

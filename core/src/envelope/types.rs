@@ -306,14 +306,29 @@ fn unavailable(data_type: &DataType, modes: TypeModes, placeholder: &str) -> Dat
 }
 
 fn uuid_text(b: &[u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(36);
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             s.push('-');
         }
-        let _ = write!(s, "{byte:02x}");
+        s.push(char::from(HEX[usize::from(byte >> 4)]));
+        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     s
+}
+
+/// Appends `v` as exactly `width` decimal digits (`v` must fit).
+fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut rest = v;
+    for slot in digits[..width].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    for &d in &digits[..width] {
+        out.push(char::from(d));
+    }
 }
 
 /// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -331,20 +346,17 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 fn write_time(out: &mut String, micros_of_day: i64, precision: u8) {
-    let secs = micros_of_day / 1_000_000;
-    let frac = micros_of_day % 1_000_000;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    );
+    let micros = micros_of_day.unsigned_abs();
+    let secs = micros / 1_000_000;
+    push_padded(out, secs / 3600, 2);
+    out.push(':');
+    push_padded(out, (secs / 60) % 60, 2);
+    out.push(':');
+    push_padded(out, secs % 60, 2);
     let digits = usize::from(precision.min(6));
     if digits > 0 {
-        let text = format!("{frac:06}");
         out.push('.');
-        out.push_str(&text[..digits]);
+        push_padded(out, (micros % 1_000_000) / 10u64.pow(6 - digits as u32), digits);
     }
 }
 
@@ -356,7 +368,12 @@ pub fn zoned_timestamp(micros: i64, precision: u8) -> String {
     let (y, m, d) = civil_from_days(days);
     let mut text = String::with_capacity(32);
     if (0..=9999).contains(&y) {
-        let _ = write!(text, "{y:04}-{m:02}-{d:02}T");
+        push_padded(&mut text, y.unsigned_abs(), 4);
+        text.push('-');
+        push_padded(&mut text, u64::from(m), 2);
+        text.push('-');
+        push_padded(&mut text, u64::from(d), 2);
+        text.push('T');
     } else {
         let _ = write!(text, "{y:+05}-{m:02}-{d:02}T");
     }
