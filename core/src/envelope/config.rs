@@ -118,6 +118,8 @@ pub struct EnvelopeConfig {
     pub transaction_topic: String,
     /// `topic.delimiter` (`.`).
     pub topic_delimiter: String,
+    /// Column filters, masks, key columns and name adjustment.
+    pub columns: super::columns::ColumnRules,
 }
 
 fn choice<T: Copy>(
@@ -263,6 +265,7 @@ impl EnvelopeConfig {
                 .get("topic.delimiter")
                 .cloned()
                 .unwrap_or_else(|| ".".into()),
+            columns: super::columns::ColumnRules::from_properties(props)?,
             topic_prefix,
         })
     }

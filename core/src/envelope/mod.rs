@@ -18,6 +18,7 @@
 //! here knows Avro or JSON. Schemas are built once per table version and shared through
 //! `Arc`s, so formatting an event allocates only its data.
 
+pub mod columns;
 pub mod config;
 mod source_info;
 pub mod types;
@@ -110,6 +111,7 @@ const OP_TRUNCATE: usize = 4;
 #[derive(Debug)]
 struct TableShapes {
     topic: Arc<str>,
+    plan: columns::TablePlan,
     names: source_info::TableNames,
     data_collection: String,
     key: Option<Arc<ConnectSchema>>,
@@ -278,28 +280,32 @@ impl EnvelopeFormatter {
             return Arc::clone(shapes);
         }
         let topic = self.topic_for(&table.id);
+        let rules = &self.config.columns;
+        let plan = rules.plan(table);
+        let record_name =
+            |suffix: &str| rules.schema_names.adjust_full(&format!("{topic}.{suffix}"));
         let column = |index: usize| {
             let c = &table.columns[index];
             let mut schema = column_schema(&c.data_type, self.modes);
             schema.optional = c.nullable;
-            Field::new(c.name.clone(), schema)
+            Field::new(rules.field_names.adjust(&c.name), schema)
         };
-        let key_schema = (!table.primary_key.is_empty()).then(|| {
+        let key_schema = (!plan.key.is_empty()).then(|| {
             Arc::new(ConnectSchema::record(
-                format!("{topic}.Key"),
-                table.primary_key.iter().map(|&i| column(i)).collect(),
+                record_name("Key"),
+                plan.key.iter().map(|&i| column(i)).collect(),
             ))
         });
         let value = Arc::new(
             ConnectSchema::record(
-                format!("{topic}.Value"),
-                (0..table.columns.len()).map(column).collect(),
+                record_name("Value"),
+                plan.columns.iter().map(|c| column(c.index)).collect(),
             )
             .optional(),
         );
         let envelope = Arc::new(
             ConnectSchema::record(
-                format!("{topic}.Envelope"),
+                record_name("Envelope"),
                 vec![
                     Field::new("before", Arc::clone(&value)),
                     Field::new("after", Arc::clone(&value)),
@@ -315,6 +321,7 @@ impl EnvelopeFormatter {
         );
         let shapes = Arc::new(TableShapes {
             topic: topic.into(),
+            plan,
             names: source_info::TableNames {
                 namespace: table.id.namespace.as_str().into(),
                 table: table.id.table.as_str().into(),
@@ -330,7 +337,38 @@ impl EnvelopeFormatter {
         shapes
     }
 
-    fn row_datum(&self, table: &TableSchema, row: &[Value]) -> Result<Datum, EnvelopeError> {
+    fn column_value(
+        &self,
+        table: &TableSchema,
+        index: usize,
+        row: &[Value],
+    ) -> Result<Datum, EnvelopeError> {
+        let (Some(value), Some(column)) = (row.get(index), table.columns.get(index)) else {
+            return Err(EnvelopeError::RowShape {
+                table: table.id.clone(),
+                got: row.len(),
+                expected: table.columns.len(),
+            });
+        };
+        column_datum(
+            value,
+            &column.data_type,
+            self.modes,
+            &self.config.unavailable_placeholder,
+        )
+        .map_err(|source| EnvelopeError::Column {
+            table: table.id.clone(),
+            column: column.name.clone(),
+            source,
+        })
+    }
+
+    fn row_datum(
+        &self,
+        table: &TableSchema,
+        plan: &columns::TablePlan,
+        row: &[Value],
+    ) -> Result<Datum, EnvelopeError> {
         if row.len() != table.columns.len() {
             return Err(EnvelopeError::RowShape {
                 table: table.id.clone(),
@@ -338,49 +376,28 @@ impl EnvelopeFormatter {
                 expected: table.columns.len(),
             });
         }
-        let mut fields = Vec::with_capacity(row.len());
-        for (value, column) in row.iter().zip(&table.columns) {
-            fields.push(
-                column_datum(
-                    value,
-                    &column.data_type,
-                    self.modes,
-                    &self.config.unavailable_placeholder,
-                )
-                .map_err(|source| EnvelopeError::Column {
-                    table: table.id.clone(),
-                    column: column.name.clone(),
-                    source,
-                })?,
-            );
+        let mut fields = Vec::with_capacity(plan.columns.len());
+        for planned in &plan.columns {
+            let datum = self.column_value(table, planned.index, row)?;
+            fields.push(match (&planned.transform, datum.as_str()) {
+                (Some(transform), Some(text)) => Datum::String(transform.apply(text)),
+                (_, _) => datum,
+            });
         }
         Ok(Datum::Struct(fields))
     }
 
-    fn key_datum(&self, table: &TableSchema, row: &[Value]) -> Result<Datum, EnvelopeError> {
-        let mut fields = Vec::with_capacity(table.primary_key.len());
-        for &index in &table.primary_key {
-            let (Some(value), Some(column)) = (row.get(index), table.columns.get(index)) else {
-                return Err(EnvelopeError::RowShape {
-                    table: table.id.clone(),
-                    got: row.len(),
-                    expected: table.columns.len(),
-                });
-            };
-            fields.push(
-                column_datum(
-                    value,
-                    &column.data_type,
-                    self.modes,
-                    &self.config.unavailable_placeholder,
-                )
-                .map_err(|source| EnvelopeError::Column {
-                    table: table.id.clone(),
-                    column: column.name.clone(),
-                    source,
-                })?,
-            );
-        }
+    fn key_datum(
+        &self,
+        table: &TableSchema,
+        plan: &columns::TablePlan,
+        row: &[Value],
+    ) -> Result<Datum, EnvelopeError> {
+        let fields = plan
+            .key
+            .iter()
+            .map(|&i| self.column_value(table, i, row))
+            .collect::<Result<_, _>>()?;
         Ok(Datum::Struct(fields))
     }
 
@@ -450,7 +467,7 @@ impl EnvelopeFormatter {
                                 topic: Arc::clone(&shapes.topic),
                                 key: Some(Payload {
                                     schema: Arc::clone(key_schema),
-                                    datum: self.key_datum(table, before)?,
+                                    datum: self.key_datum(table, &shapes.plan, before)?,
                                 }),
                                 value: None,
                                 position: event.position.clone(),
@@ -521,11 +538,11 @@ impl EnvelopeFormatter {
     ) -> Result<(), EnvelopeError> {
         let shapes = self.shapes(table);
         let before_datum = before
-            .map(|r| self.row_datum(table, r))
+            .map(|r| self.row_datum(table, &shapes.plan, r))
             .transpose()?
             .unwrap_or(Datum::Null);
         let after_datum = after
-            .map(|r| self.row_datum(table, r))
+            .map(|r| self.row_datum(table, &shapes.plan, r))
             .transpose()?
             .unwrap_or(Datum::Null);
         let key = match &shapes.key {
@@ -533,7 +550,7 @@ impl EnvelopeFormatter {
                 let row = after.or(before).map_or(&[][..], Vec::as_slice);
                 Some(Payload {
                     schema: Arc::clone(schema),
-                    datum: self.key_datum(table, row)?,
+                    datum: self.key_datum(table, &shapes.plan, row)?,
                 })
             }
             None => None,

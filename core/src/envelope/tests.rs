@@ -502,3 +502,90 @@ fn bad_rows_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("column id"), "{err}");
 }
+
+#[test]
+fn column_rules_shape_the_records() {
+    let mut f = EnvelopeFormatter::new(config(
+        ConnectorFlavor::Postgres,
+        &[
+            (
+                "column.exclude.list",
+                "public.users.(created_at|updated_at)",
+            ),
+            ("column.mask.with.4.chars", "public.users.user_id"),
+            ("column.truncate.to.1.chars", "public.users.country"),
+            ("message.key.columns", "public.users:user_id"),
+        ],
+    ));
+    let mut out = Vec::new();
+    f.format(
+        &event(
+            pg(1000, 1),
+            EventKind::Insert {
+                table: users(),
+                after: row(1),
+            },
+        ),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    let value = out[0].value.as_ref().unwrap();
+    let Datum::Struct(fields) = &value.datum else {
+        panic!()
+    };
+    let after = &fields[1];
+    let text = {
+        let mut s = String::new();
+        json::write_value(&mut s, &value.schema.fields()[1].schema, after).unwrap();
+        s
+    };
+    assert_eq!(
+        text,
+        r#"{"id":1,"user_id":"****","email":null,"country":"N"}"#
+    );
+    let key = out[0].key.as_ref().unwrap();
+    // The key is the configured column, unmasked (masks apply to the value).
+    assert_eq!(
+        json::encode(&key.schema, Some(&key.datum), false)
+            .unwrap()
+            .unwrap(),
+        br#"{"user_id":"u1"}"#
+    );
+}
+
+#[test]
+fn avro_name_adjustment_for_prefixes_avro_rejects() {
+    let props: BTreeMap<String, String> = [
+        ("topic.prefix", "my-server"),
+        ("schema.name.adjustment.mode", "avro"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).into(), (*v).into()))
+    .collect();
+    let mut f = EnvelopeFormatter::new(
+        EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &props).unwrap(),
+    );
+    let mut out = Vec::new();
+    f.format(
+        &event(
+            pg(1000, 1),
+            EventKind::Insert {
+                table: users(),
+                after: row(1),
+            },
+        ),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        &*out[0].topic, "my-server.public.users",
+        "topics keep the prefix"
+    );
+    let value = out[0].value.as_ref().unwrap();
+    assert_eq!(
+        value.schema.name.as_deref(),
+        Some("my_server.public.users.Envelope")
+    );
+}

@@ -356,7 +356,11 @@ fn write_time(out: &mut String, micros_of_day: i64, precision: u8) {
     let digits = usize::from(precision.min(6));
     if digits > 0 {
         out.push('.');
-        push_padded(out, (micros % 1_000_000) / 10u64.pow(6 - digits as u32), digits);
+        push_padded(
+            out,
+            (micros % 1_000_000) / 10u64.pow(6 - digits as u32),
+            digits,
+        );
     }
 }
 

@@ -1,0 +1,460 @@
+//! Column-level rules from the connector config, applied while formatting:
+//! `column.include.list` / `column.exclude.list`, `column.mask.with.<N>.chars`,
+//! `column.mask.hash.<algorithm>.with.salt.<salt>`, `column.truncate.to.<N>.chars`,
+//! `message.key.columns`, and name adjustment (`schema.name.adjustment.mode`,
+//! `field.name.adjustment.mode`, legacy `sanitize.field.names`).
+//!
+//! Column patterns are regular expressions matched against the whole fully-qualified
+//! column name (`<schema|database>.<table>.<column>`), as Debezium matches them. Rules are
+//! resolved once per table version into a [`TablePlan`]; formatting a row only follows
+//! the plan.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use regex::Regex;
+
+use crate::schema::{DataType, TableSchema};
+
+use super::config::PropertyError;
+
+/// Digest of `column.mask.hash.<algorithm>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// MD5.
+    Md5,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+/// What happens to a string column's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnTransform {
+    /// Replaced by this many `*`.
+    Mask(usize),
+    /// Replaced by the hex digest of salt + value.
+    Hash {
+        /// The digest.
+        algorithm: HashAlgorithm,
+        /// The salt.
+        salt: String,
+    },
+    /// Cut to at most this many characters.
+    Truncate(usize),
+}
+
+impl ColumnTransform {
+    /// Applies the transform to a string value.
+    pub fn apply(&self, value: &str) -> String {
+        match self {
+            Self::Mask(n) => "*".repeat(*n),
+            Self::Truncate(n) => value.chars().take(*n).collect(),
+            Self::Hash { algorithm, salt } => {
+                use sha2::Digest as _;
+                let digest: Vec<u8> = match algorithm {
+                    HashAlgorithm::Md5 => md5::Md5::new()
+                        .chain_update(salt)
+                        .chain_update(value)
+                        .finalize()
+                        .to_vec(),
+                    HashAlgorithm::Sha1 => sha1::Sha1::new()
+                        .chain_update(salt)
+                        .chain_update(value)
+                        .finalize()
+                        .to_vec(),
+                    HashAlgorithm::Sha256 => sha2::Sha256::new()
+                        .chain_update(salt)
+                        .chain_update(value)
+                        .finalize()
+                        .to_vec(),
+                    HashAlgorithm::Sha512 => sha2::Sha512::new()
+                        .chain_update(salt)
+                        .chain_update(value)
+                        .finalize()
+                        .to_vec(),
+                };
+                let mut text = String::with_capacity(digest.len() * 2);
+                for b in digest {
+                    let _ = write!(text, "{b:02x}");
+                }
+                text
+            }
+        }
+    }
+}
+
+/// How schema and field names are adjusted for Avro.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameAdjustment {
+    /// Names as they are.
+    #[default]
+    None,
+    /// Characters not valid in Avro names become `_`.
+    Avro,
+    /// Characters not valid in Avro names become `_uxxxx`.
+    AvroUnicode,
+}
+
+impl NameAdjustment {
+    /// Adjusts one name segment (no dots).
+    pub fn adjust(self, name: &str) -> String {
+        if self == Self::None {
+            return name.to_owned();
+        }
+        let mut out = String::with_capacity(name.len());
+        for (i, c) in name.chars().enumerate() {
+            let valid = c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit());
+            if valid {
+                out.push(c);
+            } else if self == Self::Avro {
+                out.push('_');
+            } else {
+                let _ = write!(out, "_u{:04x}", c as u32);
+            }
+        }
+        if out.is_empty() {
+            out.push('_');
+        }
+        out
+    }
+
+    /// Adjusts a dotted full name segment by segment.
+    pub fn adjust_full(self, name: &str) -> String {
+        if self == Self::None {
+            return name.to_owned();
+        }
+        name.split('.')
+            .map(|s| self.adjust(s))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// The column rules of a connector.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnRules {
+    include: Option<Vec<Regex>>,
+    exclude: Vec<Regex>,
+    transforms: Vec<(Vec<Regex>, ColumnTransform)>,
+    key_columns: Vec<(Regex, Vec<String>)>,
+    /// Adjustment of record names.
+    pub schema_names: NameAdjustment,
+    /// Adjustment of field names.
+    pub field_names: NameAdjustment,
+}
+
+impl PartialEq for ColumnRules {
+    fn eq(&self, other: &Self) -> bool {
+        let patterns = |v: &[Regex]| v.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>();
+        self.include.as_deref().map(patterns) == other.include.as_deref().map(patterns)
+            && patterns(&self.exclude) == patterns(&other.exclude)
+            && self.transforms.len() == other.transforms.len()
+            && self.schema_names == other.schema_names
+            && self.field_names == other.field_names
+    }
+}
+
+impl Eq for ColumnRules {}
+
+fn bad(property: &str, value: &str, message: impl Into<String>) -> PropertyError {
+    PropertyError {
+        property: property.into(),
+        value: value.into(),
+        message: message.into(),
+    }
+}
+
+fn patterns(property: &str, list: &str) -> Result<Vec<Regex>, PropertyError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                bad(
+                    property,
+                    list,
+                    format!("invalid regular expression {p:?}: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn adjustment(
+    props: &BTreeMap<String, String>,
+    property: &str,
+    legacy: bool,
+) -> Result<NameAdjustment, PropertyError> {
+    match props.get(property).map(String::as_str) {
+        None if legacy => Ok(NameAdjustment::Avro),
+        None | Some("none") => Ok(NameAdjustment::None),
+        Some("avro") => Ok(NameAdjustment::Avro),
+        Some("avro_unicode") => Ok(NameAdjustment::AvroUnicode),
+        Some(other) => Err(bad(property, other, "expected none, avro or avro_unicode")),
+    }
+}
+
+impl ColumnRules {
+    /// Reads the column properties. Pure: no I/O.
+    pub fn from_properties(props: &BTreeMap<String, String>) -> Result<Self, PropertyError> {
+        let include = props
+            .get("column.include.list")
+            .map(|l| patterns("column.include.list", l))
+            .transpose()?;
+        let exclude = props
+            .get("column.exclude.list")
+            .map(|l| patterns("column.exclude.list", l))
+            .transpose()?
+            .unwrap_or_default();
+        if include.is_some() && !exclude.is_empty() {
+            return Err(bad(
+                "column.exclude.list",
+                props.get("column.exclude.list").map_or("", String::as_str),
+                "cannot be used together with column.include.list",
+            ));
+        }
+        let mut transforms = Vec::new();
+        for (key, value) in props {
+            let transform = if let Some(rest) = key.strip_prefix("column.mask.with.") {
+                let n = rest.strip_suffix(".chars").and_then(|n| n.parse().ok());
+                let n = n.ok_or_else(|| {
+                    bad(
+                        key,
+                        value,
+                        "the property name must be column.mask.with.<N>.chars",
+                    )
+                })?;
+                ColumnTransform::Mask(n)
+            } else if let Some(rest) = key.strip_prefix("column.truncate.to.") {
+                let n = rest.strip_suffix(".chars").and_then(|n| n.parse().ok());
+                let n = n.ok_or_else(|| {
+                    bad(
+                        key,
+                        value,
+                        "the property name must be column.truncate.to.<N>.chars",
+                    )
+                })?;
+                ColumnTransform::Truncate(n)
+            } else if let Some(rest) = key.strip_prefix("column.mask.hash.") {
+                let rest = rest.strip_prefix("v2.").unwrap_or(rest);
+                let (algorithm, salt) = rest.split_once(".with.salt.").ok_or_else(|| {
+                    bad(
+                        key,
+                        value,
+                        "the property name must be column.mask.hash.<algorithm>.with.salt.<salt>",
+                    )
+                })?;
+                let algorithm = match algorithm.to_ascii_uppercase().replace('-', "").as_str() {
+                    "MD5" => HashAlgorithm::Md5,
+                    "SHA1" => HashAlgorithm::Sha1,
+                    "SHA256" => HashAlgorithm::Sha256,
+                    "SHA512" => HashAlgorithm::Sha512,
+                    _ => {
+                        return Err(bad(
+                            key,
+                            value,
+                            format!(
+                                "unsupported hash algorithm {algorithm:?}: MD5, SHA-1, SHA-256 or SHA-512"
+                            ),
+                        ));
+                    }
+                };
+                ColumnTransform::Hash {
+                    algorithm,
+                    salt: salt.to_owned(),
+                }
+            } else {
+                continue;
+            };
+            transforms.push((patterns(key, value)?, transform));
+        }
+        let mut key_columns = Vec::new();
+        if let Some(spec) = props.get("message.key.columns") {
+            for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+                let (table, columns) = entry.rsplit_once(':').ok_or_else(|| {
+                    bad(
+                        "message.key.columns",
+                        spec,
+                        "expected <table regex>:<column>,<column>;...",
+                    )
+                })?;
+                let table = Regex::new(&format!("^(?:{})$", table.trim())).map_err(|e| {
+                    bad(
+                        "message.key.columns",
+                        spec,
+                        format!("invalid table pattern: {e}"),
+                    )
+                })?;
+                let columns: Vec<String> = columns
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                if columns.is_empty() {
+                    return Err(bad("message.key.columns", spec, "no columns after ':'"));
+                }
+                key_columns.push((table, columns));
+            }
+        }
+        let legacy = props
+            .get("sanitize.field.names")
+            .is_some_and(|v| v == "true");
+        Ok(Self {
+            include,
+            exclude,
+            transforms,
+            key_columns,
+            schema_names: adjustment(props, "schema.name.adjustment.mode", legacy)?,
+            field_names: adjustment(props, "field.name.adjustment.mode", legacy)?,
+        })
+    }
+
+    /// Resolves the rules for one table version.
+    pub fn plan(&self, table: &TableSchema) -> TablePlan {
+        let qualified =
+            |column: &str| format!("{}.{}.{column}", table.id.namespace, table.id.table);
+        let mut columns = Vec::with_capacity(table.columns.len());
+        for (index, column) in table.columns.iter().enumerate() {
+            let name = qualified(&column.name);
+            let included = match &self.include {
+                Some(include) => include.iter().any(|r| r.is_match(&name)),
+                None => !self.exclude.iter().any(|r| r.is_match(&name)),
+            };
+            if !included {
+                continue;
+            }
+            let is_text = matches!(column.data_type, DataType::String { .. });
+            let transform = self
+                .transforms
+                .iter()
+                .find(|(patterns, _)| is_text && patterns.iter().any(|r| r.is_match(&name)))
+                .map(|(_, t)| t.clone());
+            columns.push(PlannedColumn { index, transform });
+        }
+        let table_name = table.id.to_string();
+        let key = match self
+            .key_columns
+            .iter()
+            .find(|(pattern, _)| pattern.is_match(&table_name))
+        {
+            Some((_, names)) => names.iter().filter_map(|n| table.column_index(n)).collect(),
+            None => table.primary_key.clone(),
+        };
+        TablePlan { columns, key }
+    }
+}
+
+/// One column of the value record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedColumn {
+    /// Index in the table's columns (and rows).
+    pub index: usize,
+    /// What happens to its values.
+    pub transform: Option<ColumnTransform>,
+}
+
+/// The columns of one table version as the records carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    /// Value columns in order.
+    pub columns: Vec<PlannedColumn>,
+    /// Key column indices (primary key or `message.key.columns`).
+    pub key: Vec<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnSchema, SchemaVersion, TableId};
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    fn table() -> TableSchema {
+        let text = DataType::String { length: None };
+        TableSchema::new(
+            TableId::new("public", "users"),
+            SchemaVersion::FIRST,
+            vec![
+                ColumnSchema::new("id", DataType::Int32, false),
+                ColumnSchema::new("email", text.clone(), true),
+                ColumnSchema::new("ssn", text.clone(), true),
+                ColumnSchema::new("bio", text, true),
+            ],
+            &["id"],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn include_exclude_and_transforms() {
+        let rules = ColumnRules::from_properties(&props(&[
+            ("column.exclude.list", "public.users.bio"),
+            ("column.mask.with.3.chars", "public\\.users\\.ssn"),
+            ("column.mask.hash.SHA-256.with.salt.pepper", ".*\\.email"),
+        ]))
+        .unwrap();
+        let plan = rules.plan(&table());
+        assert_eq!(
+            plan.columns.iter().map(|c| c.index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!(plan.columns[2].transform, Some(ColumnTransform::Mask(3)));
+        let hashed = plan.columns[1].transform.as_ref().unwrap().apply("a@b.c");
+        assert_eq!(hashed.len(), 64);
+        assert_eq!(ColumnTransform::Truncate(2).apply("zoë"), "zo");
+        // Whole-name match: a pattern matching only part of the name does not apply.
+        let rules =
+            ColumnRules::from_properties(&props(&[("column.include.list", "public.users.i")]))
+                .unwrap();
+        assert!(rules.plan(&table()).columns.is_empty());
+    }
+
+    #[test]
+    fn message_key_columns_override_the_primary_key() {
+        let rules = ColumnRules::from_properties(&props(&[(
+            "message.key.columns",
+            "public.users:email,ssn;other.t:x",
+        )]))
+        .unwrap();
+        assert_eq!(rules.plan(&table()).key, vec![1, 2]);
+    }
+
+    #[test]
+    fn bad_properties_are_named() {
+        for (k, v) in [
+            ("column.include.list", "(unclosed"),
+            ("column.mask.with.x.chars", "a"),
+            ("column.mask.hash.CRC.with.salt.s", "a"),
+            ("message.key.columns", "nocolon"),
+            ("schema.name.adjustment.mode", "loose"),
+        ] {
+            let err = ColumnRules::from_properties(&props(&[(k, v)])).unwrap_err();
+            assert_eq!(err.property, k);
+        }
+        let err = ColumnRules::from_properties(&props(&[
+            ("column.include.list", "a"),
+            ("column.exclude.list", "b"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.property, "column.exclude.list");
+    }
+
+    #[test]
+    fn name_adjustment() {
+        assert_eq!(
+            NameAdjustment::Avro.adjust_full("my-server.public.1st"),
+            "my_server.public._st"
+        );
+        assert_eq!(NameAdjustment::AvroUnicode.adjust("a-b"), "a_u002db");
+        assert_eq!(NameAdjustment::None.adjust("a-b"), "a-b");
+    }
+}
