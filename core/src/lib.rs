@@ -25,6 +25,7 @@ pub mod position;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod transforms;
 pub mod value;
 
 pub use error::{Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError};

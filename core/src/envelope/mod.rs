@@ -73,6 +73,8 @@ pub struct Record {
     pub position: SourcePosition,
     /// What kind of record.
     pub kind: RecordKind,
+    /// Headers (name, text value), added by transforms such as `add.headers`.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A change event that cannot be put in Debezium's shape (a source bug; definite).
@@ -472,6 +474,7 @@ impl EnvelopeFormatter {
                                 value: None,
                                 position: event.position.clone(),
                                 kind: RecordKind::Tombstone,
+                                headers: Vec::new(),
                             });
                         }
                     }
@@ -501,6 +504,7 @@ impl EnvelopeFormatter {
                             }),
                             position: event.position.clone(),
                             kind: RecordKind::Change,
+                            headers: Vec::new(),
                         });
                     }
                 }
@@ -517,6 +521,7 @@ impl EnvelopeFormatter {
                 }),
                 position: event.position.clone(),
                 kind: RecordKind::Heartbeat,
+                headers: Vec::new(),
             }),
             // Schema changes only change which schema later rows use; the MySQL
             // schema-change topic is produced by the MySQL connector's history.
@@ -565,6 +570,7 @@ impl EnvelopeFormatter {
             }),
             position: event.position.clone(),
             kind: RecordKind::Change,
+            headers: Vec::new(),
         });
         Ok(())
     }
@@ -658,6 +664,7 @@ impl EnvelopeFormatter {
             }),
             position: event.position.clone(),
             kind: RecordKind::TransactionMetadata,
+            headers: Vec::new(),
         }
     }
 }
