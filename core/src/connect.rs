@@ -239,6 +239,40 @@ pub mod logical {
         semantic(SchemaKind::String, "io.debezium.data.Enum").parameter("allowed", labels.join(","))
     }
 
+    /// `io.debezium.data.geometry.Geometry` (or `Geography`): struct of `wkb`, `srid`.
+    pub fn geometry(geography: bool) -> ConnectSchema {
+        let name = if geography {
+            "io.debezium.data.geometry.Geography"
+        } else {
+            "io.debezium.data.geometry.Geometry"
+        };
+        let doc = if geography { "Geography" } else { "Geometry" };
+        ConnectSchema::record(
+            name,
+            vec![
+                Field::new("wkb", ConnectSchema::new(SchemaKind::Bytes)),
+                Field::new("srid", ConnectSchema::new(SchemaKind::Int32).optional()),
+            ],
+        )
+        .versioned(1)
+        .doc(doc)
+    }
+
+    /// `io.debezium.data.geometry.Point`: struct of `x`, `y`, `wkb`, `srid`.
+    pub fn point() -> ConnectSchema {
+        ConnectSchema::record(
+            "io.debezium.data.geometry.Point",
+            vec![
+                Field::new("x", ConnectSchema::new(SchemaKind::Float64)),
+                Field::new("y", ConnectSchema::new(SchemaKind::Float64)),
+                Field::new("wkb", ConnectSchema::new(SchemaKind::Bytes).optional()),
+                Field::new("srid", ConnectSchema::new(SchemaKind::Int32).optional()),
+            ],
+        )
+        .versioned(1)
+        .doc("Geometry (POINT)")
+    }
+
     /// An array of optional elements.
     pub fn array_of(element: ConnectSchema) -> ConnectSchema {
         ConnectSchema::new(SchemaKind::Array(Arc::new(element.optional())))

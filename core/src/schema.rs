@@ -123,6 +123,31 @@ pub enum DataType {
     },
     /// Array of an element type.
     Array(Box<DataType>),
+    /// A bit string of more than one bit (`bit(n)`, `bit varying`, MySQL `BIT(n)`); values
+    /// are [`crate::Value::Bytes`], least significant byte first as Debezium writes them.
+    Bits {
+        /// Declared length in bits.
+        length: u32,
+    },
+    /// MySQL `YEAR`; values are [`crate::Value::Int32`].
+    Year,
+    /// MySQL `SET`; values are [`crate::Value::String`] (comma-separated members).
+    Set {
+        /// The allowed members.
+        labels: Vec<String>,
+    },
+    /// Postgres `xml`; values are [`crate::Value::String`].
+    Xml,
+    /// Postgres `ltree`; values are [`crate::Value::String`].
+    Ltree,
+    /// Spatial data (PostGIS geometry/geography, MySQL GEOMETRY family); values are
+    /// [`crate::Value::Geometry`].
+    Geometry {
+        /// Geography (PostGIS) rather than geometry.
+        geography: bool,
+    },
+    /// A point; values are [`crate::Value::Geometry`] with the coordinates.
+    Point,
 }
 
 /// One column of a table.

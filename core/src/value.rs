@@ -158,6 +158,16 @@ pub enum Value {
     Enum(String),
     /// An array of values of one element type.
     Array(Vec<Value>),
+    /// Spatial data as well-known binary, with its SRID if any (and, for points, the
+    /// coordinates).
+    Geometry {
+        /// Well-known binary.
+        wkb: Vec<u8>,
+        /// Spatial reference id.
+        srid: Option<i32>,
+        /// x and y of a point.
+        point: Option<(f64, f64)>,
+    },
     /// A value the source did not send (an unchanged TOAST column); not the same as NULL.
     Unavailable,
 }

@@ -64,6 +64,15 @@ pub enum BinaryHandlingMode {
     Hex,
 }
 
+/// `interval.handling.mode` (Postgres).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalHandlingMode {
+    /// INT64 microseconds, `io.debezium.time.MicroDuration`.
+    Numeric,
+    /// ISO-8601 STRING, `io.debezium.time.Interval`.
+    String,
+}
+
 /// Operations that `skipped.operations` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -104,6 +113,8 @@ pub struct EnvelopeConfig {
     pub time_mode: TimePrecisionMode,
     /// `binary.handling.mode`.
     pub binary_mode: BinaryHandlingMode,
+    /// `interval.handling.mode`.
+    pub interval_mode: IntervalHandlingMode,
     /// `tombstones.on.delete`.
     pub tombstones_on_delete: bool,
     /// `provide.transaction.metadata`.
@@ -244,6 +255,15 @@ impl EnvelopeConfig {
                     ("base64", BinaryHandlingMode::Base64),
                     ("base64-url-safe", BinaryHandlingMode::Base64UrlSafe),
                     ("hex", BinaryHandlingMode::Hex),
+                ],
+            )?,
+            interval_mode: choice(
+                props,
+                "interval.handling.mode",
+                IntervalHandlingMode::Numeric,
+                &[
+                    ("numeric", IntervalHandlingMode::Numeric),
+                    ("string", IntervalHandlingMode::String),
                 ],
             )?,
             tombstones_on_delete: boolean(props, "tombstones.on.delete", true)?,

@@ -33,8 +33,8 @@ use crate::schema::{SchemaVersion, TableId, TableSchema};
 use crate::value::Value;
 
 pub use config::{
-    BinaryHandlingMode, ConnectorFlavor, DecimalHandlingMode, EnvelopeConfig, Operation,
-    PropertyError, TimePrecisionMode,
+    BinaryHandlingMode, ConnectorFlavor, DecimalHandlingMode, EnvelopeConfig, IntervalHandlingMode,
+    Operation, PropertyError, TimePrecisionMode,
 };
 use types::{TypeMismatch, TypeModes, column_datum, column_schema};
 
@@ -170,6 +170,7 @@ impl EnvelopeFormatter {
             decimal: config.decimal_mode,
             time: config.time_mode,
             binary: config.binary_mode,
+            interval: config.interval_mode,
         };
         let transaction_block = Arc::new(
             ConnectSchema::record(

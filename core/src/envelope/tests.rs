@@ -589,3 +589,157 @@ fn avro_name_adjustment_for_prefixes_avro_rejects() {
         Some("my_server.public.users.Envelope")
     );
 }
+
+/// The JsonConverter schema of one nullable column of this type.
+fn column_json(data_type: DataType, flavor: ConnectorFlavor, extra: &[(&str, &str)]) -> String {
+    let config = config(flavor, extra);
+    let modes = types::TypeModes {
+        decimal: config.decimal_mode,
+        time: config.time_mode,
+        binary: config.binary_mode,
+        interval: config.interval_mode,
+    };
+    let mut schema = types::column_schema(&data_type, modes);
+    schema.optional = true;
+    let mut out = String::new();
+    json::write_schema(&mut out, &schema, Some("c"));
+    out
+}
+
+fn expect(kind: &str, rest: &str) -> String {
+    format!(r#"{{"type":"{kind}","optional":true{rest},"field":"c"}}"#)
+}
+
+/// Every MySQL type, as the MySQL connector describes it, against Debezium's MySQL type
+/// table (default `time.precision.mode=adaptive_time_microseconds`).
+#[test]
+fn mysql_type_mapping_matches_debezium() {
+    let text = DataType::String { length: Some(20) };
+    let dbz = |name: &str| format!(r#","name":"{name}","version":1"#);
+    let cases: Vec<(&str, DataType, String)> = vec![
+        ("BOOLEAN / BIT(1)", DataType::Bool, expect("boolean", "")),
+        ("BIT(16)", DataType::Bits { length: 16 }, expect("bytes", &format!(r#"{},"parameters":{{"length":"16"}}"#, dbz("io.debezium.data.Bits")))),
+        ("TINYINT", DataType::Int16, expect("int16", "")),
+        ("SMALLINT UNSIGNED", DataType::Int32, expect("int32", "")),
+        ("INT UNSIGNED", DataType::Int64, expect("int64", "")),
+        ("FLOAT", DataType::Float32, expect("float", "")),
+        ("DOUBLE", DataType::Float64, expect("double", "")),
+        (
+            "DECIMAL(10,2)",
+            DataType::Decimal { precision: Some(10), scale: Some(2) },
+            expect(
+                "bytes",
+                r#","name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"10"}"#,
+            ),
+        ),
+        ("VARCHAR(20)", text, expect("string", "")),
+        ("BLOB", DataType::Bytes { length: None }, expect("bytes", "")),
+        ("JSON", DataType::Json, expect("string", &dbz("io.debezium.data.Json"))),
+        (
+            "ENUM('a','b')",
+            DataType::Enum { labels: vec!["a".into(), "b".into()] },
+            expect("string", &format!(r#"{},"parameters":{{"allowed":"a,b"}}"#, dbz("io.debezium.data.Enum"))),
+        ),
+        (
+            "SET('x','y')",
+            DataType::Set { labels: vec!["x".into(), "y".into()] },
+            expect("string", &format!(r#"{},"parameters":{{"allowed":"x,y"}}"#, dbz("io.debezium.data.EnumSet"))),
+        ),
+        ("YEAR", DataType::Year, expect("int32", &dbz("io.debezium.time.Year"))),
+        ("DATE", DataType::Date, expect("int32", &dbz("io.debezium.time.Date"))),
+        ("TIME(0)", DataType::Time { precision: Some(0) }, expect("int64", &dbz("io.debezium.time.MicroTime"))),
+        ("DATETIME", DataType::Timestamp { precision: Some(0) }, expect("int64", &dbz("io.debezium.time.Timestamp"))),
+        ("DATETIME(6)", DataType::Timestamp { precision: Some(6) }, expect("int64", &dbz("io.debezium.time.MicroTimestamp"))),
+        ("TIMESTAMP(3)", DataType::TimestampTz { precision: Some(3) }, expect("string", &dbz("io.debezium.time.ZonedTimestamp"))),
+        (
+            "GEOMETRY",
+            DataType::Geometry { geography: false },
+            r#"{"type":"struct","fields":[{"type":"bytes","optional":false,"field":"wkb"},{"type":"int32","optional":true,"field":"srid"}],"optional":true,"name":"io.debezium.data.geometry.Geometry","version":1,"doc":"Geometry","field":"c"}"#.to_owned(),
+        ),
+    ];
+    for (mysql_type, data_type, expected) in cases {
+        assert_eq!(
+            column_json(data_type, ConnectorFlavor::MySql, &[]),
+            expected,
+            "{mysql_type}"
+        );
+    }
+    // BIGINT UNSIGNED with bigint.unsigned.handling.mode=precise is described as DECIMAL(20,0).
+    assert_eq!(
+        column_json(
+            DataType::Decimal {
+                precision: Some(20),
+                scale: Some(0)
+            },
+            ConnectorFlavor::MySql,
+            &[]
+        ),
+        expect(
+            "bytes",
+            r#","name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"0","connect.decimal.precision":"20"}"#
+        )
+    );
+    // time.precision.mode=connect.
+    assert_eq!(
+        column_json(
+            DataType::Timestamp { precision: Some(6) },
+            ConnectorFlavor::MySql,
+            &[("time.precision.mode", "connect")]
+        ),
+        expect(
+            "int64",
+            r#","name":"org.apache.kafka.connect.data.Timestamp","version":1"#
+        )
+    );
+}
+
+/// Postgres types against Debezium's Postgres type table (default `adaptive`).
+#[test]
+fn postgres_type_mapping_matches_debezium() {
+    let dbz = |name: &str| format!(r#","name":"{name}","version":1"#);
+    let cases: Vec<(&str, DataType, &[(&str, &str)], String)> = vec![
+        ("int2", DataType::Int16, &[], expect("int16", "")),
+        ("int8", DataType::Int64, &[], expect("int64", "")),
+        ("time(3)", DataType::Time { precision: Some(3) }, &[], expect("int32", &dbz("io.debezium.time.Time"))),
+        ("time", DataType::Time { precision: Some(6) }, &[], expect("int64", &dbz("io.debezium.time.MicroTime"))),
+        ("timestamp(3)", DataType::Timestamp { precision: Some(3) }, &[], expect("int64", &dbz("io.debezium.time.Timestamp"))),
+        ("timestamp", DataType::Timestamp { precision: Some(6) }, &[], expect("int64", &dbz("io.debezium.time.MicroTimestamp"))),
+        ("timestamptz", DataType::TimestampTz { precision: Some(6) }, &[], expect("string", &dbz("io.debezium.time.ZonedTimestamp"))),
+        ("timetz", DataType::TimeTz { precision: Some(6) }, &[], expect("string", &dbz("io.debezium.time.ZonedTime"))),
+        ("interval", DataType::Interval, &[], expect("int64", &dbz("io.debezium.time.MicroDuration"))),
+        ("interval (string)", DataType::Interval, &[("interval.handling.mode", "string")], expect("string", &dbz("io.debezium.time.Interval"))),
+        ("uuid", DataType::Uuid, &[], expect("string", &dbz("io.debezium.data.Uuid"))),
+        ("jsonb", DataType::Json, &[], expect("string", &dbz("io.debezium.data.Json"))),
+        ("xml", DataType::Xml, &[], expect("string", &dbz("io.debezium.data.Xml"))),
+        ("ltree", DataType::Ltree, &[], expect("string", &dbz("io.debezium.data.Ltree"))),
+        ("bytea (hex)", DataType::Bytes { length: None }, &[("binary.handling.mode", "hex")], expect("string", "")),
+        (
+            "money",
+            DataType::Decimal { precision: None, scale: Some(2) },
+            &[],
+            expect("bytes", r#","name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"}"#),
+        ),
+        ("numeric (double)", DataType::Decimal { precision: Some(5), scale: Some(1) }, &[("decimal.handling.mode", "double")], expect("double", "")),
+        ("numeric (string)", DataType::Decimal { precision: None, scale: None }, &[("decimal.handling.mode", "string")], expect("string", "")),
+        (
+            "numeric",
+            DataType::Decimal { precision: None, scale: None },
+            &[],
+            r#"{"type":"struct","fields":[{"type":"int32","optional":false,"field":"scale"},{"type":"bytes","optional":false,"field":"value"}],"optional":true,"name":"io.debezium.data.VariableScaleDecimal","version":1,"doc":"Variable scaled decimal","field":"c"}"#.to_owned(),
+        ),
+        (
+            "int4[]",
+            DataType::Array(Box::new(DataType::Int32)),
+            &[],
+            r#"{"type":"array","items":{"type":"int32","optional":true},"optional":true,"field":"c"}"#.to_owned(),
+        ),
+        ("date (connect)", DataType::Date, &[("time.precision.mode", "connect")], expect("int32", r#","name":"org.apache.kafka.connect.data.Date","version":1"#)),
+    ];
+    for (pg_type, data_type, extra, expected) in cases {
+        assert_eq!(
+            column_json(data_type, ConnectorFlavor::Postgres, extra),
+            expected,
+            "{pg_type}"
+        );
+    }
+}

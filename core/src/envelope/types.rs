@@ -10,7 +10,9 @@ use crate::connect::{ConnectSchema, Datum, SchemaKind, logical};
 use crate::schema::DataType;
 use crate::value::{Decimal, Value};
 
-use super::config::{BinaryHandlingMode, DecimalHandlingMode, TimePrecisionMode};
+use super::config::{
+    BinaryHandlingMode, DecimalHandlingMode, IntervalHandlingMode, TimePrecisionMode,
+};
 
 /// The modes that change how columns map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct TypeModes {
     pub time: TimePrecisionMode,
     /// `binary.handling.mode`.
     pub binary: BinaryHandlingMode,
+    /// `interval.handling.mode`.
+    pub interval: IntervalHandlingMode,
 }
 
 /// A value that does not fit its column's type: a source bug, reported definitely.
@@ -102,7 +106,23 @@ pub fn column_schema(data_type: &DataType, modes: TypeModes) -> ConnectSchema {
             logical::semantic(K::String, "io.debezium.time.ZonedTimestamp")
         }
         DataType::TimeTz { .. } => logical::semantic(K::String, "io.debezium.time.ZonedTime"),
-        DataType::Interval => logical::semantic(K::Int64, "io.debezium.time.MicroDuration"),
+        DataType::Interval => match modes.interval {
+            IntervalHandlingMode::Numeric => {
+                logical::semantic(K::Int64, "io.debezium.time.MicroDuration")
+            }
+            IntervalHandlingMode::String => {
+                logical::semantic(K::String, "io.debezium.time.Interval")
+            }
+        },
+        DataType::Bits { length } => logical::semantic(K::Bytes, "io.debezium.data.Bits")
+            .parameter("length", length.to_string()),
+        DataType::Year => logical::semantic(K::Int32, "io.debezium.time.Year"),
+        DataType::Set { labels } => logical::semantic(K::String, "io.debezium.data.EnumSet")
+            .parameter("allowed", labels.join(",")),
+        DataType::Xml => logical::semantic(K::String, "io.debezium.data.Xml"),
+        DataType::Ltree => logical::semantic(K::String, "io.debezium.data.Ltree"),
+        DataType::Geometry { geography } => logical::geometry(*geography),
+        DataType::Point => logical::point(),
         DataType::Uuid => logical::semantic(K::String, "io.debezium.data.Uuid"),
         DataType::Json => logical::semantic(K::String, "io.debezium.data.Json"),
         DataType::Enum { labels } => logical::enumeration(labels),
@@ -175,10 +195,36 @@ pub fn column_datum(
             text.push('Z');
             Datum::String(text)
         }
-        (Value::Interval(i), DataType::Interval) => {
-            let months = f64::from(i.months) * DAYS_PER_MONTH_AVG * MICROS_PER_DAY as f64;
-            Datum::Int64(months as i64 + i64::from(i.days) * MICROS_PER_DAY + i.micros)
+        (Value::Interval(i), DataType::Interval) => match modes.interval {
+            IntervalHandlingMode::Numeric => {
+                let months = f64::from(i.months) * DAYS_PER_MONTH_AVG * MICROS_PER_DAY as f64;
+                Datum::Int64(months as i64 + i64::from(i.days) * MICROS_PER_DAY + i.micros)
+            }
+            IntervalHandlingMode::String => Datum::String(iso_interval(i)),
+        },
+        (Value::Bytes(b), DataType::Bits { .. }) => Datum::Bytes(b.clone()),
+        (Value::Int16(y), DataType::Year) => Datum::Int32(i32::from(*y)),
+        (Value::Int32(y), DataType::Year) => Datum::Int32(*y),
+        (Value::String(s), DataType::Set { .. } | DataType::Xml | DataType::Ltree) => {
+            Datum::String(s.clone())
         }
+        (Value::Geometry { wkb, srid, .. }, DataType::Geometry { .. }) => Datum::Struct(vec![
+            Datum::Bytes(wkb.clone()),
+            srid.map_or(Datum::Null, Datum::Int32),
+        ]),
+        (
+            Value::Geometry {
+                wkb,
+                srid,
+                point: Some((x, y)),
+            },
+            DataType::Point,
+        ) => Datum::Struct(vec![
+            Datum::Float64(*x),
+            Datum::Float64(*y),
+            Datum::Bytes(wkb.clone()),
+            srid.map_or(Datum::Null, Datum::Int32),
+        ]),
         (Value::Uuid(bytes), DataType::Uuid) => Datum::String(uuid_text(bytes)),
         (Value::Json(text), DataType::Json) => Datum::String(text.clone()),
         (Value::Enum(label), DataType::Enum { .. }) => Datum::String(label.clone()),
@@ -291,6 +337,9 @@ fn unavailable(data_type: &DataType, modes: TypeModes, placeholder: &str) -> Dat
             other => Datum::Array(vec![unavailable(other, modes, placeholder)]),
         },
         DataType::String { .. }
+        | DataType::Xml
+        | DataType::Ltree
+        | DataType::Set { .. }
         | DataType::Json
         | DataType::Enum { .. }
         | DataType::Uuid
@@ -303,6 +352,26 @@ fn unavailable(data_type: &DataType, modes: TypeModes, placeholder: &str) -> Dat
         // better to offer than null.
         _ => Datum::Null,
     }
+}
+
+/// ISO-8601 duration as Debezium's `io.debezium.time.Interval` (`P1Y2M3DT4H5M6.78S`).
+fn iso_interval(i: &crate::value::Interval) -> String {
+    let mut text = String::from("P");
+    let _ = write!(text, "{}Y{}M{}DT", i.months / 12, i.months % 12, i.days);
+    let total = i.micros;
+    let hours = total / 3_600_000_000;
+    let minutes = (total / 60_000_000) % 60;
+    let micros = total % 60_000_000;
+    let _ = write!(text, "{hours}H{minutes}M");
+    let (secs, frac) = (micros / 1_000_000, (micros % 1_000_000).abs());
+    if frac == 0 {
+        let _ = write!(text, "{secs}S");
+    } else {
+        let sign = if micros < 0 && secs == 0 { "-" } else { "" };
+        let digits = format!("{frac:06}");
+        let _ = write!(text, "{sign}{secs}.{}S", digits.trim_end_matches('0'));
+    }
+    text
 }
 
 fn uuid_text(b: &[u8; 16]) -> String {
@@ -396,7 +465,19 @@ mod tests {
             decimal: DecimalHandlingMode::Precise,
             time: TimePrecisionMode::Adaptive,
             binary: BinaryHandlingMode::Bytes,
+            interval: IntervalHandlingMode::Numeric,
         }
+    }
+
+    #[test]
+    fn iso_intervals() {
+        let i = Interval {
+            months: 14,
+            days: 3,
+            micros: 4 * 3_600_000_000 + 5 * 60_000_000 + 6_780_000,
+        };
+        assert_eq!(iso_interval(&i), "P1Y2M3DT4H5M6.78S");
+        assert_eq!(iso_interval(&Interval::default()), "P0Y0M0DT0H0M0S");
     }
 
     #[test]
