@@ -697,7 +697,8 @@ fn mysql_type_mapping_matches_debezium() {
 #[test]
 fn postgres_type_mapping_matches_debezium() {
     let dbz = |name: &str| format!(r#","name":"{name}","version":1"#);
-    let cases: Vec<(&str, DataType, &[(&str, &str)], String)> = vec![
+    type Case<'a> = (&'a str, DataType, &'a [(&'a str, &'a str)], String);
+    let cases: Vec<Case<'_>> = vec![
         ("int2", DataType::Int16, &[], expect("int16", "")),
         ("int8", DataType::Int64, &[], expect("int64", "")),
         ("time(3)", DataType::Time { precision: Some(3) }, &[], expect("int32", &dbz("io.debezium.time.Time"))),
