@@ -59,11 +59,35 @@ pub struct TransactionBoundary {
     pub event_count: u64,
 }
 
+/// What a DDL statement did to a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaChangeKind {
+    /// The table was created.
+    Create,
+    /// The table was altered.
+    Alter,
+    /// The table was dropped.
+    Drop,
+}
+
+impl SchemaChangeKind {
+    /// Debezium's `tableChanges[].type`.
+    pub fn as_debezium(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Alter => "ALTER",
+            Self::Drop => "DROP",
+        }
+    }
+}
+
 /// A change of a table's shape (DDL), with the schema version it introduces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaChange {
-    /// The table's new schema (its version is the new version).
+    /// The table's new schema (its version is the new version); for a drop, its last one.
     pub table: Arc<TableSchema>,
+    /// What happened.
+    pub kind: SchemaChangeKind,
     /// The DDL statement, when the source has it (MySQL).
     pub ddl: Option<String>,
 }

@@ -29,7 +29,10 @@ pub mod transforms;
 pub mod value;
 
 pub use error::{Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError};
-pub use event::{ChangeEvent, EventBatch, EventKind, Row, SnapshotMark, TransactionBoundary};
+pub use event::{
+    BinlogDetail, ChangeEvent, EventBatch, EventKind, Row, SchemaChange, SchemaChangeKind,
+    SnapshotMark, TransactionBoundary,
+};
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
 pub use position::{BinlogPosition, Lsn, PgPosition, SourcePosition};

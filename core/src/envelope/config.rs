@@ -129,6 +129,8 @@ pub struct EnvelopeConfig {
     pub transaction_topic: String,
     /// `topic.delimiter` (`.`).
     pub topic_delimiter: String,
+    /// `include.schema.changes` (MySQL/MariaDB; default true).
+    pub include_schema_changes: bool,
     /// Column filters, masks, key columns and name adjustment.
     pub columns: super::columns::ColumnRules,
 }
@@ -267,6 +269,11 @@ impl EnvelopeConfig {
                 ],
             )?,
             tombstones_on_delete: boolean(props, "tombstones.on.delete", true)?,
+            include_schema_changes: boolean(
+                props,
+                "include.schema.changes",
+                flavor != ConnectorFlavor::Postgres,
+            )?,
             provide_transaction_metadata: boolean(props, "provide.transaction.metadata", false)?,
             skipped_operations,
             unavailable_placeholder: props

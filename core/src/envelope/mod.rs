@@ -20,6 +20,7 @@
 
 pub mod columns;
 pub mod config;
+mod schema_change;
 mod source_info;
 pub mod types;
 
@@ -58,6 +59,8 @@ pub enum RecordKind {
     Heartbeat,
     /// A transaction BEGIN or END record.
     TransactionMetadata,
+    /// A MySQL/MariaDB schema-change record.
+    SchemaChange,
 }
 
 /// One record for a topic.
@@ -146,6 +149,7 @@ pub struct EnvelopeFormatter {
     last_commit_lsn: Option<Lsn>,
     heartbeat: SideChannel,
     transaction_metadata: SideChannel,
+    schema_changes: Option<(Arc<str>, schema_change::SchemaChangeSchemas)>,
 }
 
 #[derive(Debug)]
@@ -237,8 +241,21 @@ impl EnvelopeFormatter {
                 .versioned(1),
             ),
         };
+        let source = source_info::SourceInfo::new(config.flavor, &config);
+        let schema_changes = (config.include_schema_changes
+            && config.flavor != ConnectorFlavor::Postgres)
+            .then(|| {
+                (
+                    Arc::from(config.topic_prefix.as_str()),
+                    schema_change::SchemaChangeSchemas::new(
+                        config.flavor.connector_name(),
+                        source.schema(),
+                    ),
+                )
+            });
         Self {
-            source: source_info::SourceInfo::new(config.flavor, &config),
+            schema_changes,
+            source,
             last_table: None,
             ops: ["c", "u", "d", "r", "t"].map(Arc::from),
             config,
@@ -524,9 +541,39 @@ impl EnvelopeFormatter {
                 kind: RecordKind::Heartbeat,
                 headers: Vec::new(),
             }),
-            // Schema changes only change which schema later rows use; the MySQL
-            // schema-change topic is produced by the MySQL connector's history.
-            EventKind::SchemaChange(_) => {}
+            // On Postgres a schema change only changes which schema later rows use; MySQL
+            // and MariaDB also publish it on the schema-change topic.
+            EventKind::SchemaChange(change) => {
+                if let Some((topic, schemas)) = &self.schema_changes {
+                    let database = change.table.id.namespace.clone();
+                    let names = source_info::TableNames {
+                        namespace: database.as_str().into(),
+                        table: change.table.id.table.as_str().into(),
+                    };
+                    let source = self.source.datum(event, &names, None);
+                    out.push(Record {
+                        topic: Arc::clone(topic),
+                        key: Some(Payload {
+                            schema: Arc::clone(&schemas.key),
+                            datum: Datum::Struct(vec![Datum::String(database.clone())]),
+                        }),
+                        value: Some(Payload {
+                            schema: Arc::clone(&schemas.value),
+                            datum: Datum::Struct(vec![
+                                source,
+                                Datum::Int64(source_us.div_euclid(1000)),
+                                Datum::String(database),
+                                Datum::Null,
+                                schema_change::optional_text(change.ddl.as_deref()),
+                                schema_change::table_changes(change),
+                            ]),
+                        }),
+                        position: event.position.clone(),
+                        kind: RecordKind::SchemaChange,
+                        headers: Vec::new(),
+                    });
+                }
+            }
         }
         Ok(())
     }

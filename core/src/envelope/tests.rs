@@ -744,3 +744,65 @@ fn postgres_type_mapping_matches_debezium() {
         );
     }
 }
+
+#[test]
+fn mysql_schema_change_record() {
+    use crate::event::{SchemaChange, SchemaChangeKind};
+    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::MySql, &[]));
+    let mut name = ColumnSchema::new("name", DataType::String { length: Some(20) }, true);
+    name.source_type = "VARCHAR(20)".into();
+    let mut id = ColumnSchema::new("id", DataType::Int32, false);
+    id.source_type = "INT".into();
+    let table = Arc::new(
+        TableSchema::new(
+            TableId::new("inventory", "items"),
+            SchemaVersion::FIRST,
+            vec![id, name],
+            &["id"],
+        )
+        .unwrap(),
+    );
+    let position = SourcePosition::Binlog(BinlogPosition {
+        file: "binlog.000001".into(),
+        pos: 300,
+        event: 0,
+        row: 0,
+        gtid: None,
+        gtid_set: None,
+        snapshot: false,
+    });
+    let ddl = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))";
+    let change = EventKind::SchemaChange(SchemaChange {
+        table,
+        kind: SchemaChangeKind::Create,
+        ddl: Some(ddl.into()),
+    });
+    let mut out = Vec::new();
+    f.format(&event(position, change.clone()), 0, &mut out)
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(&*out[0].topic, "demo");
+    assert_eq!(out[0].kind, RecordKind::SchemaChange);
+    let key = out[0].key.as_ref().unwrap();
+    assert_eq!(
+        key.schema.name.as_deref(),
+        Some("io.debezium.connector.mysql.SchemaChangeKey")
+    );
+    let value = out[0].value.as_ref().unwrap();
+    let text = String::from_utf8(
+        json::encode(&value.schema, Some(&value.datum), false)
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(text.contains(r#""databaseName":"inventory","schemaName":null,"ddl":"CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))","tableChanges":[{"type":"CREATE","id":"\"inventory\".\"items\"","table":{"defaultCharsetName":null,"primaryKeyColumnNames":["id"],"columns":[{"name":"id","jdbcType":4,"nativeType":null,"typeName":"INT","typeExpression":"INT","#), "{text}");
+    assert!(text.contains(r#"{"name":"name","jdbcType":12,"nativeType":null,"typeName":"VARCHAR","typeExpression":"VARCHAR(20)","charsetName":null,"length":20,"scale":null,"position":2,"optional":true"#), "{text}");
+    let mut bytes = Vec::new();
+    crate::encoding::avro::encode(&value.schema, &value.datum, &mut bytes).unwrap();
+
+    // Postgres has no schema-change topic.
+    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut out = Vec::new();
+    f.format(&event(pg(1, 1), change), 0, &mut out).unwrap();
+    assert!(out.is_empty());
+}

@@ -1,0 +1,203 @@
+//! MySQL/MariaDB schema-change records on the `<topic.prefix>` topic
+//! (`include.schema.changes`, default true): key `io.debezium.connector.<c>.SchemaChangeKey`
+//! `{databaseName}`, value `…SchemaChangeValue` `{source, ts_ms, databaseName, schemaName,
+//! ddl, tableChanges}` with Debezium's `io.debezium.connector.schema.Change` / `Table` /
+//! `Column` structs. Column `jdbcType`s are `java.sql.Types` codes.
+
+use std::sync::Arc;
+
+use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
+use crate::event::{SchemaChange, SchemaChangeKind};
+use crate::schema::{ColumnSchema, DataType};
+
+fn req(kind: SchemaKind) -> ConnectSchema {
+    ConnectSchema::new(kind)
+}
+
+fn opt(kind: SchemaKind) -> ConnectSchema {
+    ConnectSchema::new(kind).optional()
+}
+
+fn strings() -> SchemaKind {
+    SchemaKind::Array(Arc::new(req(SchemaKind::String)))
+}
+
+/// Key and value schemas of the schema-change topic.
+#[derive(Debug)]
+pub(crate) struct SchemaChangeSchemas {
+    pub(crate) key: Arc<ConnectSchema>,
+    pub(crate) value: Arc<ConnectSchema>,
+}
+
+impl SchemaChangeSchemas {
+    pub(crate) fn new(connector: &str, source: &Arc<ConnectSchema>) -> Self {
+        let column = ConnectSchema::record(
+            "io.debezium.connector.schema.Column",
+            vec![
+                Field::new("name", req(SchemaKind::String)),
+                Field::new("jdbcType", req(SchemaKind::Int32)),
+                Field::new("nativeType", opt(SchemaKind::Int32)),
+                Field::new("typeName", req(SchemaKind::String)),
+                Field::new("typeExpression", opt(SchemaKind::String)),
+                Field::new("charsetName", opt(SchemaKind::String)),
+                Field::new("length", opt(SchemaKind::Int32)),
+                Field::new("scale", opt(SchemaKind::Int32)),
+                Field::new("position", req(SchemaKind::Int32)),
+                Field::new("optional", opt(SchemaKind::Boolean)),
+                Field::new("autoIncremented", opt(SchemaKind::Boolean)),
+                Field::new("generated", opt(SchemaKind::Boolean)),
+                Field::new("comment", opt(SchemaKind::String)),
+                Field::new("defaultValueExpression", opt(SchemaKind::String)),
+                Field::new("enumValues", opt(strings())),
+            ],
+        )
+        .versioned(1);
+        let table = ConnectSchema::record(
+            "io.debezium.connector.schema.Table",
+            vec![
+                Field::new("defaultCharsetName", opt(SchemaKind::String)),
+                Field::new("primaryKeyColumnNames", opt(strings())),
+                Field::new("columns", req(SchemaKind::Array(Arc::new(column)))),
+                Field::new("comment", opt(SchemaKind::String)),
+            ],
+        )
+        .versioned(1)
+        .optional();
+        let change = ConnectSchema::record(
+            "io.debezium.connector.schema.Change",
+            vec![
+                Field::new("type", req(SchemaKind::String)),
+                Field::new("id", req(SchemaKind::String)),
+                Field::new("table", table),
+            ],
+        )
+        .versioned(1);
+        Self {
+            key: Arc::new(
+                ConnectSchema::record(
+                    format!("io.debezium.connector.{connector}.SchemaChangeKey"),
+                    vec![Field::new("databaseName", req(SchemaKind::String))],
+                )
+                .versioned(1),
+            ),
+            value: Arc::new(
+                ConnectSchema::record(
+                    format!("io.debezium.connector.{connector}.SchemaChangeValue"),
+                    vec![
+                        Field::new("source", Arc::clone(source)),
+                        Field::new("ts_ms", req(SchemaKind::Int64)),
+                        Field::new("databaseName", opt(SchemaKind::String)),
+                        Field::new("schemaName", opt(SchemaKind::String)),
+                        Field::new("ddl", opt(SchemaKind::String)),
+                        Field::new("tableChanges", req(SchemaKind::Array(Arc::new(change)))),
+                    ],
+                )
+                .versioned(1),
+            ),
+        }
+    }
+}
+
+/// `java.sql.Types` code, length and scale Debezium reports for a column.
+fn jdbc(column: &ColumnSchema) -> (i32, Option<i32>, Option<i32>) {
+    let int = |v: Option<u32>| v.and_then(|v| i32::try_from(v).ok());
+    let upper = column.source_type.to_ascii_uppercase();
+    match &column.data_type {
+        DataType::Bool => (16, None, None),
+        DataType::Int16 if upper.starts_with("TINYINT") => (-6, None, None),
+        DataType::Int16 => (5, None, None),
+        DataType::Int32 | DataType::Year => (4, None, None),
+        DataType::Int64 => (-5, None, None),
+        DataType::Float32 => (7, None, None),
+        DataType::Float64 => (8, None, None),
+        DataType::Decimal { precision, scale } => (3, int(*precision), int(*scale)),
+        DataType::String { length } if upper.starts_with("CHAR") => (1, int(*length), None),
+        DataType::String { length } => (12, int(*length), None),
+        DataType::Bytes { length } if upper.contains("BLOB") => (2004, int(*length), None),
+        DataType::Bytes { length } if upper.starts_with("BINARY") => (-2, int(*length), None),
+        DataType::Bytes { length } => (-3, int(*length), None),
+        DataType::Date => (91, None, None),
+        DataType::Time { precision } => (92, precision.map(i32::from), None),
+        DataType::TimeTz { precision } => (2013, precision.map(i32::from), None),
+        DataType::Timestamp { precision } => (93, precision.map(i32::from), None),
+        DataType::TimestampTz { precision } => (2014, precision.map(i32::from), None),
+        DataType::Enum { .. } | DataType::Set { .. } => (1, None, None),
+        DataType::Bits { length } => (-7, int(Some(*length)), None),
+        DataType::Array(_) => (2003, None, None),
+        DataType::Xml => (2009, None, None),
+        DataType::Interval
+        | DataType::Uuid
+        | DataType::Json
+        | DataType::Ltree
+        | DataType::Geometry { .. }
+        | DataType::Point => (1111, None, None),
+    }
+}
+
+/// An optional STRING datum.
+pub(crate) fn optional_text(value: Option<&str>) -> Datum {
+    value.map_or(Datum::Null, |v| Datum::String(v.to_owned()))
+}
+
+/// The `tableChanges` array of one change.
+pub(crate) fn table_changes(change: &SchemaChange) -> Datum {
+    if change.kind == SchemaChangeKind::Drop {
+        return Datum::Array(Vec::new());
+    }
+    let table = &change.table;
+    let columns = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (jdbc_type, length, scale) = jdbc(c);
+            let labels = match &c.data_type {
+                DataType::Enum { labels } | DataType::Set { labels } => {
+                    Datum::Array(labels.iter().map(|l| Datum::String(l.clone())).collect())
+                }
+                _ => Datum::Null,
+            };
+            let type_name = if c.source_type.is_empty() {
+                format!("{:?}", c.data_type)
+            } else {
+                c.source_type.clone()
+            };
+            Datum::Struct(vec![
+                Datum::String(c.name.clone()),
+                Datum::Int32(jdbc_type),
+                Datum::Null,
+                Datum::String(
+                    type_name
+                        .split('(')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                ),
+                Datum::String(type_name),
+                Datum::Null,
+                length.map_or(Datum::Null, Datum::Int32),
+                scale.map_or(Datum::Null, Datum::Int32),
+                Datum::Int32(i32::try_from(i + 1).unwrap_or(i32::MAX)),
+                Datum::Boolean(c.nullable),
+                Datum::Boolean(false),
+                Datum::Boolean(false),
+                Datum::Null,
+                Datum::Null,
+                labels,
+            ])
+        })
+        .collect();
+    let key = Datum::Array(
+        table
+            .key_columns()
+            .map(|c| Datum::String(c.name.clone()))
+            .collect(),
+    );
+    let table_struct = Datum::Struct(vec![Datum::Null, key, Datum::Array(columns), Datum::Null]);
+    Datum::Array(vec![Datum::Struct(vec![
+        Datum::String(change.kind.as_debezium().into()),
+        Datum::String(format!("\"{}\".\"{}\"", table.id.namespace, table.id.table)),
+        table_struct,
+    ])])
+}
