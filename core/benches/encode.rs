@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
+/// The daemon's allocator, so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use outflow_core::encoding::{avro, json};
 use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
