@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::value::Value;
+
 /// Identifies a table: `schema.table` on Postgres, `database.table` on MySQL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableId {
@@ -151,7 +153,7 @@ pub enum DataType {
 }
 
 /// One column of a table.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnSchema {
     /// Column name as the database spells it.
     pub name: String,
@@ -162,6 +164,10 @@ pub struct ColumnSchema {
     pub source_type: String,
     /// Whether the column admits NULL.
     pub nullable: bool,
+    /// The column's default value, when the database declares a constant one (becomes
+    /// the Connect schema default, as Debezium reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
 }
 
 impl ColumnSchema {
@@ -172,6 +178,7 @@ impl ColumnSchema {
             data_type,
             source_type: String::new(),
             nullable,
+            default: None,
         }
     }
 }
@@ -180,7 +187,7 @@ impl ColumnSchema {
 ///
 /// Invariant: every index in `primary_key` is a valid index into `columns`; rows decoded
 /// with this schema have exactly `columns.len()` values, in column order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableSchema {
     /// Which table.
     pub id: TableId,

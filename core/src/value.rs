@@ -10,13 +10,14 @@
 //! unchanged TOAST column in a Postgres update; it is distinct from SQL `NULL`.
 
 use num_bigint::BigInt;
+use serde::{Deserialize, Serialize};
 
 /// An exact decimal number: `unscaled * 10^-scale`.
 ///
 /// Arbitrary precision (Postgres `numeric` can hold 131072 digits before the point), so
 /// the unscaled part is a big integer. `scale` may be negative for values such as
 /// `1E+3` stored without trailing zeros.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Decimal {
     /// The digits of the number, as an integer.
     pub unscaled: BigInt,
@@ -99,7 +100,7 @@ impl std::fmt::Display for Decimal {
 
 /// A Postgres-style interval: months, days and microseconds kept apart, because a month
 /// has no fixed number of days and a day no fixed number of seconds (DST).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Interval {
     /// Whole months.
     pub months: i32,
@@ -110,7 +111,7 @@ pub struct Interval {
 }
 
 /// One column value, decoded from the source's wire format.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// SQL `NULL`.
     Null,

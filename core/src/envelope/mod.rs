@@ -304,10 +304,18 @@ impl EnvelopeFormatter {
         let plan = rules.plan(table);
         let record_name =
             |suffix: &str| rules.schema_names.adjust_full(&format!("{topic}.{suffix}"));
+        let placeholder = &self.config.unavailable_placeholder;
         let column = |index: usize| {
             let c = &table.columns[index];
             let mut schema = column_schema(&c.data_type, self.modes);
             schema.optional = c.nullable;
+            // A declared constant default becomes the schema default, as Debezium has it;
+            // a default that does not fit the column's type is left out.
+            schema.default = c
+                .default
+                .as_ref()
+                .and_then(|d| column_datum(d, &c.data_type, self.modes, placeholder).ok())
+                .filter(|d| !d.is_null());
             Field::new(rules.field_names.adjust(&c.name), schema)
         };
         let key_schema = (!plan.key.is_empty()).then(|| {

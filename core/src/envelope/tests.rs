@@ -21,19 +21,34 @@ fn config(flavor: ConnectorFlavor, extra: &[(&str, &str)]) -> EnvelopeConfig {
     EnvelopeConfig::from_properties(flavor, &props).unwrap()
 }
 
+/// The table behind a Debezium 3.0 registry schema observed in the wild: `id` and the
+/// timestamps have declared defaults.
 fn users() -> Arc<TableSchema> {
     let ts = DataType::Timestamp { precision: Some(6) };
+    let with_default = |mut c: ColumnSchema, v: Value| {
+        c.default = Some(v);
+        c
+    };
     Arc::new(
         TableSchema::new(
             TableId::new("public", "users"),
             SchemaVersion::FIRST,
             vec![
-                ColumnSchema::new("id", DataType::Int32, false),
+                with_default(
+                    ColumnSchema::new("id", DataType::Int32, false),
+                    Value::Int32(0),
+                ),
                 ColumnSchema::new("user_id", DataType::String { length: None }, false),
                 ColumnSchema::new("email", DataType::String { length: None }, true),
                 ColumnSchema::new("country", DataType::String { length: None }, true),
-                ColumnSchema::new("created_at", ts.clone(), true),
-                ColumnSchema::new("updated_at", ts, true),
+                with_default(
+                    ColumnSchema::new("created_at", ts.clone(), true),
+                    Value::Timestamp(0),
+                ),
+                with_default(
+                    ColumnSchema::new("updated_at", ts, true),
+                    Value::Timestamp(0),
+                ),
             ],
             &["id"],
         )
@@ -75,19 +90,18 @@ const SNAPSHOT_ALLOWED: &str =
     "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental";
 
 /// Debezium 3.0.x's registered schema for `demo.public.users` (observed in the wild),
-/// with the two 3.1 changes (source `connect.version` 1, seven snapshot values) and
-/// without column defaults (this table has none).
+/// with the two 3.1 changes (source `connect.version` 1, seven snapshot values).
 fn expected_postgres_value_schema() -> String {
-    let micro = r#"["null",{"type":"long","connect.version":1,"connect.name":"io.debezium.time.MicroTimestamp"}]"#;
+    let micro = r#"[{"type":"long","connect.version":1,"connect.default":0,"connect.name":"io.debezium.time.MicroTimestamp"},"null"]"#;
     format!(
         concat!(
             r#"{{"type":"record","name":"Envelope","namespace":"demo.public.users","fields":["#,
             r#"{{"name":"before","type":["null",{{"type":"record","name":"Value","fields":["#,
-            r#"{{"name":"id","type":"int"}},{{"name":"user_id","type":"string"}},"#,
+            r#"{{"name":"id","type":{{"type":"int","connect.default":0}},"default":0}},{{"name":"user_id","type":"string"}},"#,
             r#"{{"name":"email","type":["null","string"],"default":null}},"#,
             r#"{{"name":"country","type":["null","string"],"default":null}},"#,
-            r#"{{"name":"created_at","type":{micro},"default":null}},"#,
-            r#"{{"name":"updated_at","type":{micro},"default":null}}],"connect.name":"demo.public.users.Value"}}],"default":null}},"#,
+            r#"{{"name":"created_at","type":{micro},"default":0}},"#,
+            r#"{{"name":"updated_at","type":{micro},"default":0}}],"connect.name":"demo.public.users.Value"}}],"default":null}},"#,
             r#"{{"name":"after","type":["null","Value"],"default":null}},"#,
             r#"{{"name":"source","type":{{"type":"record","name":"Source","namespace":"io.debezium.connector.postgresql","fields":["#,
             r#"{{"name":"version","type":"string"}},{{"name":"connector","type":"string"}},{{"name":"name","type":"string"}},"#,
@@ -136,7 +150,7 @@ fn postgres_value_schema_matches_debezium() {
     let key = record.key.as_ref().unwrap();
     assert_eq!(
         avro::avro_schema(&key.schema),
-        r#"{"type":"record","name":"Key","namespace":"demo.public.users","fields":[{"name":"id","type":"int"}],"connect.name":"demo.public.users.Key"}"#
+        r#"{"type":"record","name":"Key","namespace":"demo.public.users","fields":[{"name":"id","type":{"type":"int","connect.default":0},"default":0}],"connect.name":"demo.public.users.Key"}"#
     );
 }
 
@@ -176,7 +190,7 @@ fn postgres_insert_as_json_without_schema() {
     assert_eq!(
         String::from_utf8(bytes).unwrap(),
         concat!(
-            r#"{"before":null,"after":{"id":1,"user_id":"u1","email":null,"country":"NL","created_at":1700000000123456,"updated_at":null},"#,
+            r#"{"before":null,"after":{"id":1,"user_id":"u1","email":null,"country":"NL","created_at":1700000000123456,"updated_at":0},"#,
             r#""source":{"version":""#,
             env!("CARGO_PKG_VERSION"),
             r#"-outflow","connector":"postgresql","name":"demo","ts_ms":1740218268517,"snapshot":"false","db":"shop","#,
