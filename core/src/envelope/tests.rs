@@ -820,3 +820,70 @@ fn mysql_schema_change_record() {
     f.format(&event(pg(1, 1), change), 0, &mut out).unwrap();
     assert!(out.is_empty());
 }
+
+/// The MySQL `source` record and a key, as AvroConverter registers them for Debezium's
+/// MySQL connector (field order and optionality of `BinlogSourceInfoStructMaker`).
+#[test]
+fn mysql_avro_source_and_key_schemas_match_debezium() {
+    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::MySql, &[]));
+    let table = Arc::new(
+        TableSchema::new(
+            TableId::new("inventory", "customers"),
+            SchemaVersion::FIRST,
+            vec![
+                ColumnSchema::new("id", DataType::Int32, false),
+                ColumnSchema::new("email", DataType::String { length: Some(255) }, false),
+                ColumnSchema::new("flag", DataType::Int16, true),
+            ],
+            &["id"],
+        )
+        .unwrap(),
+    );
+    let position = SourcePosition::Binlog(BinlogPosition {
+        file: "mysql-bin.000003".into(),
+        pos: 154,
+        event: 1,
+        row: 0,
+        gtid: None,
+        gtid_set: None,
+        snapshot: false,
+    });
+    let mut out = Vec::new();
+    f.format(
+        &event(
+            position,
+            EventKind::Insert {
+                table,
+                after: vec![Value::Int32(1004), Value::String("a@b".into()), Value::Null],
+            },
+        ),
+        0,
+        &mut out,
+    )
+    .unwrap();
+    let value_schema = avro::avro_schema(&out[0].value.as_ref().unwrap().schema);
+    let source = concat!(
+        r#"{"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium.connector.mysql","fields":["#,
+        r#"{"name":"version","type":"string"},{"name":"connector","type":"string"},{"name":"name","type":"string"},"#,
+        r#"{"name":"ts_ms","type":"long"},"#,
+        r#"{"name":"snapshot","type":[{"type":"string","connect.version":1,"connect.parameters":{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},"connect.default":"false","connect.name":"io.debezium.data.Enum"},"null"],"default":"false"},"#,
+        r#"{"name":"db","type":"string"},{"name":"sequence","type":["null","string"],"default":null},"#,
+        r#"{"name":"ts_us","type":["null","long"],"default":null},{"name":"ts_ns","type":["null","long"],"default":null},"#,
+        r#"{"name":"table","type":["null","string"],"default":null},{"name":"server_id","type":"long"},"#,
+        r#"{"name":"gtid","type":["null","string"],"default":null},{"name":"file","type":"string"},"#,
+        r#"{"name":"pos","type":"long"},{"name":"row","type":"int"},"#,
+        r#"{"name":"thread","type":["null","long"],"default":null},{"name":"query","type":["null","string"],"default":null}],"#,
+        r#""connect.version":1,"connect.name":"io.debezium.connector.mysql.Source"}}"#
+    );
+    assert!(value_schema.contains(source), "{value_schema}");
+    assert!(
+        value_schema.contains(
+            r#"{"name":"flag","type":["null",{"type":"int","connect.type":"int16"}],"default":null}"#
+        ),
+        "{value_schema}"
+    );
+    assert_eq!(
+        avro::avro_schema(&out[0].key.as_ref().unwrap().schema),
+        r#"{"type":"record","name":"Key","namespace":"demo.inventory.customers","fields":[{"name":"id","type":"int"}],"connect.name":"demo.inventory.customers.Key"}"#
+    );
+}
