@@ -9,3 +9,7 @@
 //! [`outflow_core::Value`], and acknowledging `confirmed_flush_lsn` only for durable
 //! positions. It implements [`outflow_core::Source`] and emits
 //! [`outflow_core::PgPosition`]s.
+//!
+//! Implemented so far: [`pgoutput`], the protocol decoder.
+
+pub mod pgoutput;
