@@ -13,3 +13,4 @@
 //! Implemented so far: [`pgoutput`], the protocol decoder.
 
 pub mod pgoutput;
+pub mod types;

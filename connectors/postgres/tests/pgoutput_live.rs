@@ -15,7 +15,10 @@ async fn decodes_a_real_pgoutput_stream() {
         "CREATE TABLE audit (id int, what text)",
         "ALTER TABLE audit REPLICA IDENTITY FULL",
         "CREATE PUBLICATION pub FOR ALL TABLES",
-        "SELECT pg_create_logical_replication_slot('s', 'pgoutput')",
+        &format!(
+            "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+            db.name()
+        ),
         "INSERT INTO items VALUES (1, 'one', repeat('x', 10000)), (2, NULL, 'two')",
         "UPDATE items SET name = 'uno' WHERE id = 1",
         "UPDATE items SET id = 10 WHERE id = 2",
@@ -32,8 +35,11 @@ async fn decodes_a_real_pgoutput_stream() {
     }
     let rows = client
         .query(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes('s', NULL, NULL, \
-             'proto_version', '1', 'publication_names', 'pub', 'messages', 'true')",
+            &format!(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes('{}', NULL, NULL, \
+                 'proto_version', '1', 'publication_names', 'pub', 'messages', 'true')",
+                db.name()
+            ),
             &[],
         )
         .await
