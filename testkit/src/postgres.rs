@@ -6,6 +6,11 @@ use std::time::Duration;
 use crate::process;
 use crate::tools;
 
+/// Users with password authentication that tests may create (pg_hba.conf asks them for a
+/// password; all other users are trusted): `outflow_md5` (md5) and `outflow_scram`
+/// (SCRAM-SHA-256).
+pub const PASSWORD_USERS: [&str; 2] = ["outflow_md5", "outflow_scram"];
+
 /// A running PostgreSQL server owned by this test process.
 #[derive(Debug)]
 pub struct PostgresServer {
@@ -55,6 +60,16 @@ impl PostgresServer {
             .env("HOME", &root);
         as_owner(&mut initdb);
         process::run("initdb", &mut initdb);
+        // Password methods for the users tests create to exercise authentication; every
+        // other user is trusted.
+        let hba = "local all all trust\n\
+                   host all outflow_md5 127.0.0.1/32 md5\n\
+                   host all outflow_scram 127.0.0.1/32 scram-sha-256\n\
+                   host all all 127.0.0.1/32 trust\n\
+                   host replication all 127.0.0.1/32 trust\n";
+        if let Err(e) = std::fs::write(data.join("pg_hba.conf"), hba) {
+            panic!("testkit: cannot write pg_hba.conf: {e}");
+        }
 
         let port = process::free_port();
         let mut postgres = Command::new(bindir.join("postgres"));

@@ -13,4 +13,5 @@
 //! Implemented so far: [`pgoutput`], the protocol decoder.
 
 pub mod pgoutput;
+pub mod replication;
 pub mod types;

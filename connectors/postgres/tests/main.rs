@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
 mod pgoutput_live;
+mod replication_live;
 mod types_live;
