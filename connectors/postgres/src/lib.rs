@@ -12,6 +12,11 @@
 //!
 //! Implemented so far: [`pgoutput`], the protocol decoder.
 
+pub mod catalog;
+pub mod config;
+pub mod copy;
 pub mod pgoutput;
+pub mod relation;
 pub mod replication;
+pub mod source;
 pub mod types;

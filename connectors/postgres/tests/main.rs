@@ -3,4 +3,5 @@
 
 mod pgoutput_live;
 mod replication_live;
+mod source_live;
 mod types_live;

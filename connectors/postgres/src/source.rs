@@ -1,0 +1,886 @@
+//! The Postgres source: preflight, publication and slot, the initial snapshot, and the
+//! pgoutput stream, as an [`outflow_core::Source`].
+//!
+//! Consistency: on a first start the slot is created with an exported snapshot on the
+//! replication connection, which then stays idle while the snapshot reads every captured
+//! table inside that snapshot (`SET TRANSACTION SNAPSHOT`, REPEATABLE READ); streaming
+//! then starts on the same slot. The snapshot sees exactly the transactions committed
+//! before the slot's consistent point, the stream exactly those after, so no row is missed
+//! or repeated at the handover.
+//!
+//! Positions: streamed events carry `(commit LSN, sequence in the transaction)`; pgoutput's
+//! Begin message already names the commit LSN, so nothing is buffered. Snapshot rows carry
+//! the consistent point and a running sequence.
+//!
+//! Acknowledgement: the slot's `confirmed_flush_lsn` only advances to the end LSN of a
+//! transaction whose Commit event the pipeline reported durable (the [`DurableWatch`]); while
+//! nothing is in flight, keepalives let it follow the server's WAL end so an idle
+//! connector does not hold WAL back.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use outflow_core::event::{SchemaChange, SchemaChangeKind};
+use outflow_core::source::{DurableWatch, SourceContext};
+use outflow_core::{
+    ChangeEvent, EventBatch, EventKind, Lsn, PgPosition, SnapshotMark, Source, SourceError,
+    SourcePosition, TransactionBoundary,
+};
+
+use crate::catalog::Catalog;
+use crate::config::{PostgresConfig, PublicationAutocreate, SnapshotMode};
+use crate::pgoutput::{Decoder, Message, RelationColumn, unix_micros};
+use crate::relation::RelationCache;
+use crate::replication::{
+    ConnectOptions, ReplicationConnection, ReplicationError, ReplicationStream, StreamMessage,
+    postgres_now,
+};
+use crate::types::SESSION_SETTINGS;
+
+const BATCH_EVENTS: usize = 1024;
+
+fn replication_error(context: &str, e: ReplicationError) -> SourceError {
+    let transient = match &e {
+        ReplicationError::Io(_) => true,
+        ReplicationError::Server { code, .. } => {
+            code.starts_with("08") || code.starts_with("57") || code == "53300"
+        }
+        _ => false,
+    };
+    if transient {
+        SourceError::transient(context.to_owned(), e)
+    } else {
+        let hint = match e.sqlstate() {
+            Some(code) if code.starts_with("28") => "check database.user and database.password",
+            Some("42501") => "grant the REPLICATION attribute: ALTER ROLE <user> REPLICATION",
+            _ => "see the server's message",
+        };
+        SourceError::definite_with(context.to_owned(), hint, e)
+    }
+}
+
+fn query_error(context: &str, e: tokio_postgres::Error) -> SourceError {
+    match e.code() {
+        Some(code) if !code.code().starts_with("08") && !code.code().starts_with("57") => {
+            SourceError::definite_with(context.to_owned(), "see the server's message", e)
+        }
+        _ => SourceError::transient(context.to_owned(), e),
+    }
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A Postgres change stream.
+#[derive(Debug)]
+pub struct PostgresSource {
+    config: PostgresConfig,
+}
+
+impl PostgresSource {
+    /// A source for a validated config.
+    pub fn new(config: PostgresConfig) -> Self {
+        Self { config }
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            host: self.config.host.clone(),
+            port: self.config.port,
+            user: self.config.user.clone(),
+            password: self.config.password.clone(),
+            dbname: self.config.dbname.clone(),
+            application_name: format!("outflow {}", self.config.slot_name),
+            settings: SESSION_SETTINGS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    async fn catalog(&self) -> Result<Catalog, SourceError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&self.config.host)
+            .port(self.config.port)
+            .user(&self.config.user)
+            .dbname(&self.config.dbname);
+        if let Some(password) = &self.config.password {
+            pg.password(password);
+        }
+        pg.application_name("outflow catalog");
+        let (client, connection) = pg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| query_error("connecting to Postgres", e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "catalog connection ended");
+            }
+        });
+        Ok(Catalog::new(client))
+    }
+
+    async fn preflight(&self, catalog: &Catalog) -> Result<(), SourceError> {
+        let client = catalog.client();
+        let wal_level: String = client
+            .query_one("SHOW wal_level", &[])
+            .await
+            .map_err(|e| query_error("reading wal_level", e))?
+            .get(0);
+        if wal_level != "logical" {
+            return Err(SourceError::definite(
+                format!("wal_level is {wal_level:?}, logical decoding needs \"logical\""),
+                "set wal_level = logical in postgresql.conf and restart Postgres",
+            ));
+        }
+        let can_replicate: bool = client
+            .query_one(
+                "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(|e| query_error("reading role attributes", e))?
+            .get(0);
+        if !can_replicate {
+            return Err(SourceError::definite(
+                format!("user {} lacks the REPLICATION attribute", self.config.user),
+                format!("ALTER ROLE {} REPLICATION", quote(&self.config.user)),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn ensure_publication(&self, catalog: &Catalog) -> Result<(), SourceError> {
+        let client = catalog.client();
+        let name = &self.config.publication_name;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[name])
+            .await
+            .map_err(|e| query_error("looking up the publication", e))?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let statement = match self.config.publication_autocreate {
+            PublicationAutocreate::Disabled => {
+                return Err(SourceError::definite(
+                    format!(
+                        "publication {name} does not exist and publication.autocreate.mode=disabled"
+                    ),
+                    format!(
+                        "CREATE PUBLICATION {} FOR TABLE …, or set publication.autocreate.mode",
+                        quote(name)
+                    ),
+                ));
+            }
+            PublicationAutocreate::AllTables => {
+                format!("CREATE PUBLICATION {} FOR ALL TABLES", quote(name))
+            }
+            PublicationAutocreate::Filtered => {
+                let rows = client
+                    .query("SELECT schemaname::text, tablename::text FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", &[])
+                    .await
+                    .map_err(|e| query_error("listing tables", e))?;
+                let tables: Vec<String> = rows
+                    .iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                    .filter(|(s, t)| self.config.captures(s, t))
+                    .map(|(s, t)| format!("{}.{}", quote(&s), quote(&t)))
+                    .collect();
+                if tables.is_empty() {
+                    return Err(SourceError::definite(
+                        "no table matches table.include.list / table.exclude.list",
+                        "fix the table filters or create the tables first",
+                    ));
+                }
+                format!(
+                    "CREATE PUBLICATION {} FOR TABLE {}",
+                    quote(name),
+                    tables.join(", ")
+                )
+            }
+        };
+        tracing::info!(publication = %name, "creating publication");
+        client
+            .batch_execute(&statement)
+            .await
+            .map_err(|e| query_error("creating the publication", e))
+    }
+}
+
+/// Commits in flight: the Commit event's position and the transaction's end LSN.
+#[derive(Debug, Default)]
+struct Acknowledger {
+    pending: VecDeque<(SourcePosition, Lsn)>,
+    flushed: Lsn,
+    idle_wal_end: Lsn,
+}
+
+impl Acknowledger {
+    /// Advances `flushed` over the commits that are durable; returns whether it moved.
+    fn durable(&mut self, durable: &SourcePosition) -> bool {
+        let before = self.flushed;
+        while let Some((position, end)) = self.pending.front() {
+            if position > durable {
+                break;
+            }
+            self.flushed = self.flushed.max(*end);
+            self.pending.pop_front();
+        }
+        self.flushed != before
+    }
+}
+
+struct StreamState {
+    decoder: Decoder,
+    relations: RelationCache,
+    transaction: Option<(u64, u32, i64, u64)>,
+    wal_start: Lsn,
+    last_position: Option<PgPosition>,
+    heartbeat_seq: u64,
+    batch: Vec<ChangeEvent>,
+    described: std::collections::HashSet<u32>,
+}
+
+impl Source for PostgresSource {
+    async fn run(&mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
+        let mut catalog = self.catalog().await?;
+        self.preflight(&catalog).await?;
+        self.ensure_publication(&catalog).await?;
+
+        let slot = self.config.slot_name.clone();
+        let slot_row = catalog
+            .client()
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| query_error("looking up the replication slot", e))?;
+        let resume = match &ctx.resume_after {
+            Some(SourcePosition::Postgres(p)) => Some(p.clone()),
+            Some(SourcePosition::Binlog(_)) => {
+                return Err(SourceError::definite(
+                    "the stored offset is a binlog position, not a Postgres one",
+                    "reset the connector's offsets (DELETE /connectors/<name>/offsets) or use a new name",
+                ));
+            }
+            None => None,
+        };
+        // An unfinished snapshot cannot continue: its exported snapshot is gone.
+        let resume = resume.filter(|p| !p.snapshot);
+        let wants_snapshot = matches!(
+            self.config.snapshot_mode,
+            SnapshotMode::Initial | SnapshotMode::InitialOnly | SnapshotMode::WhenNeeded
+        );
+
+        let mut conn = ReplicationConnection::connect(&self.connect_options())
+            .await
+            .map_err(|e| replication_error("opening the replication connection", e))?;
+        let mut snapshot = None;
+        match (&slot_row, &resume) {
+            (Some(_), Some(_)) => {}
+            (None, Some(p)) if self.config.snapshot_mode != SnapshotMode::WhenNeeded => {
+                return Err(SourceError::definite(
+                    format!(
+                        "replication slot {slot} is gone; changes after {} are lost",
+                        p.lsn_commit
+                    ),
+                    "set snapshot.mode=when_needed to take a new snapshot, or reset the connector's offsets",
+                ));
+            }
+            (Some(_), None) if !wants_snapshot => {}
+            (existing, _) => {
+                if existing.is_some() {
+                    // No durable offset: nothing was delivered from this slot; start over.
+                    conn.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote(&slot)))
+                        .await
+                        .map_err(|e| replication_error("dropping the stale replication slot", e))?;
+                }
+                let created = conn
+                    .create_slot(&slot, wants_snapshot)
+                    .await
+                    .map_err(|e| replication_error("creating the replication slot", e))?;
+                tracing::info!(slot = %slot, consistent_point = %created.consistent_point, "replication slot created");
+                snapshot = wants_snapshot.then_some(created);
+            }
+        }
+
+        let mut state = StreamState {
+            decoder: Decoder::new(),
+            relations: RelationCache::new(),
+            transaction: None,
+            wal_start: Lsn(0),
+            // Events at or before the resume point are resent by the server; skip them here.
+            last_position: resume.clone(),
+            heartbeat_seq: 0,
+            batch: Vec::new(),
+            described: std::collections::HashSet::new(),
+        };
+        if let Some(created) = snapshot {
+            let Some(name) = created.snapshot.clone() else {
+                return Err(SourceError::definite(
+                    "the server exported no snapshot",
+                    "use Postgres 10 or newer",
+                ));
+            };
+            self.snapshot(
+                &mut catalog,
+                &name,
+                created.consistent_point,
+                &mut state,
+                &ctx,
+            )
+            .await?;
+            if self.config.snapshot_mode == SnapshotMode::InitialOnly {
+                return Ok(());
+            }
+        }
+
+        let publication = self.config.publication_name.clone();
+        let stream = conn
+            .start_replication(
+                &slot,
+                Lsn(0),
+                &[
+                    ("proto_version", "1"),
+                    ("publication_names", &publication),
+                    ("messages", "true"),
+                ],
+            )
+            .await
+            .map_err(|e| replication_error("starting replication", e))?;
+        self.stream(stream, catalog, state, &mut ctx).await
+    }
+}
+
+impl PostgresSource {
+    async fn snapshot(
+        &self,
+        catalog: &mut Catalog,
+        snapshot: &str,
+        consistent_point: Lsn,
+        state: &mut StreamState,
+        ctx: &SourceContext,
+    ) -> Result<(), SourceError> {
+        let reader = self.catalog().await?;
+        let client = reader.client();
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| query_error("starting the snapshot transaction", e))?;
+        client
+            .batch_execute(&format!(
+                "SET TRANSACTION SNAPSHOT '{}'",
+                snapshot.replace('\'', "''")
+            ))
+            .await
+            .map_err(|e| query_error("importing the exported snapshot", e))?;
+        let tables = client
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_publication_tables p \
+                 JOIN pg_namespace n ON n.nspname = p.schemaname \
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
+                 WHERE p.pubname = $1 ORDER BY 2, 3",
+                &[&self.config.publication_name],
+            )
+            .await
+            .map_err(|e| query_error("listing published tables", e))?;
+        let tables: Vec<(u32, String, String)> = tables
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, u32>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, String>(2),
+                )
+            })
+            .filter(|(_, s, t)| self.config.captures(s, t))
+            .collect();
+        let mut seq = 0u64;
+        let mut pending: Option<ChangeEvent> = None;
+        for (oid, schema, name) in &tables {
+            let columns = client
+                .query(
+                    "SELECT attname::text, atttypid, atttypmod FROM pg_attribute \
+                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                    &[oid],
+                )
+                .await
+                .map_err(|e| query_error("reading table columns", e))?;
+            let names: Vec<String> = columns.iter().map(|r| r.get(0)).collect();
+            let mut types = Vec::with_capacity(columns.len());
+            let mut relation_columns = Vec::with_capacity(columns.len());
+            for (row, name) in columns.iter().zip(&names) {
+                let type_oid: u32 = row.get(1);
+                let modifier: i32 = row.get(2);
+                types.push((
+                    catalog
+                        .resolve_type(type_oid)
+                        .await
+                        .map_err(|e| query_error("resolving a type", e))?,
+                    modifier,
+                ));
+                relation_columns.push(RelationColumn {
+                    is_key: false,
+                    name,
+                    type_oid,
+                    type_modifier: modifier,
+                });
+            }
+            let info = catalog
+                .table_info(*oid)
+                .await
+                .map_err(|e| query_error("reading the primary key", e))?;
+            state
+                .relations
+                .define(*oid, schema, name, &relation_columns, types, &info);
+            state.described.insert(*oid);
+            let column_list: Vec<String> = names.iter().map(|n| quote(n)).collect();
+            let copy = format!(
+                "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+                if column_list.is_empty() {
+                    "*".to_owned()
+                } else {
+                    column_list.join(", ")
+                },
+                quote(schema),
+                quote(name)
+            );
+            let stream = client
+                .copy_out(&copy)
+                .await
+                .map_err(|e| query_error("starting COPY", e))?;
+            let mut stream = std::pin::pin!(stream);
+            let mut carry = Vec::new();
+            let mut first_in_table = true;
+            while let Some(chunk) = futures_next(&mut stream).await {
+                let chunk = chunk.map_err(|e| query_error("reading COPY data", e))?;
+                carry.extend_from_slice(&chunk);
+                let mut start = 0;
+                while let Some(end) = carry[start..].iter().position(|&b| b == b'\n') {
+                    let line = &carry[start..start + end];
+                    let tuple = crate::copy::parse_line(line).map_err(|e| {
+                        SourceError::definite(
+                            format!("COPY of {schema}.{name}: {e}"),
+                            "report this as a bug with the row",
+                        )
+                    })?;
+                    let (table, row) = state
+                        .relations
+                        .row(
+                            *oid,
+                            &tuple.iter().map(|c| c.as_column()).collect::<Vec<_>>(),
+                        )
+                        .map_err(|e| {
+                            SourceError::definite(e.to_string(), "check the column's type mapping")
+                        })?;
+                    seq += 1;
+                    let mark = if seq == 1 {
+                        SnapshotMark::First
+                    } else if first_in_table {
+                        SnapshotMark::FirstInDataCollection
+                    } else {
+                        SnapshotMark::True
+                    };
+                    first_in_table = false;
+                    let event = ChangeEvent {
+                        position: SourcePosition::Postgres(PgPosition {
+                            lsn_commit: consistent_point,
+                            lsn: consistent_point,
+                            seq,
+                            tx_id: None,
+                            snapshot: true,
+                        }),
+                        source_ts_us: Some(now_micros()),
+                        kind: EventKind::Read {
+                            table,
+                            after: row,
+                            mark,
+                        },
+                        binlog: None,
+                    };
+                    if let Some(previous) = pending.replace(event) {
+                        push(state, ctx, previous).await?;
+                    }
+                    start += end + 1;
+                }
+                carry.drain(..start);
+            }
+            // The last row of a table (and of the whole snapshot) is marked as such.
+            if let Some(EventKind::Read { mark, .. }) = pending.as_mut().map(|e| &mut e.kind)
+                && !first_in_table
+                && *mark != SnapshotMark::First
+            {
+                *mark = SnapshotMark::LastInDataCollection;
+            }
+        }
+        if let Some(mut last) = pending {
+            if let EventKind::Read { mark, .. } = &mut last.kind {
+                *mark = SnapshotMark::Last;
+            }
+            push(state, ctx, last).await?;
+        }
+        // The snapshot is complete: a position past every snapshot row (and before any
+        // streamed transaction) becomes durable, so a restart streams instead of
+        // snapshotting again.
+        let done = PgPosition {
+            lsn_commit: consistent_point,
+            lsn: consistent_point,
+            seq: 0,
+            tx_id: None,
+            snapshot: false,
+        };
+        state.last_position = Some(done.clone());
+        state.batch.push(ChangeEvent {
+            position: SourcePosition::Postgres(done),
+            source_ts_us: Some(now_micros()),
+            kind: EventKind::Heartbeat,
+            binlog: None,
+        });
+        flush(state, ctx).await?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| query_error("ending the snapshot", e))?;
+        tracing::info!(rows = seq, tables = tables.len(), "snapshot done");
+        Ok(())
+    }
+
+    async fn stream(
+        &self,
+        mut stream: ReplicationStream,
+        mut catalog: Catalog,
+        mut state: StreamState,
+        ctx: &mut SourceContext,
+    ) -> Result<(), SourceError> {
+        let mut ack = Acknowledger::default();
+        let mut status = tokio::time::interval(self.config.status_update_interval);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heartbeat_period = self
+            .config
+            .heartbeat_interval
+            .unwrap_or(std::time::Duration::from_secs(3600 * 24 * 365));
+        let mut heartbeat = tokio::time::interval(heartbeat_period);
+        heartbeat.reset();
+        let mut durable: DurableWatch = ctx.durable.clone();
+        loop {
+            tokio::select! {
+                () = ctx.shutdown.cancelled() => {
+                    flush(&mut state, ctx).await?;
+                    return Ok(());
+                }
+                changed = durable.changed() => {
+                    if let Some(position) = changed
+                        && ack.durable(&position)
+                    {
+                        send_status(&mut stream, &ack).await?;
+                    }
+                }
+                _ = status.tick() => {
+                    if ack.pending.is_empty() && state.transaction.is_none() && state.batch.is_empty()
+                        && durable.current() .as_ref() == state.last_position.clone().map(SourcePosition::Postgres).as_ref()
+                    {
+                        ack.flushed = ack.flushed.max(ack.idle_wal_end);
+                    }
+                    send_status(&mut stream, &ack).await?;
+                }
+                _ = heartbeat.tick(), if self.config.heartbeat_interval.is_some() && state.transaction.is_none() => {
+                    let base = state.last_position.clone().unwrap_or(PgPosition {
+                        lsn_commit: ack.flushed, lsn: ack.flushed, seq: 0, tx_id: None, snapshot: false,
+                    });
+                    state.heartbeat_seq += 1;
+                    let position = PgPosition { seq: base.seq.max(1 << 32) + state.heartbeat_seq, tx_id: None, snapshot: false, ..base };
+                    state.last_position = Some(position.clone());
+                    state.batch.push(ChangeEvent {
+                        position: SourcePosition::Postgres(position),
+                        source_ts_us: Some(now_micros()),
+                        kind: EventKind::Heartbeat,
+                        binlog: None,
+                    });
+                    flush(&mut state, ctx).await?;
+                }
+                message = stream.next() => {
+                    let Some(message) = message.map_err(|e| replication_error("reading the replication stream", e))? else {
+                        return Err(SourceError::transient("the server ended the replication stream", "CopyDone"));
+                    };
+                    match message {
+                        StreamMessage::Keepalive { wal_end, reply_requested, .. } => {
+                            ack.idle_wal_end = wal_end;
+                            if reply_requested {
+                                send_status(&mut stream, &ack).await?;
+                            }
+                        }
+                        StreamMessage::XLogData { wal_start, data, .. } => {
+                            state.wal_start = wal_start;
+                            self.handle(&data, &mut state, &mut catalog, &mut ack, ctx).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        data: &[u8],
+        state: &mut StreamState,
+        catalog: &mut Catalog,
+        ack: &mut Acknowledger,
+        ctx: &SourceContext,
+    ) -> Result<(), SourceError> {
+        let message = state.decoder.decode(data).map_err(|e| {
+            SourceError::definite_with(
+                "decoding pgoutput",
+                "report this as a bug with the server version",
+                e,
+            )
+        })?;
+        let row_error = |e: crate::relation::RowError| {
+            SourceError::definite(e.to_string(), "check the column's type mapping")
+        };
+        let kind = match message {
+            Message::Begin {
+                final_lsn,
+                commit_time,
+                xid,
+            } => {
+                state.transaction = Some((final_lsn, xid, unix_micros(commit_time), 0));
+                EventKind::Begin(TransactionBoundary {
+                    id: format!("{xid}:{final_lsn}"),
+                    event_count: 0,
+                })
+            }
+            Message::Commit { end_lsn, .. } => {
+                let Some((final_lsn, xid, _, seq)) = state.transaction else {
+                    return Err(SourceError::definite(
+                        "Commit without Begin in the stream",
+                        "report this as a bug",
+                    ));
+                };
+                let event = self.event(
+                    state,
+                    EventKind::Commit(TransactionBoundary {
+                        id: format!("{xid}:{final_lsn}"),
+                        event_count: seq,
+                    }),
+                );
+                if let Some(event) = event {
+                    ack.pending
+                        .push_back((event.position.clone(), Lsn(end_lsn)));
+                    state.batch.push(event);
+                } else {
+                    // A resent transaction entirely at or before the resume point.
+                    ack.flushed = ack.flushed.max(Lsn(end_lsn));
+                }
+                state.transaction = None;
+                return flush(state, ctx).await;
+            }
+            Message::Relation {
+                relation_id,
+                namespace,
+                name,
+                columns,
+                ..
+            } => {
+                let mut types = Vec::with_capacity(columns.len());
+                for c in &columns {
+                    types.push((
+                        catalog
+                            .resolve_type(c.type_oid)
+                            .await
+                            .map_err(|e| query_error("resolving a type", e))?,
+                        c.type_modifier,
+                    ));
+                }
+                let info = catalog
+                    .table_info(relation_id)
+                    .await
+                    .map_err(|e| query_error("reading the primary key", e))?;
+                let (table, changed) =
+                    state
+                        .relations
+                        .define(relation_id, namespace, name, &columns, types, &info);
+                let first = state.described.insert(relation_id);
+                if !changed || first || !self.config.captures(namespace, name) {
+                    return Ok(());
+                }
+                EventKind::SchemaChange(SchemaChange {
+                    table,
+                    kind: SchemaChangeKind::Alter,
+                    ddl: None,
+                })
+            }
+            Message::Insert {
+                relation_id, new, ..
+            } => {
+                let (table, after) = state.relations.row(relation_id, &new).map_err(row_error)?;
+                if !self.config.captures(&table.id.namespace, &table.id.table) {
+                    return Ok(());
+                }
+                EventKind::Insert { table, after }
+            }
+            Message::Update {
+                relation_id,
+                old,
+                new,
+                ..
+            } => {
+                let (table, after) = state.relations.row(relation_id, &new).map_err(row_error)?;
+                if !self.config.captures(&table.id.namespace, &table.id.table) {
+                    return Ok(());
+                }
+                let before = match old {
+                    Some((_, tuple)) => Some(
+                        state
+                            .relations
+                            .row(relation_id, &tuple)
+                            .map_err(row_error)?
+                            .1,
+                    ),
+                    None => None,
+                };
+                // Unchanged TOAST columns: take them from a full old image when there is one.
+                let after = match &before {
+                    Some(before) => after
+                        .into_iter()
+                        .zip(before)
+                        .map(|(a, b)| {
+                            if matches!(a, outflow_core::Value::Unavailable)
+                                && !matches!(b, outflow_core::Value::Null)
+                            {
+                                b.clone()
+                            } else {
+                                a
+                            }
+                        })
+                        .collect(),
+                    None => after,
+                };
+                EventKind::Update {
+                    table,
+                    before,
+                    after,
+                }
+            }
+            Message::Delete {
+                relation_id, old, ..
+            } => {
+                // Key-only old tuples (REPLICA IDENTITY DEFAULT/INDEX) have the other
+                // columns null, as Debezium's `before` has them.
+                let (_, tuple) = old;
+                let (table, before) = state
+                    .relations
+                    .row(relation_id, &tuple)
+                    .map_err(row_error)?;
+                if !self.config.captures(&table.id.namespace, &table.id.table) {
+                    return Ok(());
+                }
+                EventKind::Delete { table, before }
+            }
+            Message::Truncate { relation_ids, .. } => {
+                let tables: Vec<_> = relation_ids
+                    .iter()
+                    .filter_map(|id| state.relations.get(*id).ok().map(|r| Arc::clone(&r.schema)))
+                    .filter(|t| self.config.captures(&t.id.namespace, &t.id.table))
+                    .collect();
+                if tables.is_empty() {
+                    return Ok(());
+                }
+                EventKind::Truncate { tables }
+            }
+            Message::Origin { .. } | Message::Type { .. } | Message::LogicalMessage { .. } => {
+                return Ok(());
+            }
+            Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamCommit { .. }
+            | Message::StreamAbort { .. } => {
+                return Err(SourceError::definite(
+                    "streamed transaction in a protocol v1 stream",
+                    "report this as a bug",
+                ));
+            }
+        };
+        if let Some(event) = self.event(state, kind) {
+            state.batch.push(event);
+            if state.batch.len() >= BATCH_EVENTS {
+                flush(state, ctx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Positions an event of the open transaction; `None` for events at or before the
+    /// last emitted position (a resent transaction after a restart).
+    fn event(&self, state: &mut StreamState, kind: EventKind) -> Option<ChangeEvent> {
+        let (final_lsn, xid, commit_us, seq) = state.transaction.as_mut()?;
+        let position = PgPosition {
+            lsn_commit: Lsn(*final_lsn),
+            lsn: state.wal_start,
+            seq: *seq,
+            tx_id: Some(*xid),
+            snapshot: false,
+        };
+        *seq += 1;
+        if state
+            .last_position
+            .as_ref()
+            .is_some_and(|last| &position <= last)
+        {
+            return None;
+        }
+        state.last_position = Some(position.clone());
+        Some(ChangeEvent {
+            position: SourcePosition::Postgres(position),
+            source_ts_us: Some(*commit_us),
+            kind,
+            binlog: None,
+        })
+    }
+}
+
+async fn push(
+    state: &mut StreamState,
+    ctx: &SourceContext,
+    event: ChangeEvent,
+) -> Result<(), SourceError> {
+    state.batch.push(event);
+    if state.batch.len() >= BATCH_EVENTS {
+        flush(state, ctx).await?;
+    }
+    Ok(())
+}
+
+async fn flush(state: &mut StreamState, ctx: &SourceContext) -> Result<(), SourceError> {
+    if state.batch.is_empty() {
+        return Ok(());
+    }
+    let batch = EventBatch::new(std::mem::take(&mut state.batch));
+    ctx.events
+        .send(batch)
+        .await
+        .map_err(|e| SourceError::transient("handing events to the pipeline", e))
+}
+
+async fn send_status(
+    stream: &mut ReplicationStream,
+    ack: &Acknowledger,
+) -> Result<(), SourceError> {
+    stream
+        .send_status(ack.flushed, ack.flushed, postgres_now(), false)
+        .await
+        .map_err(|e| replication_error("sending a standby status update", e))
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+async fn futures_next<S: futures_util::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    use futures_util::StreamExt as _;
+    stream.next().await
+}
