@@ -435,6 +435,21 @@ fn parse_time(text: &str) -> Option<i64> {
     Some(((h * 60 + m) * 60 + s) * 1_000_000 + frac_us)
 }
 
+/// Up to six fractional-second digits as microseconds (`"5"` → 500000).
+fn fraction_micros(digits: &str) -> Option<i64> {
+    if digits.len() > 6 {
+        return None;
+    }
+    let mut value = 0i64;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(b - b'0');
+    }
+    Some(value * 10i64.pow(6 - digits.len() as u32))
+}
+
 /// `+HH[:MM[:SS]]` → seconds east of UTC.
 fn parse_offset(text: &str) -> Option<i32> {
     let (sign, rest) = match text.as_bytes().first()? {
@@ -552,15 +567,14 @@ fn parse_iso_interval(text: &str) -> Option<Interval> {
 }
 
 fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
     let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    let mut nibbles = text.bytes().filter(|b| *b != b'-');
+    for b in &mut out {
+        let hi = char::from(nibbles.next()?).to_digit(16)?;
+        let lo = char::from(nibbles.next()?).to_digit(16)?;
+        *b = u8::try_from(hi * 16 + lo).ok()?;
     }
-    Some(out)
+    nibbles.next().is_none().then_some(out)
 }
 
 /// A bit string as Debezium's `io.debezium.data.Bits` bytes: the bits as a number,
