@@ -427,12 +427,7 @@ fn parse_time(text: &str) -> Option<i64> {
     {
         return None;
     }
-    let frac_us: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}").parse().ok()?
-    };
-    Some(((h * 60 + m) * 60 + s) * 1_000_000 + frac_us)
+    Some(((h * 60 + m) * 60 + s) * 1_000_000 + fraction_micros(frac)?)
 }
 
 /// Up to six fractional-second digits as microseconds (`"5"` → 500000).
@@ -550,11 +545,7 @@ fn parse_iso_interval(text: &str) -> Option<Interval> {
                 return None;
             }
             let whole: i64 = if s.is_empty() { 0 } else { s.parse().ok()? };
-            let frac: i64 = if f.is_empty() {
-                0
-            } else {
-                format!("{f:0<6}").parse().ok()?
-            };
+            let frac = fraction_micros(f)?;
             let v = whole.checked_mul(unit)?.checked_add(frac)?;
             if negative { -v } else { v }
         } else {
