@@ -183,9 +183,22 @@ extern "C" fn stop_all() {
             let _ = server.child.wait();
         }
     }
+    let keep = std::env::var_os("OUTFLOW_KEEP_LAB").is_some();
     for server in owned {
-        drop(server.dir);
+        match server.dir {
+            // Kept for post-mortems (server logs): `OUTFLOW_KEEP_LAB=1 cargo test …`.
+            Some(dir) if keep => {
+                let path = dir.keep();
+                let _ = writeln_stderr(&format!("testkit: kept {}", path.display()));
+            }
+            other => drop(other),
+        }
     }
+}
+
+fn writeln_stderr(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stderr(), "{line}")
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; servers bind it right after).

@@ -96,6 +96,7 @@ fn kind_name(e: &ChangeEvent) -> &'static str {
 
 #[tokio::test]
 async fn snapshot_then_stream_exact_events_and_resume() {
+    let _serial = crate::SERIAL.lock().await;
     let db = postgres().create_database("src").await;
     let admin = db.connect().await;
     admin
@@ -216,6 +217,7 @@ async fn snapshot_then_stream_exact_events_and_resume() {
 
 #[tokio::test]
 async fn a_lost_slot_with_offsets_is_a_definite_error() {
+    let _serial = crate::SERIAL.lock().await;
     let db = postgres().create_database("lost").await;
     let admin = db.connect().await;
     admin
@@ -241,20 +243,46 @@ async fn a_lost_slot_with_offsets_is_a_definite_error() {
     })
     .await;
     assert!(active, "slot never became active");
-    admin
-        .batch_execute("INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
-    wait_events(&run.sink, |e| {
-        e.iter().any(|e| matches!(e.kind, EventKind::Commit(_)))
-    })
-    .await;
+    // Insert until one arrives (and report how many were needed: more than one means the
+    // first insert raced the slot's creation).
+    let mut delivered = false;
+    for i in 1..=20 {
+        admin
+            .batch_execute(&format!("INSERT INTO t VALUES ({i})"))
+            .await
+            .unwrap();
+        delivered = wait_for(Duration::from_secs(2), || {
+            let done = run
+                .sink
+                .durable()
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::Commit(_)));
+            async move { done }
+        })
+        .await;
+        if delivered {
+            break;
+        }
+    }
+    if run.task.is_finished() {
+        panic!("pipeline ended early: {:?}", run.task.await);
+    }
+    assert!(delivered, "no events");
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
-    admin
-        .batch_execute(&format!("SELECT pg_drop_replication_slot('{}')", db.name()))
-        .await
-        .unwrap();
+    // The walsender of the stopped connector may take a moment to release the slot.
+    let slot = db.name().to_owned();
+    let dropped = wait_for(Duration::from_secs(30), || {
+        let (admin, slot) = (&admin, slot.clone());
+        async move {
+            admin
+                .batch_execute(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(dropped, "slot never released");
 
     let run = start(config(&db, &[]), offsets);
     let err = run.task.await.unwrap().unwrap_err();
@@ -273,6 +301,7 @@ async fn a_lost_slot_with_offsets_is_a_definite_error() {
 /// as a snapshot read or as a streamed insert, in ten runs.
 #[tokio::test]
 async fn snapshot_handover_under_concurrent_writes_loses_and_repeats_nothing() {
+    let _serial = crate::SERIAL.lock().await;
     // Runs in which the handover fell inside the concurrent writes (some of the writer's
     // rows read by the snapshot, some streamed): the case this test is about.
     let mut split_runs = 0;
