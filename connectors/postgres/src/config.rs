@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use outflow_core::envelope::PropertyError;
+use outflow_core::envelope::config::regex_list as patterns;
 use regex::Regex;
 
 /// `publication.autocreate.mode`.
@@ -88,22 +89,6 @@ fn bad(property: &str, value: &str, message: impl Into<String>) -> PropertyError
         value: value.into(),
         message: message.into(),
     }
-}
-
-fn patterns(property: &str, list: &str) -> Result<Vec<Regex>, PropertyError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                bad(
-                    property,
-                    list,
-                    format!("invalid regular expression {p:?}: {e}"),
-                )
-            })
-        })
-        .collect()
 }
 
 fn millis(

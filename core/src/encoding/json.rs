@@ -41,55 +41,48 @@ pub fn write_json_string(out: &mut String, s: &str) {
 pub fn write_java_double(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("\"NaN\"");
-        return;
-    }
-    if v.is_infinite() {
+    } else if v.is_infinite() {
         out.push_str(if v > 0.0 {
             "\"Infinity\""
         } else {
             "\"-Infinity\""
         });
-        return;
-    }
-    if v == 0.0 {
+    } else if v == 0.0 {
         out.push_str(if v.is_sign_negative() { "-0.0" } else { "0.0" });
-        return;
-    }
-    let magnitude = v.abs();
-    if (1e-3..1e7).contains(&magnitude) {
-        let text = format!("{v}");
-        out.push_str(&text);
-        if !text.contains('.') {
-            out.push_str(".0");
-        }
     } else {
-        // Shortest round-trip digits in scientific form: "1.234e-5" → "1.234E-5".
-        let text = format!("{v:e}");
-        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-        out.push_str(mantissa);
-        if !mantissa.contains('.') {
-            out.push_str(".0");
-        }
-        out.push('E');
-        out.push_str(exponent);
+        write_java_finite(
+            out,
+            (1e-3..1e7).contains(&v.abs()),
+            &format!("{v}"),
+            &format!("{v:e}"),
+        );
     }
 }
 
 /// Appends a float as Java's `Float.toString` prints it.
 pub fn write_java_float(out: &mut String, v: f32) {
     if !v.is_finite() || v == 0.0 {
-        return write_java_double(out, f64::from(v));
+        write_java_double(out, f64::from(v));
+    } else {
+        write_java_finite(
+            out,
+            (1e-3..1e7).contains(&v.abs()),
+            &format!("{v}"),
+            &format!("{v:e}"),
+        );
     }
-    let magnitude = v.abs();
-    if (1e-3..1e7).contains(&magnitude) {
-        let text = format!("{v}");
-        out.push_str(&text);
-        if !text.contains('.') {
+}
+
+/// Java's layout of a finite non-zero number from Rust's shortest round-trip digits:
+/// plain in [1e-3, 1e7) with at least one fractional digit, else `d.dddE±n`.
+fn write_java_finite(out: &mut String, plain_range: bool, plain: &str, scientific: &str) {
+    if plain_range {
+        out.push_str(plain);
+        if !plain.contains('.') {
             out.push_str(".0");
         }
     } else {
-        let text = format!("{v:e}");
-        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
         out.push_str(mantissa);
         if !mantissa.contains('.') {
             out.push_str(".0");

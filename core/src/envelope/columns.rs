@@ -168,21 +168,7 @@ fn bad(property: &str, value: &str, message: impl Into<String>) -> PropertyError
     }
 }
 
-fn patterns(property: &str, list: &str) -> Result<Vec<Regex>, PropertyError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                bad(
-                    property,
-                    list,
-                    format!("invalid regular expression {p:?}: {e}"),
-                )
-            })
-        })
-        .collect()
-}
+use super::config::regex_list as patterns;
 
 fn adjustment(
     props: &BTreeMap<String, String>,

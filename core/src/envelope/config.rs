@@ -135,6 +135,22 @@ pub struct EnvelopeConfig {
     pub columns: super::columns::ColumnRules,
 }
 
+/// Parses a comma-separated list of regular expressions, each matched against a whole
+/// name (as Debezium's `*.include.list` / `*.exclude.list` properties are).
+pub fn regex_list(property: &str, list: &str) -> Result<Vec<regex::Regex>, PropertyError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| PropertyError {
+                property: property.into(),
+                value: list.into(),
+                message: format!("invalid regular expression {p:?}: {e}"),
+            })
+        })
+        .collect()
+}
+
 fn choice<T: Copy>(
     props: &BTreeMap<String, String>,
     property: &str,
