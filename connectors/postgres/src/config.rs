@@ -6,8 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use outflow_core::envelope::PropertyError;
-use outflow_core::envelope::config::regex_list as patterns;
-use regex::Regex;
+use outflow_core::envelope::config::NameFilter;
 
 /// `publication.autocreate.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +57,8 @@ pub struct PostgresConfig {
     pub slot_drop_on_stop: bool,
     /// `snapshot.mode`.
     pub snapshot_mode: SnapshotMode,
-    /// `table.include.list`.
-    pub table_include: Option<Vec<Regex>>,
-    /// `table.exclude.list`.
-    pub table_exclude: Vec<Regex>,
+    /// `table.include.list` / `table.exclude.list`.
+    pub tables: NameFilter,
     /// `heartbeat.interval.ms` (0 = off).
     pub heartbeat_interval: Option<Duration>,
     /// `status.update.interval.ms` (default 10 s).
@@ -155,22 +152,7 @@ impl PostgresConfig {
             }
             Ok(value)
         };
-        let include = props
-            .get("table.include.list")
-            .map(|l| patterns("table.include.list", l))
-            .transpose()?;
-        let exclude = props
-            .get("table.exclude.list")
-            .map(|l| patterns("table.exclude.list", l))
-            .transpose()?
-            .unwrap_or_default();
-        if include.is_some() && !exclude.is_empty() {
-            return Err(bad(
-                "table.exclude.list",
-                props.get("table.exclude.list").map_or("", String::as_str),
-                "cannot be used together with table.include.list",
-            ));
-        }
+        let tables = NameFilter::from_properties(props, "table")?;
         let heartbeat = millis(props, "heartbeat.interval.ms", 0)?;
         Ok(Self {
             host: required("database.hostname")?,
@@ -216,8 +198,7 @@ impl PostgresConfig {
                     ));
                 }
             },
-            table_include: include,
-            table_exclude: exclude,
+            tables,
             heartbeat_interval: (heartbeat > 0).then(|| Duration::from_millis(heartbeat)),
             status_update_interval: Duration::from_millis(
                 millis(props, "status.update.interval.ms", 10_000)?.max(100),
@@ -227,11 +208,7 @@ impl PostgresConfig {
 
     /// Whether `schema.table` is captured.
     pub fn captures(&self, schema: &str, table: &str) -> bool {
-        let name = format!("{schema}.{table}");
-        match &self.table_include {
-            Some(include) => include.iter().any(|r| r.is_match(&name)),
-            None => !self.table_exclude.iter().any(|r| r.is_match(&name)),
-        }
+        self.tables.matches(&format!("{schema}.{table}"))
     }
 }
 

@@ -16,7 +16,7 @@ use regex::Regex;
 
 use crate::schema::{DataType, TableSchema};
 
-use super::config::PropertyError;
+use super::config::{NameFilter, PropertyError};
 
 /// Digest of `column.mask.hash.<algorithm>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +137,7 @@ impl NameAdjustment {
 /// The column rules of a connector.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnRules {
-    include: Option<Vec<Regex>>,
-    exclude: Vec<Regex>,
+    columns: NameFilter,
     transforms: Vec<(Vec<Regex>, ColumnTransform)>,
     key_columns: Vec<(Regex, Vec<String>)>,
     /// Adjustment of record names.
@@ -149,9 +148,7 @@ pub struct ColumnRules {
 
 impl PartialEq for ColumnRules {
     fn eq(&self, other: &Self) -> bool {
-        let patterns = |v: &[Regex]| v.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>();
-        self.include.as_deref().map(patterns) == other.include.as_deref().map(patterns)
-            && patterns(&self.exclude) == patterns(&other.exclude)
+        self.columns.patterns() == other.columns.patterns()
             && self.transforms.len() == other.transforms.len()
             && self.schema_names == other.schema_names
             && self.field_names == other.field_names
@@ -187,22 +184,7 @@ fn adjustment(
 impl ColumnRules {
     /// Reads the column properties. Pure: no I/O.
     pub fn from_properties(props: &BTreeMap<String, String>) -> Result<Self, PropertyError> {
-        let include = props
-            .get("column.include.list")
-            .map(|l| patterns("column.include.list", l))
-            .transpose()?;
-        let exclude = props
-            .get("column.exclude.list")
-            .map(|l| patterns("column.exclude.list", l))
-            .transpose()?
-            .unwrap_or_default();
-        if include.is_some() && !exclude.is_empty() {
-            return Err(bad(
-                "column.exclude.list",
-                props.get("column.exclude.list").map_or("", String::as_str),
-                "cannot be used together with column.include.list",
-            ));
-        }
+        let columns = NameFilter::from_properties(props, "column")?;
         let mut transforms = Vec::new();
         for (key, value) in props {
             let transform = if let Some(rest) = key.strip_prefix("column.mask.with.") {
@@ -290,8 +272,7 @@ impl ColumnRules {
             .get("sanitize.field.names")
             .is_some_and(|v| v == "true");
         Ok(Self {
-            include,
-            exclude,
+            columns,
             transforms,
             key_columns,
             schema_names: adjustment(props, "schema.name.adjustment.mode", legacy)?,
@@ -306,11 +287,7 @@ impl ColumnRules {
         let mut columns = Vec::with_capacity(table.columns.len());
         for (index, column) in table.columns.iter().enumerate() {
             let name = qualified(&column.name);
-            let included = match &self.include {
-                Some(include) => include.iter().any(|r| r.is_match(&name)),
-                None => !self.exclude.iter().any(|r| r.is_match(&name)),
-            };
-            if !included {
+            if !self.columns.matches(&name) {
                 continue;
             }
             let is_text = matches!(column.data_type, DataType::String { .. });

@@ -151,6 +151,63 @@ pub fn regex_list(property: &str, list: &str) -> Result<Vec<regex::Regex>, Prope
         .collect()
 }
 
+/// A Debezium `<kind>.include.list` / `<kind>.exclude.list` pair: names (fully qualified)
+/// pass when they match an include pattern, or, without an include list, when they
+/// match no exclude pattern. Setting both is an error, as in Debezium.
+#[derive(Debug, Clone, Default)]
+pub struct NameFilter {
+    include: Option<Vec<regex::Regex>>,
+    exclude: Vec<regex::Regex>,
+}
+
+impl NameFilter {
+    /// Reads `<kind>.include.list` and `<kind>.exclude.list` (e.g. kind `table`).
+    pub fn from_properties(
+        props: &BTreeMap<String, String>,
+        kind: &str,
+    ) -> Result<Self, PropertyError> {
+        let (include_key, exclude_key) = (
+            format!("{kind}.include.list"),
+            format!("{kind}.exclude.list"),
+        );
+        let include = props
+            .get(&include_key)
+            .map(|l| regex_list(&include_key, l))
+            .transpose()?;
+        let exclude = props
+            .get(&exclude_key)
+            .map(|l| regex_list(&exclude_key, l))
+            .transpose()?
+            .unwrap_or_default();
+        if include.is_some() && !exclude.is_empty() {
+            return Err(PropertyError {
+                property: exclude_key.clone(),
+                value: props.get(&exclude_key).cloned().unwrap_or_default(),
+                message: format!("cannot be used together with {include_key}"),
+            });
+        }
+        Ok(Self { include, exclude })
+    }
+
+    /// Whether `name` passes.
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.include {
+            Some(include) => include.iter().any(|r| r.is_match(name)),
+            None => !self.exclude.iter().any(|r| r.is_match(name)),
+        }
+    }
+
+    /// The patterns, for comparisons.
+    pub fn patterns(&self) -> (Option<Vec<&str>>, Vec<&str>) {
+        (
+            self.include
+                .as_ref()
+                .map(|v| v.iter().map(regex::Regex::as_str).collect()),
+            self.exclude.iter().map(regex::Regex::as_str).collect(),
+        )
+    }
+}
+
 fn choice<T: Copy>(
     props: &BTreeMap<String, String>,
     property: &str,
