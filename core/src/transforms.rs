@@ -27,17 +27,9 @@ use regex::Regex;
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
 use crate::envelope::{Payload, PropertyError, Record, RecordKind};
 
-fn bad(property: impl Into<String>, value: &str, message: impl Into<String>) -> PropertyError {
-    PropertyError {
-        property: property.into(),
-        value: value.into(),
-        message: message.into(),
-    }
-}
-
 fn full_regex(property: &str, pattern: &str) -> Result<Regex, PropertyError> {
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-        bad(
+        PropertyError::new(
             property,
             pattern,
             format!("invalid regular expression: {e}"),
@@ -155,14 +147,14 @@ impl Predicate {
         let type_key = key("type");
         let class = props
             .get(&type_key)
-            .ok_or_else(|| bad(&type_key, "", "required"))?;
+            .ok_or_else(|| PropertyError::new(&type_key, "", "required"))?;
         let short = class.rsplit('.').next().unwrap_or(class);
         Ok(match short {
             "TopicNameMatches" => {
                 let pattern_key = key("pattern");
                 let pattern = props
                     .get(&pattern_key)
-                    .ok_or_else(|| bad(&pattern_key, "", "required"))?;
+                    .ok_or_else(|| PropertyError::new(&pattern_key, "", "required"))?;
                 Self::TopicNameMatches(full_regex(&pattern_key, pattern)?)
             }
             "RecordIsTombstone" => Self::RecordIsTombstone,
@@ -171,7 +163,7 @@ impl Predicate {
                 Self::HasHeaderKey(
                     props
                         .get(&name_key)
-                        .ok_or_else(|| bad(&name_key, "", "required"))?
+                        .ok_or_else(|| PropertyError::new(&name_key, "", "required"))?
                         .clone(),
                 )
             }
@@ -179,7 +171,7 @@ impl Predicate {
                 let ops_key = key("ops");
                 let ops = props
                     .get(&ops_key)
-                    .ok_or_else(|| bad(&ops_key, "", "required: e.g. c,u,d"))?;
+                    .ok_or_else(|| PropertyError::new(&ops_key, "", "required: e.g. c,u,d"))?;
                 let ops: Vec<String> = ops
                     .split(',')
                     .map(|s| s.trim().to_owned())
@@ -189,11 +181,21 @@ impl Predicate {
                     .iter()
                     .find(|o| !["c", "u", "d", "r", "t"].contains(&o.as_str()))
                 {
-                    return Err(bad(&ops_key, wrong, "operations are c, u, d, r, t"));
+                    return Err(PropertyError::new(
+                        &ops_key,
+                        wrong,
+                        "operations are c, u, d, r, t",
+                    ));
                 }
                 Self::OperationIs(ops)
             }
-            _ => return Err(bad(&type_key, class, "unknown predicate class")),
+            _ => {
+                return Err(PropertyError::new(
+                    &type_key,
+                    class,
+                    "unknown predicate class",
+                ));
+            }
         })
     }
 
@@ -284,7 +286,7 @@ impl ExtractNewRecordState {
                 "rewrite-with-tombstone" => DeleteMode::RewriteWithTombstone,
                 "delete-to-tombstone" => DeleteMode::DeleteToTombstone,
                 _ => {
-                    return Err(bad(
+                    return Err(PropertyError::new(
                         key("delete.tombstone.handling.mode"),
                         &mode,
                         "expected drop, tombstone, rewrite, rewrite-with-tombstone or delete-to-tombstone",
@@ -296,7 +298,7 @@ impl ExtractNewRecordState {
                 "none" => DeleteMode::Tombstone,
                 "rewrite" => DeleteMode::Rewrite,
                 _ => {
-                    return Err(bad(
+                    return Err(PropertyError::new(
                         key("delete.handling.mode"),
                         &legacy,
                         "expected drop, none or rewrite",
@@ -309,7 +311,11 @@ impl ExtractNewRecordState {
             None | Some("true") => !matches!(delete_mode, DeleteMode::RewriteWithTombstone),
             Some("false") => false,
             Some(other) => {
-                return Err(bad(key("drop.tombstones"), other, "expected true or false"));
+                return Err(PropertyError::new(
+                    key("drop.tombstones"),
+                    other,
+                    "expected true or false",
+                ));
             }
         };
         let list = |name: &str, prefix_key: &str| -> Vec<FieldReference> {
@@ -681,8 +687,9 @@ impl TransformChain {
             let key = |k: &str| format!("transforms.{name}.{k}");
             let get = |k: &str| props.get(&key(k)).cloned();
             let type_key = key("type");
-            let class = get("type").ok_or_else(|| bad(&type_key, "", "required"))?;
-            let required = |k: &str| get(k).ok_or_else(|| bad(key(k), "", "required"));
+            let class = get("type").ok_or_else(|| PropertyError::new(&type_key, "", "required"))?;
+            let required =
+                |k: &str| get(k).ok_or_else(|| PropertyError::new(key(k), "", "required"));
             let transform = match class.as_str() {
                 "io.debezium.transforms.ExtractNewRecordState" => {
                     Transform::Unwrap(ExtractNewRecordState::from_properties(&get, &key)?)
@@ -701,7 +708,7 @@ impl TransformChain {
                         }),
                         (None, None) => None,
                         _ => {
-                            return Err(bad(
+                            return Err(PropertyError::new(
                                 key("key.field.replacement"),
                                 "",
                                 "key.field.regex and key.field.replacement go together",
@@ -735,7 +742,7 @@ impl TransformChain {
                                     header_fields.push(((*column).to_owned(), (*alias).to_owned()))
                                 }
                                 _ => {
-                                    return Err(bad(
+                                    return Err(PropertyError::new(
                                         key("table.fields.additional.placement"),
                                         &spec,
                                         "only <column>:header[:<alias>] placements are supported",
@@ -757,7 +764,7 @@ impl TransformChain {
                     })
                 }
                 other => {
-                    return Err(bad(
+                    return Err(PropertyError::new(
                         &type_key,
                         other,
                         "unknown or unsupported transform class",
@@ -766,15 +773,18 @@ impl TransformChain {
             };
             let predicate = match get("predicate") {
                 Some(p) => {
-                    let predicate = predicates
-                        .get(&p)
-                        .cloned()
-                        .ok_or_else(|| bad(key("predicate"), &p, "not listed in `predicates`"))?;
+                    let predicate = predicates.get(&p).cloned().ok_or_else(|| {
+                        PropertyError::new(key("predicate"), &p, "not listed in `predicates`")
+                    })?;
                     let negate = match get("negate").as_deref() {
                         None | Some("false") => false,
                         Some("true") => true,
                         Some(other) => {
-                            return Err(bad(key("negate"), other, "expected true or false"));
+                            return Err(PropertyError::new(
+                                key("negate"),
+                                other,
+                                "expected true or false",
+                            ));
                         }
                     };
                     Some((predicate, negate))

@@ -47,14 +47,6 @@ impl fmt::Debug for RegistryClientConfig {
     }
 }
 
-fn invalid(property: String, value: &str, message: &str) -> PropertyError {
-    PropertyError {
-        property,
-        value: value.to_owned(),
-        message: message.to_owned(),
-    }
-}
-
 impl RegistryClientConfig {
     /// Reads `<prefix>schema.registry.url`, `<prefix>basic.auth.credentials.source`,
     /// `<prefix>basic.auth.user.info` and `<prefix>schema.registry.ssl.ca.location`
@@ -72,7 +64,7 @@ impl RegistryClientConfig {
             .filter(|u| !u.is_empty())
             .collect();
         if urls.is_empty() {
-            return Err(invalid(
+            return Err(PropertyError::new(
                 url_key,
                 &urls_text,
                 "required: one or more http(s) URLs, comma-separated",
@@ -82,7 +74,7 @@ impl RegistryClientConfig {
             .iter()
             .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
         {
-            return Err(invalid(url_key, bad, "not an http(s) URL"));
+            return Err(PropertyError::new(url_key, bad, "not an http(s) URL"));
         }
         let source_key = key("basic.auth.credentials.source");
         let info_key = key("basic.auth.user.info");
@@ -91,11 +83,21 @@ impl RegistryClientConfig {
             Some("USER_INFO") => {
                 let info = props.get(&info_key).cloned().unwrap_or_default();
                 let Some((user, password)) = info.split_once(':') else {
-                    return Err(invalid(info_key, "********", "expected user:password"));
+                    return Err(PropertyError::new(
+                        info_key,
+                        "********",
+                        "expected user:password",
+                    ));
                 };
                 Some((user.to_owned(), password.to_owned()))
             }
-            Some(other) => return Err(invalid(source_key, other, "only USER_INFO is supported")),
+            Some(other) => {
+                return Err(PropertyError::new(
+                    source_key,
+                    other,
+                    "only USER_INFO is supported",
+                ));
+            }
         };
         Ok(Self {
             urls,

@@ -80,14 +80,6 @@ impl fmt::Debug for PostgresConfig {
     }
 }
 
-fn bad(property: &str, value: &str, message: impl Into<String>) -> PropertyError {
-    PropertyError {
-        property: property.into(),
-        value: value.into(),
-        message: message.into(),
-    }
-}
-
 fn millis(
     props: &BTreeMap<String, String>,
     property: &str,
@@ -98,7 +90,7 @@ fn millis(
         Some(v) => v
             .trim()
             .parse()
-            .map_err(|_| bad(property, v, "expected a number of milliseconds")),
+            .map_err(|_| PropertyError::new(property, v, "expected a number of milliseconds")),
     }
 }
 
@@ -110,19 +102,19 @@ impl PostgresConfig {
                 .get(property)
                 .filter(|v| !v.trim().is_empty())
                 .cloned()
-                .ok_or_else(|| bad(property, "", "required"))
+                .ok_or_else(|| PropertyError::new(property, "", "required"))
         };
         let port = match props.get("database.port") {
             None => 5432,
             Some(v) => v
                 .trim()
                 .parse()
-                .map_err(|_| bad("database.port", v, "expected a port number"))?,
+                .map_err(|_| PropertyError::new("database.port", v, "expected a port number"))?,
         };
         if let Some(mode) = props.get("database.sslmode")
             && mode != "disable"
         {
-            return Err(bad(
+            return Err(PropertyError::new(
                 "database.sslmode",
                 mode,
                 "only disable is supported so far",
@@ -131,7 +123,11 @@ impl PostgresConfig {
         if let Some(plugin) = props.get("plugin.name")
             && plugin != "pgoutput"
         {
-            return Err(bad("plugin.name", plugin, "outflow decodes pgoutput only"));
+            return Err(PropertyError::new(
+                "plugin.name",
+                plugin,
+                "outflow decodes pgoutput only",
+            ));
         }
         let identifier = |property: &str, default: &str| -> Result<String, PropertyError> {
             let value = props
@@ -144,7 +140,7 @@ impl PostgresConfig {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
-                return Err(bad(
+                return Err(PropertyError::new(
                     property,
                     &value,
                     "lower-case letters, digits and _ only, at most 63 characters",
@@ -170,7 +166,7 @@ impl PostgresConfig {
                 Some("filtered") => PublicationAutocreate::Filtered,
                 Some("disabled") => PublicationAutocreate::Disabled,
                 Some(other) => {
-                    return Err(bad(
+                    return Err(PropertyError::new(
                         "publication.autocreate.mode",
                         other,
                         "expected all_tables, filtered or disabled",
@@ -181,7 +177,11 @@ impl PostgresConfig {
                 None | Some("false") => false,
                 Some("true") => true,
                 Some(other) => {
-                    return Err(bad("slot.drop.on.stop", other, "expected true or false"));
+                    return Err(PropertyError::new(
+                        "slot.drop.on.stop",
+                        other,
+                        "expected true or false",
+                    ));
                 }
             },
             snapshot_mode: match props.get("snapshot.mode").map(String::as_str) {
@@ -191,7 +191,7 @@ impl PostgresConfig {
                 Some("never") => SnapshotMode::Never,
                 Some("when_needed") => SnapshotMode::WhenNeeded,
                 Some(other) => {
-                    return Err(bad(
+                    return Err(PropertyError::new(
                         "snapshot.mode",
                         other,
                         "expected initial, initial_only, no_data, never or when_needed",

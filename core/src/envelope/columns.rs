@@ -157,14 +157,6 @@ impl PartialEq for ColumnRules {
 
 impl Eq for ColumnRules {}
 
-fn bad(property: &str, value: &str, message: impl Into<String>) -> PropertyError {
-    PropertyError {
-        property: property.into(),
-        value: value.into(),
-        message: message.into(),
-    }
-}
-
 use super::config::regex_list as patterns;
 
 fn adjustment(
@@ -177,7 +169,11 @@ fn adjustment(
         None | Some("none") => Ok(NameAdjustment::None),
         Some("avro") => Ok(NameAdjustment::Avro),
         Some("avro_unicode") => Ok(NameAdjustment::AvroUnicode),
-        Some(other) => Err(bad(property, other, "expected none, avro or avro_unicode")),
+        Some(other) => Err(PropertyError::new(
+            property,
+            other,
+            "expected none, avro or avro_unicode",
+        )),
     }
 }
 
@@ -190,7 +186,7 @@ impl ColumnRules {
             let transform = if let Some(rest) = key.strip_prefix("column.mask.with.") {
                 let n = rest.strip_suffix(".chars").and_then(|n| n.parse().ok());
                 let n = n.ok_or_else(|| {
-                    bad(
+                    PropertyError::new(
                         key,
                         value,
                         "the property name must be column.mask.with.<N>.chars",
@@ -200,7 +196,7 @@ impl ColumnRules {
             } else if let Some(rest) = key.strip_prefix("column.truncate.to.") {
                 let n = rest.strip_suffix(".chars").and_then(|n| n.parse().ok());
                 let n = n.ok_or_else(|| {
-                    bad(
+                    PropertyError::new(
                         key,
                         value,
                         "the property name must be column.truncate.to.<N>.chars",
@@ -210,7 +206,7 @@ impl ColumnRules {
             } else if let Some(rest) = key.strip_prefix("column.mask.hash.") {
                 let rest = rest.strip_prefix("v2.").unwrap_or(rest);
                 let (algorithm, salt) = rest.split_once(".with.salt.").ok_or_else(|| {
-                    bad(
+                    PropertyError::new(
                         key,
                         value,
                         "the property name must be column.mask.hash.<algorithm>.with.salt.<salt>",
@@ -222,7 +218,7 @@ impl ColumnRules {
                     "SHA256" => HashAlgorithm::Sha256,
                     "SHA512" => HashAlgorithm::Sha512,
                     _ => {
-                        return Err(bad(
+                        return Err(PropertyError::new(
                             key,
                             value,
                             format!(
@@ -244,14 +240,14 @@ impl ColumnRules {
         if let Some(spec) = props.get("message.key.columns") {
             for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
                 let (table, columns) = entry.rsplit_once(':').ok_or_else(|| {
-                    bad(
+                    PropertyError::new(
                         "message.key.columns",
                         spec,
                         "expected <table regex>:<column>,<column>;...",
                     )
                 })?;
                 let table = Regex::new(&format!("^(?:{})$", table.trim())).map_err(|e| {
-                    bad(
+                    PropertyError::new(
                         "message.key.columns",
                         spec,
                         format!("invalid table pattern: {e}"),
@@ -263,7 +259,11 @@ impl ColumnRules {
                     .filter(|c| !c.is_empty())
                     .collect();
                 if columns.is_empty() {
-                    return Err(bad("message.key.columns", spec, "no columns after ':'"));
+                    return Err(PropertyError::new(
+                        "message.key.columns",
+                        spec,
+                        "no columns after ':'",
+                    ));
                 }
                 key_columns.push((table, columns));
             }

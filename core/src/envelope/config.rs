@@ -98,6 +98,21 @@ pub struct PropertyError {
     pub message: String,
 }
 
+impl PropertyError {
+    /// An error for `property` with the given `value`; `message` says what is allowed.
+    pub fn new(
+        property: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            property: property.into(),
+            value: value.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// How change events become records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeConfig {

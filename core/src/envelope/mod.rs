@@ -163,6 +163,11 @@ fn required(kind: SchemaKind) -> ConnectSchema {
     ConnectSchema::new(kind)
 }
 
+/// A required, version-1 record of a side channel (heartbeat, transaction metadata).
+fn side_record(name: &str, fields: Vec<Field>) -> Arc<ConnectSchema> {
+    Arc::new(ConnectSchema::record(name, fields).versioned(1))
+}
+
 fn optional(kind: SchemaKind) -> ConnectSchema {
     ConnectSchema::new(kind).optional()
 }
@@ -191,19 +196,13 @@ impl EnvelopeFormatter {
         let d = &config.topic_delimiter;
         let heartbeat = SideChannel {
             topic: format!("{}{d}{}", config.heartbeat_prefix, config.topic_prefix).into(),
-            key: Arc::new(
-                ConnectSchema::record(
-                    "io.debezium.connector.common.ServerNameKey",
-                    vec![Field::new("serverName", required(SchemaKind::String))],
-                )
-                .versioned(1),
+            key: side_record(
+                "io.debezium.connector.common.ServerNameKey",
+                vec![Field::new("serverName", required(SchemaKind::String))],
             ),
-            value: Arc::new(
-                ConnectSchema::record(
-                    "io.debezium.connector.common.Heartbeat",
-                    vec![Field::new("ts_ms", required(SchemaKind::Int64))],
-                )
-                .versioned(1),
+            value: side_record(
+                "io.debezium.connector.common.Heartbeat",
+                vec![Field::new("ts_ms", required(SchemaKind::Int64))],
             ),
         };
         let collection = ConnectSchema::record(
@@ -217,28 +216,22 @@ impl EnvelopeFormatter {
         .optional();
         let transaction_metadata = SideChannel {
             topic: format!("{}{d}{}", config.topic_prefix, config.transaction_topic).into(),
-            key: Arc::new(
-                ConnectSchema::record(
-                    "io.debezium.connector.common.TransactionMetadataKey",
-                    vec![Field::new("id", required(SchemaKind::String))],
-                )
-                .versioned(1),
+            key: side_record(
+                "io.debezium.connector.common.TransactionMetadataKey",
+                vec![Field::new("id", required(SchemaKind::String))],
             ),
-            value: Arc::new(
-                ConnectSchema::record(
-                    "io.debezium.connector.common.TransactionMetadataValue",
-                    vec![
-                        Field::new("status", required(SchemaKind::String)),
-                        Field::new("id", required(SchemaKind::String)),
-                        Field::new("event_count", optional(SchemaKind::Int64)),
-                        Field::new(
-                            "data_collections",
-                            optional(SchemaKind::Array(Arc::new(collection))),
-                        ),
-                        Field::new("ts_ms", required(SchemaKind::Int64)),
-                    ],
-                )
-                .versioned(1),
+            value: side_record(
+                "io.debezium.connector.common.TransactionMetadataValue",
+                vec![
+                    Field::new("status", required(SchemaKind::String)),
+                    Field::new("id", required(SchemaKind::String)),
+                    Field::new("event_count", optional(SchemaKind::Int64)),
+                    Field::new(
+                        "data_collections",
+                        optional(SchemaKind::Array(Arc::new(collection))),
+                    ),
+                    Field::new("ts_ms", required(SchemaKind::Int64)),
+                ],
             ),
         };
         let source = source_info::SourceInfo::new(config.flavor, &config);
