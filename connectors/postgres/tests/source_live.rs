@@ -80,6 +80,27 @@ async fn wait_events(
     events
 }
 
+/// Waits until the stopped connector's walsender has exited, so two sources of this
+/// binary never stream at the same time (see `SERIAL` in main.rs).
+async fn walsender_gone(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
+    let application = format!("outflow {}", db.name());
+    let gone = wait_for(Duration::from_secs(30), || {
+        let application = application.clone();
+        async move {
+            admin
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_replication WHERE application_name = $1",
+                    &[&application],
+                )
+                .await
+                .unwrap()
+                .is_none()
+        }
+    })
+    .await;
+    assert!(gone, "the walsender of {application} did not exit");
+}
+
 fn kind_name(e: &ChangeEvent) -> &'static str {
     match &e.kind {
         EventKind::Begin(_) => "begin",
@@ -191,6 +212,7 @@ async fn snapshot_then_stream_exact_events_and_resume() {
     // Stop, write while stopped, restart: exactly the new transaction arrives.
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
     let stored = offsets.load("pg-test").await.unwrap().unwrap();
     admin
         .batch_execute("INSERT INTO items VALUES (5, 'e', 5)")
@@ -213,6 +235,7 @@ async fn snapshot_then_stream_exact_events_and_resume() {
     assert_eq!(after[0], Value::Int32(5));
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
 }
 
 #[tokio::test]
@@ -334,6 +357,7 @@ async fn snapshot_handover_under_concurrent_writes_loses_and_repeats_nothing() {
         .await;
         run.shutdown.cancel();
         run.task.await.unwrap().unwrap();
+        walsender_gone(&admin, &db).await;
 
         let writer_row =
             |after: &Vec<Value>| matches!(after[0], Value::Int32(i) if (2001..=2300).contains(&i));
