@@ -63,6 +63,86 @@ pub struct PostgresConfig {
     pub heartbeat_interval: Option<Duration>,
     /// `status.update.interval.ms` (default 10 s).
     pub status_update_interval: Duration,
+    /// `heartbeat.action.query`: run on the database at each heartbeat, so a database
+    /// whose captured tables are idle still writes WAL the slot can advance over.
+    pub heartbeat_action_query: Option<String>,
+    /// `replica.identity.autoset.values`: `(table regex, identity)` pairs applied with
+    /// `ALTER TABLE … REPLICA IDENTITY` at start.
+    pub replica_identity_autoset: Vec<(regex::Regex, ReplicaIdentity)>,
+}
+
+/// A table's `REPLICA IDENTITY` setting, as `replica.identity.autoset.values` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaIdentity {
+    /// `DEFAULT`: the primary key.
+    Default,
+    /// `FULL`: the whole old row.
+    Full,
+    /// `NOTHING`.
+    Nothing,
+    /// `INDEX <name>`.
+    Index(String),
+}
+
+impl ReplicaIdentity {
+    /// The clause after `REPLICA IDENTITY`.
+    pub fn clause(&self) -> String {
+        match self {
+            Self::Default => "DEFAULT".to_owned(),
+            Self::Full => "FULL".to_owned(),
+            Self::Nothing => "NOTHING".to_owned(),
+            Self::Index(name) => format!("USING INDEX \"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+
+    /// `pg_class.relreplident` of this setting.
+    pub fn code(&self) -> char {
+        match self {
+            Self::Default => 'd',
+            Self::Full => 'f',
+            Self::Nothing => 'n',
+            Self::Index(_) => 'i',
+        }
+    }
+}
+
+/// Parses `schema.table:IDENTITY,…` (Debezium's `replica.identity.autoset.values`; the
+/// table part is a regular expression matched against the whole `schema.table`).
+fn replica_identity_autoset(
+    value: &str,
+) -> Result<Vec<(regex::Regex, ReplicaIdentity)>, PropertyError> {
+    let property = "replica.identity.autoset.values";
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((table, identity)) = entry.rsplit_once(':') else {
+            return Err(PropertyError::new(
+                property,
+                value,
+                "expected schema.table:IDENTITY entries separated by commas",
+            ));
+        };
+        let regex = regex::Regex::new(&format!("^(?:{})$", table.trim()))
+            .map_err(|e| PropertyError::new(property, value, e.to_string()))?;
+        let identity = identity.trim();
+        let upper = identity.to_ascii_uppercase();
+        let identity = match upper.as_str() {
+            "DEFAULT" => ReplicaIdentity::Default,
+            "FULL" => ReplicaIdentity::Full,
+            "NOTHING" => ReplicaIdentity::Nothing,
+            _ => match upper.strip_prefix("INDEX ") {
+                Some(_) => ReplicaIdentity::Index(identity[6..].trim().to_owned()),
+                None => {
+                    return Err(PropertyError::new(
+                        property,
+                        value,
+                        "identity must be DEFAULT, FULL, NOTHING or INDEX <name>",
+                    ));
+                }
+            },
+        };
+        out.push((regex, identity));
+    }
+    Ok(out)
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -203,6 +283,15 @@ impl PostgresConfig {
             status_update_interval: Duration::from_millis(
                 millis(props, "status.update.interval.ms", 10_000)?.max(100),
             ),
+            heartbeat_action_query: props
+                .get("heartbeat.action.query")
+                .map(|q| q.trim().to_owned())
+                .filter(|q| !q.is_empty()),
+            replica_identity_autoset: replica_identity_autoset(
+                props
+                    .get("replica.identity.autoset.values")
+                    .map_or("", String::as_str),
+            )?,
         })
     }
 
@@ -259,6 +348,8 @@ mod tests {
             ("table.include.list", "(("),
             ("heartbeat.interval.ms", "soon"),
             ("slot.drop.on.stop", "maybe"),
+            ("replica.identity.autoset.values", "public.t:SOMETIMES"),
+            ("replica.identity.autoset.values", "public.t"),
         ] {
             let mut p = base();
             p.push((k, v));
@@ -269,6 +360,25 @@ mod tests {
                 k
             );
         }
+        let mut p = base();
+        p.push((
+            "replica.identity.autoset.values",
+            "public\\.a.*:FULL, public.b:index b_idx,x.y:DEFAULT",
+        ));
+        let c = PostgresConfig::from_properties(&props(&p)).unwrap();
+        let identities: Vec<String> = c
+            .replica_identity_autoset
+            .iter()
+            .map(|(r, i)| format!("{} {}", r.as_str(), i.clause()))
+            .collect();
+        assert_eq!(
+            identities,
+            [
+                "^(?:public\\.a.*)$ FULL",
+                "^(?:public.b)$ USING INDEX \"b_idx\"",
+                "^(?:x.y)$ DEFAULT"
+            ]
+        );
         let err =
             PostgresConfig::from_properties(&props(&[("database.hostname", "h")])).unwrap_err();
         assert_eq!(err.property, "database.user");

@@ -151,6 +151,150 @@ impl PostgresSource {
         Ok(())
     }
 
+    /// Applies `replica.identity.autoset.values`, then checks that every captured table
+    /// can be identified in UPDATE and DELETE messages.
+    async fn replica_identities(&self, catalog: &Catalog) -> Result<(), SourceError> {
+        let client = catalog.client();
+        let rows = client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, c.relreplident::text, \
+                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), \
+                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(|e| query_error("reading replica identities", e))?;
+        let publishes_changes = client
+            .query_opt(
+                "SELECT pubupdate OR pubdelete FROM pg_publication WHERE pubname = $1",
+                &[&self.config.publication_name],
+            )
+            .await
+            .map_err(|e| query_error("reading the publication", e))?
+            .is_none_or(|r| r.get::<_, bool>(0));
+        let mut unusable = Vec::new();
+        for row in &rows {
+            let (schema, table): (String, String) = (row.get(0), row.get(1));
+            if !self.config.captures(&schema, &table) {
+                continue;
+            }
+            let mut identity: String = row.get(2);
+            let (has_key, has_index): (bool, bool) = (row.get(3), row.get(4));
+            let full_name = format!("{schema}.{table}");
+            if let Some((_, wanted)) = self
+                .config
+                .replica_identity_autoset
+                .iter()
+                .find(|(r, _)| r.is_match(&full_name))
+                && (identity != wanted.code().to_string()
+                    || matches!(wanted, crate::config::ReplicaIdentity::Index(_)))
+            {
+                let statement = format!(
+                    "ALTER TABLE {}.{} REPLICA IDENTITY {}",
+                    quote(&schema),
+                    quote(&table),
+                    wanted.clause()
+                );
+                tracing::info!(table = %full_name, identity = %wanted.clause(), "setting replica identity");
+                client.batch_execute(&statement).await.map_err(|e| {
+                    SourceError::definite_with(
+                        format!("{statement} failed"),
+                        "the user must own the table, or fix replica.identity.autoset.values",
+                        e,
+                    )
+                })?;
+                identity = wanted.code().to_string();
+                if matches!(wanted, crate::config::ReplicaIdentity::Index(_)) {
+                    continue;
+                }
+            }
+            let usable = match identity.as_str() {
+                "f" => true,
+                "d" => has_key,
+                "i" => has_index,
+                _ => false,
+            };
+            if !usable {
+                let why = match identity.as_str() {
+                    "d" => "REPLICA IDENTITY DEFAULT without a primary key",
+                    "i" => "REPLICA IDENTITY INDEX whose index is gone",
+                    _ => "REPLICA IDENTITY NOTHING",
+                };
+                unusable.push((full_name, why));
+            }
+        }
+        if publishes_changes && !unusable.is_empty() {
+            let list: Vec<String> = unusable
+                .iter()
+                .map(|(t, why)| format!("{t} ({why})"))
+                .collect();
+            let first = &unusable[0].0;
+            return Err(SourceError::definite(
+                format!(
+                    "captured tables without a usable replica identity (UPDATE and DELETE on them fail once published): {}",
+                    list.join(", ")
+                ),
+                format!(
+                    "ALTER TABLE {first} REPLICA IDENTITY FULL (or add a primary key), set replica.identity.autoset.values={first}:FULL, or leave the table out with table.exclude.list"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails with a definite error when a new slot cannot be created.
+    async fn slot_capacity(&self, catalog: &Catalog) -> Result<(), SourceError> {
+        let row = catalog
+            .client()
+            .query_one(
+                "SELECT current_setting('max_replication_slots')::int, \
+                 (SELECT count(*)::int FROM pg_replication_slots), \
+                 current_setting('max_wal_senders')::int, \
+                 (SELECT count(*)::int FROM pg_stat_replication)",
+                &[],
+            )
+            .await
+            .map_err(|e| query_error("reading max_replication_slots", e))?;
+        let (max_slots, slots, max_senders, senders): (i32, i32, i32, i32) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if slots >= max_slots {
+            return Err(SourceError::definite(
+                format!("all {max_slots} replication slots are in use (max_replication_slots)"),
+                "raise max_replication_slots in postgresql.conf and restart Postgres, or drop unused slots (SELECT pg_drop_replication_slot(name))",
+            ));
+        }
+        if senders >= max_senders {
+            return Err(SourceError::definite(
+                format!("all {max_senders} WAL senders are in use (max_wal_senders)"),
+                "raise max_wal_senders in postgresql.conf and restart Postgres",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `schema.table` names the filters capture, quoted for SQL.
+    async fn filtered_tables(&self, catalog: &Catalog) -> Result<Vec<String>, SourceError> {
+        let rows = catalog
+            .client()
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_tables \
+                 WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .map_err(|e| query_error("listing tables", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .filter(|(s, t)| self.config.captures(s, t))
+            .map(|(s, t)| format!("{}.{}", quote(&s), quote(&t)))
+            .collect())
+    }
+
     async fn ensure_publication(&self, catalog: &Catalog) -> Result<(), SourceError> {
         let client = catalog.client();
         let name = &self.config.publication_name;
@@ -160,6 +304,9 @@ impl PostgresSource {
             .map_err(|e| query_error("looking up the publication", e))?
             .is_some();
         if exists {
+            if self.config.publication_autocreate == PublicationAutocreate::Filtered {
+                self.refresh_publication(catalog).await?;
+            }
             return Ok(());
         }
         let statement = match self.config.publication_autocreate {
@@ -178,16 +325,7 @@ impl PostgresSource {
                 format!("CREATE PUBLICATION {} FOR ALL TABLES", quote(name))
             }
             PublicationAutocreate::Filtered => {
-                let rows = client
-                    .query("SELECT schemaname::text, tablename::text FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", &[])
-                    .await
-                    .map_err(|e| query_error("listing tables", e))?;
-                let tables: Vec<String> = rows
-                    .iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-                    .filter(|(s, t)| self.config.captures(s, t))
-                    .map(|(s, t)| format!("{}.{}", quote(&s), quote(&t)))
-                    .collect();
+                let tables = self.filtered_tables(catalog).await?;
                 if tables.is_empty() {
                     return Err(SourceError::definite(
                         "no table matches table.include.list / table.exclude.list",
@@ -206,6 +344,41 @@ impl PostgresSource {
             .batch_execute(&statement)
             .await
             .map_err(|e| query_error("creating the publication", e))
+    }
+
+    /// `publication.autocreate.mode=filtered`: adds captured tables missing from the
+    /// publication (created, or newly included, since it was made). Tables are only ever
+    /// added, so a filter change never silently stops another connector's capture.
+    async fn refresh_publication(&self, catalog: &Catalog) -> Result<(), SourceError> {
+        let client = catalog.client();
+        let published: std::collections::HashSet<String> = client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                &[&self.config.publication_name],
+            )
+            .await
+            .map_err(|e| query_error("reading the publication's tables", e))?
+            .iter()
+            .map(|r| format!("{}.{}", quote(&r.get::<_, String>(0)), quote(&r.get::<_, String>(1))))
+            .collect();
+        let missing: Vec<String> = self
+            .filtered_tables(catalog)
+            .await?
+            .into_iter()
+            .filter(|t| !published.contains(t))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(publication = %self.config.publication_name, tables = %missing.join(", "), "adding tables to the publication");
+        client
+            .batch_execute(&format!(
+                "ALTER PUBLICATION {} ADD TABLE {}",
+                quote(&self.config.publication_name),
+                missing.join(", ")
+            ))
+            .await
+            .map_err(|e| query_error("adding tables to the publication", e))
     }
 }
 
@@ -247,6 +420,9 @@ impl Source for PostgresSource {
     async fn run(&mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
         let mut catalog = self.catalog().await?;
         self.preflight(&catalog).await?;
+        // Identities before the publication: publishing a table without one makes its
+        // UPDATEs and DELETEs fail on the database.
+        self.replica_identities(&catalog).await?;
         self.ensure_publication(&catalog).await?;
 
         let slot = self.config.slot_name.clone();
@@ -297,6 +473,9 @@ impl Source for PostgresSource {
                     conn.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote(&slot)))
                         .await
                         .map_err(|e| replication_error("dropping the stale replication slot", e))?;
+                }
+                if existing.is_none() {
+                    self.slot_capacity(&catalog).await?;
                 }
                 let created = conn
                     .create_slot(&slot, wants_snapshot)
@@ -351,11 +530,44 @@ impl Source for PostgresSource {
             )
             .await
             .map_err(|e| replication_error("starting replication", e))?;
-        self.stream(stream, catalog, state, &mut ctx).await
+        let result = self.stream(stream, &mut catalog, state, &mut ctx).await;
+        if result.is_ok() && self.config.slot_drop_on_stop {
+            self.drop_slot(&catalog).await?;
+        }
+        result
     }
 }
 
 impl PostgresSource {
+    /// `slot.drop.on.stop`: drops the slot once its walsender has exited.
+    async fn drop_slot(&self, catalog: &Catalog) -> Result<(), SourceError> {
+        let slot = &self.config.slot_name;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let result = catalog
+                .client()
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[slot],
+                )
+                .await;
+            match result {
+                Ok(_) => {
+                    tracing::info!(slot = %slot, "replication slot dropped (slot.drop.on.stop)");
+                    return Ok(());
+                }
+                // 55006: still active while the walsender winds down.
+                Err(e)
+                    if e.code().is_some_and(|c| c.code() == "55006")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(query_error("dropping the replication slot", e)),
+            }
+        }
+    }
+
     async fn snapshot(
         &self,
         catalog: &mut Catalog,
@@ -551,7 +763,7 @@ impl PostgresSource {
     async fn stream(
         &self,
         mut stream: ReplicationStream,
-        mut catalog: Catalog,
+        catalog: &mut Catalog,
         mut state: StreamState,
         ctx: &mut SourceContext,
     ) -> Result<(), SourceError> {
@@ -569,6 +781,11 @@ impl PostgresSource {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => {
                     flush(&mut state, ctx).await?;
+                    // Tell the server the last durable position before leaving.
+                    if let Some(position) = durable.current() {
+                        ack.durable(&position);
+                    }
+                    let _ = send_status(&mut stream, &ack).await;
                     return Ok(());
                 }
                 changed = durable.changed() => {
@@ -585,6 +802,9 @@ impl PostgresSource {
                         ack.flushed = ack.flushed.max(ack.idle_wal_end);
                     }
                     send_status(&mut stream, &ack).await?;
+                    if self.config.publication_autocreate == PublicationAutocreate::Filtered {
+                        self.refresh_publication(catalog).await?;
+                    }
                 }
                 _ = heartbeat.tick(), if self.config.heartbeat_interval.is_some() && state.transaction.is_none() => {
                     let base = state.last_position.clone().unwrap_or(PgPosition {
@@ -600,6 +820,16 @@ impl PostgresSource {
                         binlog: None,
                     });
                     flush(&mut state, ctx).await?;
+                    if let Some(query) = &self.config.heartbeat_action_query {
+                        catalog.client().batch_execute(query).await.map_err(|e| match query_error("running heartbeat.action.query", e) {
+                            SourceError::Definite { context, source, .. } => SourceError::Definite {
+                                context,
+                                hint: "fix heartbeat.action.query (it runs as database.user in database.dbname)".into(),
+                                source,
+                            },
+                            other => other,
+                        })?;
+                    }
                 }
                 message = stream.next() => {
                     let Some(message) = message.map_err(|e| replication_error("reading the replication stream", e))? else {
@@ -614,7 +844,7 @@ impl PostgresSource {
                         }
                         StreamMessage::XLogData { wal_start, data, .. } => {
                             state.wal_start = wal_start;
-                            self.handle(&data, &mut state, &mut catalog, &mut ack, ctx).await?;
+                            self.handle(&data, &mut state, catalog, &mut ack, ctx).await?;
                         }
                     }
                 }

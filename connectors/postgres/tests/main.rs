@@ -12,5 +12,6 @@ pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 
 mod pgoutput_live;
 mod replication_live;
+mod row_images_live;
 mod source_live;
 mod types_live;

@@ -14,7 +14,7 @@ use outflow_postgres::source::PostgresSource;
 use outflow_testkit::{PostgresDatabase, postgres, wait_for};
 use tokio_util::sync::CancellationToken;
 
-fn config(db: &PostgresDatabase, extra: &[(&str, &str)]) -> PostgresConfig {
+pub(crate) fn config(db: &PostgresDatabase, extra: &[(&str, &str)]) -> PostgresConfig {
     let port = db.server().port().to_string();
     let mut props: BTreeMap<String, String> = [
         ("database.hostname", "127.0.0.1"),
@@ -33,14 +33,14 @@ fn config(db: &PostgresDatabase, extra: &[(&str, &str)]) -> PostgresConfig {
     PostgresConfig::from_properties(&props).unwrap()
 }
 
-struct Running {
-    sink: MemorySink,
-    shutdown: CancellationToken,
-    task:
+pub(crate) struct Running {
+    pub(crate) sink: MemorySink,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) task:
         tokio::task::JoinHandle<Result<outflow_core::PipelineReport, outflow_core::PipelineError>>,
 }
 
-fn start(config: PostgresConfig, offsets: Arc<MemoryOffsetStore>) -> Running {
+pub(crate) fn start(config: PostgresConfig, offsets: Arc<MemoryOffsetStore>) -> Running {
     let sink = MemorySink::new(MemorySinkMode::Immediate);
     let shutdown = CancellationToken::new();
     let pipeline = Pipeline::new(
@@ -61,7 +61,7 @@ fn start(config: PostgresConfig, offsets: Arc<MemoryOffsetStore>) -> Running {
     }
 }
 
-async fn wait_events(
+pub(crate) async fn wait_events(
     sink: &MemorySink,
     predicate: impl Fn(&[ChangeEvent]) -> bool,
 ) -> Vec<ChangeEvent> {
@@ -82,7 +82,7 @@ async fn wait_events(
 
 /// Waits until the stopped connector's walsender has exited, so two sources of this
 /// binary never stream at the same time (see `SERIAL` in main.rs).
-async fn walsender_gone(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
+pub(crate) async fn walsender_gone(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
     let application = format!("outflow {}", db.name());
     let gone = wait_for(Duration::from_secs(30), || {
         let application = application.clone();
@@ -101,7 +101,7 @@ async fn walsender_gone(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
     assert!(gone, "the walsender of {application} did not exit");
 }
 
-fn kind_name(e: &ChangeEvent) -> &'static str {
+pub(crate) fn kind_name(e: &ChangeEvent) -> &'static str {
     match &e.kind {
         EventKind::Begin(_) => "begin",
         EventKind::Commit(_) => "commit",
