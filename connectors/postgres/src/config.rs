@@ -69,6 +69,9 @@ pub struct PostgresConfig {
     /// `replica.identity.autoset.values`: `(table regex, identity)` pairs applied with
     /// `ALTER TABLE … REPLICA IDENTITY` at start.
     pub replica_identity_autoset: Vec<(regex::Regex, ReplicaIdentity)>,
+    /// Where streamed in-progress transactions are spooled (anonymous files). Not a
+    /// connector property: the system temp dir, or the daemon's data dir.
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// A table's `REPLICA IDENTITY` setting, as `replica.identity.autoset.values` names it.
@@ -292,6 +295,7 @@ impl PostgresConfig {
                     .get("replica.identity.autoset.values")
                     .map_or("", String::as_str),
             )?,
+            spool_dir: std::env::temp_dir(),
         })
     }
 

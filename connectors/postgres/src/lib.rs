@@ -10,7 +10,10 @@
 //! positions. It implements [`outflow_core::Source`] and emits
 //! [`outflow_core::PgPosition`]s.
 //!
-//! Implemented so far: [`pgoutput`], the protocol decoder.
+//! Modules: [`config`] (validated properties), [`replication`] (the replication-protocol
+//! client), [`pgoutput`] (the decoder), [`spool`] (streamed transactions on disk),
+//! [`catalog`], [`relation`] and [`types`] (schemas and values), [`copy`] (snapshot rows),
+//! and [`source`], which ties them into the [`outflow_core::Source`].
 
 pub mod catalog;
 pub mod config;
@@ -19,4 +22,5 @@ pub mod pgoutput;
 pub mod relation;
 pub mod replication;
 pub mod source;
+pub mod spool;
 pub mod types;

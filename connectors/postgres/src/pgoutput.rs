@@ -407,6 +407,11 @@ impl Decoder {
         Self::default()
     }
 
+    /// A decoder inside a streamed chunk, for messages replayed from a spool.
+    pub fn streaming() -> Self {
+        Self { in_stream: true }
+    }
+
     /// True between Stream Start and Stream Stop.
     pub fn in_stream(&self) -> bool {
         self.in_stream

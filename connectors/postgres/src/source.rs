@@ -35,6 +35,7 @@ use crate::replication::{
     ConnectOptions, ReplicationConnection, ReplicationError, ReplicationStream, StreamMessage,
     postgres_now,
 };
+use crate::spool::{SpooledMessage, TransactionSpool};
 use crate::types::SESSION_SETTINGS;
 
 const BATCH_EVENTS: usize = 1024;
@@ -414,6 +415,10 @@ struct StreamState {
     heartbeat_seq: u64,
     batch: Vec<ChangeEvent>,
     described: std::collections::HashSet<u32>,
+    /// Streamed in-progress transactions by top-level xid.
+    spools: std::collections::HashMap<u32, TransactionSpool>,
+    /// The top-level xid of the streamed chunk being received.
+    streaming: Option<u32>,
 }
 
 impl Source for PostgresSource {
@@ -496,6 +501,8 @@ impl Source for PostgresSource {
             heartbeat_seq: 0,
             batch: Vec::new(),
             described: std::collections::HashSet::new(),
+            spools: std::collections::HashMap::new(),
+            streaming: None,
         };
         if let Some(created) = snapshot {
             let Some(name) = created.snapshot.clone() else {
@@ -518,16 +525,25 @@ impl Source for PostgresSource {
         }
 
         let publication = self.config.publication_name.clone();
+        // Protocol v2 streams large in-progress transactions (Postgres 14+), so neither
+        // the server nor outflow holds them in memory until commit.
+        let version: i32 = catalog
+            .client()
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| query_error("reading the server version", e))?
+            .get(0);
+        let mut options = vec![
+            ("proto_version", "1"),
+            ("publication_names", publication.as_str()),
+            ("messages", "true"),
+        ];
+        if version >= 140_000 {
+            options[0].1 = "2";
+            options.push(("streaming", "on"));
+        }
         let stream = conn
-            .start_replication(
-                &slot,
-                Lsn(0),
-                &[
-                    ("proto_version", "1"),
-                    ("publication_names", &publication),
-                    ("messages", "true"),
-                ],
-            )
+            .start_replication(&slot, Lsn(0), &options)
             .await
             .map_err(|e| replication_error("starting replication", e))?;
         let result = self.stream(stream, &mut catalog, state, &mut ctx).await;
@@ -797,6 +813,7 @@ impl PostgresSource {
                 }
                 _ = status.tick() => {
                     if ack.pending.is_empty() && state.transaction.is_none() && state.batch.is_empty()
+                        && state.spools.is_empty()
                         && durable.current() .as_ref() == state.last_position.clone().map(SourcePosition::Postgres).as_ref()
                     {
                         ack.flushed = ack.flushed.max(ack.idle_wal_end);
@@ -852,6 +869,8 @@ impl PostgresSource {
         }
     }
 
+    /// Handles one XLogData payload: changes inside a streamed chunk go to their
+    /// transaction's spool; a Stream Commit replays the spool; everything else applies.
     async fn handle(
         &self,
         data: &[u8],
@@ -860,13 +879,134 @@ impl PostgresSource {
         ack: &mut Acknowledger,
         ctx: &SourceContext,
     ) -> Result<(), SourceError> {
-        let message = state.decoder.decode(data).map_err(|e| {
-            SourceError::definite_with(
-                "decoding pgoutput",
-                "report this as a bug with the server version",
-                e,
-            )
-        })?;
+        let message = state.decoder.decode(data).map_err(decode_error)?;
+        // Disk trouble (full, I/O error): a restart re-streams the transaction.
+        let spool_error =
+            |e: std::io::Error| SourceError::transient("spooling a streamed transaction", e);
+        match message {
+            Message::StreamStart { xid, first_segment } => {
+                if first_segment {
+                    let spool = TransactionSpool::create(&self.config.spool_dir).map_err(|e| {
+                        SourceError::definite_with(
+                            format!(
+                                "creating a spool file in {}",
+                                self.config.spool_dir.display()
+                            ),
+                            "make the directory writable, with room for the largest transaction",
+                            e,
+                        )
+                    })?;
+                    state.spools.insert(xid, spool);
+                } else if !state.spools.contains_key(&xid) {
+                    return Err(SourceError::definite(
+                        format!("streamed transaction {xid} continues but its start was not seen"),
+                        "report this as a bug",
+                    ));
+                }
+                state.streaming = Some(xid);
+                Ok(())
+            }
+            Message::StreamStop => {
+                state.streaming = None;
+                Ok(())
+            }
+            Message::StreamAbort { xid, subxid } => {
+                if xid == subxid {
+                    if let Some(spool) = state.spools.remove(&xid) {
+                        tracing::debug!(
+                            xid,
+                            messages = spool.messages(),
+                            "streamed transaction aborted"
+                        );
+                    }
+                } else if let Some(spool) = state.spools.get_mut(&xid) {
+                    spool.abort_subtransaction(subxid);
+                }
+                Ok(())
+            }
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                commit_time,
+                ..
+            } => {
+                let Some(spool) = state.spools.remove(&xid) else {
+                    return Err(SourceError::definite(
+                        format!("commit of streamed transaction {xid} that was never started"),
+                        "report this as a bug",
+                    ));
+                };
+                tracing::debug!(
+                    xid,
+                    messages = spool.messages(),
+                    bytes = spool.bytes(),
+                    "replaying a streamed transaction"
+                );
+                let mut reader = spool.replay().map_err(spool_error)?;
+                self.apply(
+                    Message::Begin {
+                        final_lsn: commit_lsn,
+                        commit_time,
+                        xid,
+                    },
+                    state,
+                    catalog,
+                    ack,
+                    ctx,
+                )
+                .await?;
+                let mut decoder = Decoder::streaming();
+                let mut spooled = SpooledMessage {
+                    xid,
+                    wal_start: Lsn(0),
+                    data: Vec::new(),
+                };
+                while reader.next_into(&mut spooled).map_err(spool_error)? {
+                    state.wal_start = spooled.wal_start;
+                    let message = decoder.decode(&spooled.data).map_err(decode_error)?;
+                    self.apply(message, state, catalog, ack, ctx).await?;
+                }
+                self.apply(
+                    Message::Commit {
+                        flags: 0,
+                        commit_lsn,
+                        end_lsn,
+                        commit_time,
+                    },
+                    state,
+                    catalog,
+                    ack,
+                    ctx,
+                )
+                .await
+            }
+            message => match state.streaming {
+                Some(top) => {
+                    let xid = stream_xid(&message).unwrap_or(top);
+                    let wal_start = state.wal_start;
+                    let Some(spool) = state.spools.get_mut(&top) else {
+                        return Err(SourceError::definite(
+                            format!("change of streamed transaction {top} outside its spool"),
+                            "report this as a bug",
+                        ));
+                    };
+                    spool.append(xid, wal_start, data).map_err(spool_error)
+                }
+                None => self.apply(message, state, catalog, ack, ctx).await,
+            },
+        }
+    }
+
+    /// Applies one message of a committed transaction (or a relation description).
+    async fn apply(
+        &self,
+        message: Message<'_>,
+        state: &mut StreamState,
+        catalog: &mut Catalog,
+        ack: &mut Acknowledger,
+        ctx: &SourceContext,
+    ) -> Result<(), SourceError> {
         let row_error = |e: crate::relation::RowError| {
             SourceError::definite(e.to_string(), "check the column's type mapping")
         };
@@ -1028,7 +1168,7 @@ impl PostgresSource {
             | Message::StreamCommit { .. }
             | Message::StreamAbort { .. } => {
                 return Err(SourceError::definite(
-                    "streamed transaction in a protocol v1 stream",
+                    "stream control message inside a streamed transaction",
                     "report this as a bug",
                 ));
             }
@@ -1068,6 +1208,28 @@ impl PostgresSource {
             kind,
             binlog: None,
         })
+    }
+}
+
+fn decode_error(e: crate::pgoutput::DecodeError) -> SourceError {
+    SourceError::definite_with(
+        "decoding pgoutput",
+        "report this as a bug with the server version",
+        e,
+    )
+}
+
+/// The (sub)transaction xid a change inside a streamed chunk carries.
+fn stream_xid(message: &Message<'_>) -> Option<u32> {
+    match message {
+        Message::Relation { xid, .. }
+        | Message::Type { xid, .. }
+        | Message::Insert { xid, .. }
+        | Message::Update { xid, .. }
+        | Message::Delete { xid, .. }
+        | Message::Truncate { xid, .. }
+        | Message::LogicalMessage { xid, .. } => *xid,
+        _ => None,
     }
 }
 

@@ -10,6 +10,7 @@
 /// cause is found the tests of this binary hold this lock.
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+mod large_transaction_live;
 mod pgoutput_live;
 mod replication_live;
 mod row_images_live;

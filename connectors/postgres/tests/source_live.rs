@@ -101,6 +101,27 @@ pub(crate) async fn walsender_gone(admin: &tokio_postgres::Client, db: &Postgres
     assert!(gone, "the walsender of {application} did not exit");
 }
 
+/// Waits until the connector's slot exists and is streaming: changes committed from then
+/// on are delivered.
+pub(crate) async fn slot_active(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
+    let slot = db.name().to_owned();
+    let active = wait_for(Duration::from_secs(30), || {
+        let slot = slot.clone();
+        async move {
+            admin
+                .query_opt(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                    &[&slot],
+                )
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    assert!(active, "slot {slot} never became active");
+}
+
 pub(crate) fn kind_name(e: &ChangeEvent) -> &'static str {
     match &e.kind {
         EventKind::Begin(_) => "begin",
