@@ -19,12 +19,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use outflow_core::event::{SchemaChange, SchemaChangeKind};
 use outflow_core::source::{DurableWatch, SourceContext};
 use outflow_core::{
-    ChangeEvent, EventBatch, EventKind, Lsn, PgPosition, SnapshotMark, Source, SourceError,
-    SourcePosition, TransactionBoundary,
+    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, Lsn, PgPosition, SnapshotMark,
+    Source, SourceError, SourcePosition, TransactionBoundary,
 };
 
 use crate::catalog::Catalog;
@@ -73,16 +75,42 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// Counters and progress of a Postgres source, for the daemon's status and `/metrics`.
+#[derive(Debug, Default)]
+pub struct PostgresMetrics {
+    /// Times the replication stream was re-established after a transient error.
+    pub reconnects: AtomicU64,
+    /// Snapshot rows read so far.
+    pub snapshot_rows: AtomicU64,
+    /// Estimated rows of the snapshot (from `pg_class.reltuples`).
+    pub snapshot_rows_estimate: AtomicU64,
+    /// Tables of the snapshot completely read.
+    pub snapshot_tables_done: AtomicU64,
+    /// Tables in the snapshot.
+    pub snapshot_tables: AtomicU64,
+    /// The snapshot is finished (or not taken) and changes are streaming.
+    pub streaming: AtomicBool,
+}
+
 /// A Postgres change stream.
 #[derive(Debug)]
 pub struct PostgresSource {
     config: PostgresConfig,
+    metrics: Arc<PostgresMetrics>,
 }
 
 impl PostgresSource {
     /// A source for a validated config.
     pub fn new(config: PostgresConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The source's counters, shared with the running source.
+    pub fn metrics(&self) -> Arc<PostgresMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     fn connect_options(&self) -> ConnectOptions {
@@ -419,6 +447,19 @@ struct StreamState {
     spools: std::collections::HashMap<u32, TransactionSpool>,
     /// The top-level xid of the streamed chunk being received.
     streaming: Option<u32>,
+    /// The last emitted event is inside a transaction (its Commit is still to come, maybe
+    /// after a reconnect): no heartbeat and no idle advance of the slot until it is.
+    mid_transaction: bool,
+}
+
+impl StreamState {
+    /// Forgets what belongs to the lost connection; keeps what was emitted.
+    fn reconnected(&mut self) {
+        self.decoder = Decoder::new();
+        self.transaction = None;
+        self.spools.clear();
+        self.streaming = None;
+    }
 }
 
 impl Source for PostgresSource {
@@ -503,6 +544,7 @@ impl Source for PostgresSource {
             described: std::collections::HashSet::new(),
             spools: std::collections::HashMap::new(),
             streaming: None,
+            mid_transaction: false,
         };
         if let Some(created) = snapshot {
             let Some(name) = created.snapshot.clone() else {
@@ -524,37 +566,93 @@ impl Source for PostgresSource {
             }
         }
 
-        let publication = self.config.publication_name.clone();
-        // Protocol v2 streams large in-progress transactions (Postgres 14+), so neither
-        // the server nor outflow holds them in memory until commit.
+        self.metrics.streaming.store(true, Ordering::Relaxed);
         let version: i32 = catalog
             .client()
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
             .map_err(|e| query_error("reading the server version", e))?
             .get(0);
-        let mut options = vec![
-            ("proto_version", "1"),
-            ("publication_names", publication.as_str()),
-            ("messages", "true"),
-        ];
-        if version >= 140_000 {
-            options[0].1 = "2";
-            options.push(("streaming", "on"));
+        let mut stream = Some(self.start_stream(conn, version).await?);
+        let mut ack = Acknowledger::default();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = tokio::time::Instant::now();
+            let result = match stream.take() {
+                Some(stream) => {
+                    self.stream(stream, &mut catalog, &mut state, &mut ack, &mut ctx)
+                        .await
+                }
+                None => self.reconnect(&mut catalog, version).await.map(|s| {
+                    stream = Some(s);
+                }),
+            };
+            match result {
+                Ok(()) if stream.is_some() => continue,
+                Ok(()) => break,
+                Err(e) if e.class() == ErrorClass::Transient && !ctx.shutdown.is_cancelled() => {
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = Duration::from_millis(100);
+                    }
+                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?backoff, slot = %slot, "replication stream lost; reconnecting");
+                    state.reconnected();
+                    tokio::select! {
+                        () = ctx.shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let stream = conn
-            .start_replication(&slot, Lsn(0), &options)
-            .await
-            .map_err(|e| replication_error("starting replication", e))?;
-        let result = self.stream(stream, &mut catalog, state, &mut ctx).await;
-        if result.is_ok() && self.config.slot_drop_on_stop {
+        if self.config.slot_drop_on_stop {
             self.drop_slot(&catalog).await?;
         }
-        result
+        Ok(())
     }
 }
 
 impl PostgresSource {
+    /// Starts streaming from the slot's confirmed position. Protocol v2 streams large
+    /// in-progress transactions (Postgres 14+), so neither the server nor outflow holds
+    /// them in memory until commit.
+    async fn start_stream(
+        &self,
+        conn: ReplicationConnection,
+        server_version: i32,
+    ) -> Result<ReplicationStream, SourceError> {
+        let publication = self.config.publication_name.as_str();
+        let mut options = vec![
+            ("proto_version", "1"),
+            ("publication_names", publication),
+            ("messages", "true"),
+        ];
+        if server_version >= 140_000 {
+            options[0].1 = "2";
+            options.push(("streaming", "on"));
+        }
+        conn.start_replication(&self.config.slot_name, Lsn(0), &options)
+            .await
+            .map_err(|e| replication_error("starting replication", e))
+    }
+
+    /// A new replication stream (and catalog connection, if it was lost) after a
+    /// transient error.
+    async fn reconnect(
+        &self,
+        catalog: &mut Catalog,
+        server_version: i32,
+    ) -> Result<ReplicationStream, SourceError> {
+        if catalog.client().is_closed() {
+            *catalog = self.catalog().await?;
+        }
+        let conn = ReplicationConnection::connect(&self.connect_options())
+            .await
+            .map_err(|e| replication_error("reopening the replication connection", e))?;
+        self.start_stream(conn, server_version).await
+    }
+
     /// `slot.drop.on.stop`: drops the slot once its walsender has exited.
     async fn drop_slot(&self, catalog: &Catalog) -> Result<(), SourceError> {
         let slot = &self.config.slot_name;
@@ -780,10 +878,10 @@ impl PostgresSource {
         &self,
         mut stream: ReplicationStream,
         catalog: &mut Catalog,
-        mut state: StreamState,
+        state: &mut StreamState,
+        ack: &mut Acknowledger,
         ctx: &mut SourceContext,
     ) -> Result<(), SourceError> {
-        let mut ack = Acknowledger::default();
         let mut status = tokio::time::interval(self.config.status_update_interval);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let heartbeat_period = self
@@ -796,34 +894,34 @@ impl PostgresSource {
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => {
-                    flush(&mut state, ctx).await?;
+                    flush(state, ctx).await?;
                     // Tell the server the last durable position before leaving.
                     if let Some(position) = durable.current() {
                         ack.durable(&position);
                     }
-                    let _ = send_status(&mut stream, &ack).await;
+                    let _ = send_status(&mut stream, ack).await;
                     return Ok(());
                 }
                 changed = durable.changed() => {
                     if let Some(position) = changed
                         && ack.durable(&position)
                     {
-                        send_status(&mut stream, &ack).await?;
+                        send_status(&mut stream, ack).await?;
                     }
                 }
                 _ = status.tick() => {
                     if ack.pending.is_empty() && state.transaction.is_none() && state.batch.is_empty()
-                        && state.spools.is_empty()
+                        && state.spools.is_empty() && !state.mid_transaction
                         && durable.current() .as_ref() == state.last_position.clone().map(SourcePosition::Postgres).as_ref()
                     {
                         ack.flushed = ack.flushed.max(ack.idle_wal_end);
                     }
-                    send_status(&mut stream, &ack).await?;
+                    send_status(&mut stream, ack).await?;
                     if self.config.publication_autocreate == PublicationAutocreate::Filtered {
                         self.refresh_publication(catalog).await?;
                     }
                 }
-                _ = heartbeat.tick(), if self.config.heartbeat_interval.is_some() && state.transaction.is_none() => {
+                _ = heartbeat.tick(), if self.config.heartbeat_interval.is_some() && state.transaction.is_none() && !state.mid_transaction => {
                     let base = state.last_position.clone().unwrap_or(PgPosition {
                         lsn_commit: ack.flushed, lsn: ack.flushed, seq: 0, tx_id: None, snapshot: false,
                     });
@@ -836,7 +934,7 @@ impl PostgresSource {
                         kind: EventKind::Heartbeat,
                         binlog: None,
                     });
-                    flush(&mut state, ctx).await?;
+                    flush(state, ctx).await?;
                     if let Some(query) = &self.config.heartbeat_action_query {
                         catalog.client().batch_execute(query).await.map_err(|e| match query_error("running heartbeat.action.query", e) {
                             SourceError::Definite { context, source, .. } => SourceError::Definite {
@@ -856,12 +954,12 @@ impl PostgresSource {
                         StreamMessage::Keepalive { wal_end, reply_requested, .. } => {
                             ack.idle_wal_end = wal_end;
                             if reply_requested {
-                                send_status(&mut stream, &ack).await?;
+                                send_status(&mut stream, ack).await?;
                             }
                         }
                         StreamMessage::XLogData { wal_start, data, .. } => {
                             state.wal_start = wal_start;
-                            self.handle(&data, &mut state, catalog, &mut ack, ctx).await?;
+                            self.handle(&data, state, catalog, ack, ctx).await?;
                         }
                     }
                 }
@@ -1202,6 +1300,11 @@ impl PostgresSource {
             return None;
         }
         state.last_position = Some(position.clone());
+        match kind {
+            EventKind::Begin(_) => state.mid_transaction = true,
+            EventKind::Commit(_) => state.mid_transaction = false,
+            _ => {}
+        }
         Some(ChangeEvent {
             position: SourcePosition::Postgres(position),
             source_ts_us: Some(*commit_us),

@@ -12,6 +12,7 @@ pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 
 mod large_transaction_live;
 mod pgoutput_live;
+mod recovery_live;
 mod replication_live;
 mod row_images_live;
 mod source_live;

@@ -36,6 +36,8 @@ pub(crate) fn config(db: &PostgresDatabase, extra: &[(&str, &str)]) -> PostgresC
 pub(crate) struct Running {
     pub(crate) sink: MemorySink,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) pipeline: Arc<outflow_core::PipelineMetrics>,
+    pub(crate) source: Arc<outflow_postgres::source::PostgresMetrics>,
     pub(crate) task:
         tokio::task::JoinHandle<Result<outflow_core::PipelineReport, outflow_core::PipelineError>>,
 }
@@ -43,9 +45,11 @@ pub(crate) struct Running {
 pub(crate) fn start(config: PostgresConfig, offsets: Arc<MemoryOffsetStore>) -> Running {
     let sink = MemorySink::new(MemorySinkMode::Immediate);
     let shutdown = CancellationToken::new();
+    let source = PostgresSource::new(config);
+    let source_metrics = source.metrics();
     let pipeline = Pipeline::new(
         "pg-test",
-        PostgresSource::new(config),
+        source,
         sink.clone(),
         offsets,
         PipelineConfig {
@@ -53,10 +57,13 @@ pub(crate) fn start(config: PostgresConfig, offsets: Arc<MemoryOffsetStore>) -> 
             ..PipelineConfig::default()
         },
     );
+    let metrics = pipeline.metrics();
     let task = tokio::spawn(pipeline.run(shutdown.clone()));
     Running {
         sink,
         shutdown,
+        pipeline: metrics,
+        source: source_metrics,
         task,
     }
 }
