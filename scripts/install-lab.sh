@@ -41,9 +41,9 @@ apt_install() {
 }
 
 # --- build dependencies of -sys crates (openssl for the registry client's TLS, zlib for
-#     librdkafka) --------------------------------------------------------------------------
+#     librdkafka), and the openssl tool the testkit makes test certificates with ----------
 missing_dev=()
-for pkg in pkg-config libssl-dev zlib1g-dev make; do
+for pkg in pkg-config libssl-dev zlib1g-dev make openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing_dev+=("$pkg")
 done
 if [ ${#missing_dev[@]} -eq 0 ]; then

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use broker::{CONSUMER_SETTINGS, KafkaBroker};
 pub use mariadb::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID};
-pub use postgres::{PASSWORD_USERS, PostgresDatabase, PostgresServer};
+pub use postgres::{CERT_USER, PASSWORD_USERS, PostgresDatabase, PostgresServer, TLS_ONLY_USER};
 pub use registry::SchemaRegistry;
 pub use tools::lab_bin_dir;
 

@@ -11,12 +11,91 @@ use crate::tools;
 /// (SCRAM-SHA-256).
 pub const PASSWORD_USERS: [&str; 2] = ["outflow_md5", "outflow_scram"];
 
-/// A running PostgreSQL server owned by this test process.
+/// A user that may only connect over TLS (pg_hba.conf rejects it on plain TCP; trusted
+/// over TLS).
+pub const TLS_ONLY_USER: &str = "outflow_tls";
+
+/// A user authenticated by client certificate (`cert` in pg_hba.conf): its certificate
+/// and key are [`PostgresServer::client_certificate`].
+pub const CERT_USER: &str = "outflow_cert";
+
+/// A running PostgreSQL server owned by this test process. It accepts TLS with a
+/// certificate for the name `localhost` (not for the address `127.0.0.1`, so host-name
+/// checks can be seen to fail) issued by a test CA ([`PostgresServer::tls_root_cert`]).
 #[derive(Debug)]
 pub struct PostgresServer {
     port: u16,
     bindir: std::path::PathBuf,
     socket_dir: std::path::PathBuf,
+    tls_dir: std::path::PathBuf,
+}
+
+/// Makes a test CA, a server certificate signed by it and a client certificate for
+/// [`CERT_USER`] with the `openssl` tool.
+fn make_certificates(dir: &std::path::Path) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        panic!("testkit: cannot create {}: {e}", dir.display());
+    }
+    let openssl = |args: &[&str]| {
+        let mut command = Command::new("openssl");
+        command.args(args).current_dir(dir);
+        process::run("openssl", &mut command);
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "3", "-subj", "/CN=outflow test CA"];
+    ca.extend(key);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(&ca);
+    if let Err(e) = std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost\n") {
+        panic!("testkit: cannot write server.ext: {e}");
+    }
+    for (name, subject, ext) in [
+        ("server", "/CN=localhost", Some("server.ext")),
+        ("client", "/CN=outflow_cert", None),
+    ] {
+        let (key_file, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut request = vec!["req", "-subj", subject];
+        request.extend(key);
+        request.extend(["-keyout", &key_file, "-out", &csr]);
+        openssl(&request);
+        let mut sign = vec![
+            "x509",
+            "-req",
+            "-days",
+            "3",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+        ];
+        if let Some(ext) = ext {
+            sign.extend(["-extfile", ext]);
+        }
+        openssl(&sign);
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    for key in ["server.key", "client.key"] {
+        if let Err(e) =
+            std::fs::set_permissions(dir.join(key), std::fs::Permissions::from_mode(0o600))
+        {
+            panic!("testkit: cannot restrict {key}: {e}");
+        }
+    }
 }
 
 impl PostgresServer {
@@ -60,9 +139,25 @@ impl PostgresServer {
             .env("HOME", &root);
         as_owner(&mut initdb);
         process::run("initdb", &mut initdb);
-        // Password methods for the users tests create to exercise authentication; every
-        // other user is trusted.
+        let tls_dir = root.join("tls");
+        make_certificates(&tls_dir);
+        if let Some((uid, gid)) = owner {
+            process::chown_tree(&tls_dir, uid, gid);
+            for file in [
+                "ca.crt",
+                "server.crt",
+                "server.key",
+                "client.crt",
+                "client.key",
+            ] {
+                process::chown_tree(&tls_dir.join(file), uid, gid);
+            }
+        }
+        // Password methods for the users tests create to exercise authentication, a
+        // TLS-only user and a certificate user; every other user is trusted.
         let hba = "local all all trust\n\
+                   hostnossl all outflow_tls 127.0.0.1/32 reject\n\
+                   hostssl all outflow_cert 127.0.0.1/32 cert\n\
                    host all outflow_md5 127.0.0.1/32 md5\n\
                    host all outflow_scram 127.0.0.1/32 scram-sha-256\n\
                    host all all 127.0.0.1/32 trust\n\
@@ -97,7 +192,21 @@ impl PostgresServer {
                 "full_page_writes=off",
                 "-c",
                 "log_min_messages=warning",
+                "-c",
+                "ssl=on",
             ])
+            .arg("-c")
+            .arg(format!(
+                "ssl_cert_file={}",
+                tls_dir.join("server.crt").display()
+            ))
+            .arg("-c")
+            .arg(format!(
+                "ssl_key_file={}",
+                tls_dir.join("server.key").display()
+            ))
+            .arg("-c")
+            .arg(format!("ssl_ca_file={}", tls_dir.join("ca.crt").display()))
             .env("HOME", &root)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -138,7 +247,21 @@ impl PostgresServer {
             port,
             bindir,
             socket_dir: root,
+            tls_dir,
         }
+    }
+
+    /// PEM file of the CA that issued the server's certificate.
+    pub fn tls_root_cert(&self) -> std::path::PathBuf {
+        self.tls_dir.join("ca.crt")
+    }
+
+    /// PEM certificate and PKCS#8 key files of [`CERT_USER`].
+    pub fn client_certificate(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        (
+            self.tls_dir.join("client.crt"),
+            self.tls_dir.join("client.key"),
+        )
     }
 
     /// TCP port on 127.0.0.1.

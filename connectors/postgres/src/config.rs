@@ -8,6 +8,8 @@ use std::time::Duration;
 use outflow_core::envelope::PropertyError;
 use outflow_core::envelope::config::NameFilter;
 
+use crate::tls::{SslMode, TlsSettings};
+
 /// `publication.autocreate.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicationAutocreate {
@@ -47,6 +49,8 @@ pub struct PostgresConfig {
     pub password: Option<String>,
     /// `database.dbname`.
     pub dbname: String,
+    /// `database.sslmode`, `database.sslrootcert`, `database.sslcert`, `database.sslkey`.
+    pub tls: TlsSettings,
     /// `slot.name`.
     pub slot_name: String,
     /// `publication.name`.
@@ -156,6 +160,7 @@ impl fmt::Debug for PostgresConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "********"))
             .field("dbname", &self.dbname)
+            .field("tls", &self.tls)
             .field("slot_name", &self.slot_name)
             .field("publication_name", &self.publication_name)
             .field("snapshot_mode", &self.snapshot_mode)
@@ -194,14 +199,45 @@ impl PostgresConfig {
                 .parse()
                 .map_err(|_| PropertyError::new("database.port", v, "expected a port number"))?,
         };
-        if let Some(mode) = props.get("database.sslmode")
-            && mode != "disable"
-        {
-            return Err(PropertyError::new(
-                "database.sslmode",
-                mode,
-                "only disable is supported so far",
-            ));
+        let ssl_mode = match props.get("database.sslmode") {
+            None => SslMode::Prefer,
+            Some(v) => SslMode::parse(v.trim()).ok_or_else(|| {
+                PropertyError::new(
+                    "database.sslmode",
+                    v,
+                    "expected disable, prefer, require, verify-ca or verify-full",
+                )
+            })?,
+        };
+        let path = |property: &str| {
+            props
+                .get(property)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+        };
+        let tls = TlsSettings {
+            mode: ssl_mode,
+            root_cert: path("database.sslrootcert"),
+            client_cert: path("database.sslcert"),
+            client_key: path("database.sslkey"),
+        };
+        match (&tls.client_cert, &tls.client_key) {
+            (Some(_), None) => {
+                return Err(PropertyError::new(
+                    "database.sslkey",
+                    "",
+                    "required with database.sslcert",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(PropertyError::new(
+                    "database.sslcert",
+                    "",
+                    "required with database.sslkey",
+                ));
+            }
+            _ => {}
         }
         if let Some(plugin) = props.get("plugin.name")
             && plugin != "pgoutput"
@@ -239,6 +275,7 @@ impl PostgresConfig {
             user: required("database.user")?,
             password: props.get("database.password").cloned(),
             dbname: required("database.dbname")?,
+            tls,
             slot_name: identifier("slot.name", "debezium")?,
             publication_name: identifier("publication.name", "dbz_publication")?,
             publication_autocreate: match props
@@ -348,7 +385,8 @@ mod tests {
             ("publication.autocreate.mode", "sometimes"),
             ("snapshot.mode", "always"),
             ("plugin.name", "decoderbufs"),
-            ("database.sslmode", "require"),
+            ("database.sslmode", "sometimes"),
+            ("database.sslcert", "/c.pem"),
             ("table.include.list", "(("),
             ("heartbeat.interval.ms", "soon"),
             ("slot.drop.on.stop", "maybe"),

@@ -10,8 +10,8 @@
 //! positions. It implements [`outflow_core::Source`] and emits
 //! [`outflow_core::PgPosition`]s.
 //!
-//! Modules: [`config`] (validated properties), [`replication`] (the replication-protocol
-//! client), [`pgoutput`] (the decoder), [`spool`] (streamed transactions on disk),
+//! Modules: [`config`] (validated properties), [`tls`], [`replication`] (the
+//! replication-protocol client), [`pgoutput`] (the decoder), [`spool`] (streamed transactions on disk),
 //! [`catalog`], [`relation`] and [`types`] (schemas and values), [`copy`] (snapshot rows),
 //! and [`source`], which ties them into the [`outflow_core::Source`].
 
@@ -23,4 +23,5 @@ pub mod relation;
 pub mod replication;
 pub mod source;
 pub mod spool;
+pub mod tls;
 pub mod types;

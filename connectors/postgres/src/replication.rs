@@ -19,7 +19,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use outflow_core::Lsn;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Errors of the replication connection.
@@ -44,6 +46,15 @@ pub enum ReplicationError {
     /// Authentication is not possible (no password given, unsupported method).
     #[error("authentication: {0}")]
     Authentication(String),
+    /// TLS was required and the server refused it, or the handshake failed.
+    #[error("TLS: {message}")]
+    Tls {
+        /// What failed.
+        message: String,
+        /// The TLS library's error, if any.
+        #[source]
+        source: Option<native_tls::Error>,
+    },
 }
 
 impl ReplicationError {
@@ -77,6 +88,8 @@ pub struct ConnectOptions {
     pub application_name: String,
     /// Session settings sent at startup (e.g. [`crate::types::SESSION_SETTINGS`]).
     pub settings: Vec<(String, String)>,
+    /// TLS: the connector, and whether a server without TLS is refused. `None`: plain.
+    pub tls: Option<(tokio_native_tls::TlsConnector, bool)>,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -88,6 +101,7 @@ impl fmt::Debug for ConnectOptions {
             .field("password", &self.password.as_ref().map(|_| "********"))
             .field("dbname", &self.dbname)
             .field("application_name", &self.application_name)
+            .field("tls", &self.tls.as_ref().map(|(_, required)| required))
             .finish()
     }
 }
@@ -113,9 +127,88 @@ pub struct CreatedSlot {
     pub snapshot: Option<String>,
 }
 
+/// The byte stream under the protocol: plain TCP or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// SSLRequest: asks the server to switch to TLS before the startup message.
+async fn negotiate_tls(
+    mut tcp: TcpStream,
+    host: &str,
+    connector: &tokio_native_tls::TlsConnector,
+    required: bool,
+) -> Result<Transport, ReplicationError> {
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    tcp.write_all(&SSL_REQUEST).await?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' => {
+            let tls = connector
+                .connect(host, tcp)
+                .await
+                .map_err(|e| ReplicationError::Tls {
+                    message: "handshake failed".into(),
+                    source: Some(e),
+                })?;
+            Ok(Transport::Tls(Box::new(tls)))
+        }
+        b'N' if !required => Ok(Transport::Plain(tcp)),
+        b'N' => Err(ReplicationError::Tls {
+            message: "the server does not accept TLS connections".into(),
+            source: None,
+        }),
+        other => Err(protocol(format!(
+            "unexpected answer {other:#04x} to SSLRequest"
+        ))),
+    }
+}
+
 /// A replication connection in the command state.
 pub struct ReplicationConnection {
-    stream: TcpStream,
+    stream: Transport,
     read: BytesMut,
     write: BytesMut,
 }
@@ -162,8 +255,14 @@ fn server_error(mut body: Bytes) -> ReplicationError {
 impl ReplicationConnection {
     /// Connects and authenticates (trust, cleartext, MD5 or SCRAM-SHA-256).
     pub async fn connect(options: &ConnectOptions) -> Result<Self, ReplicationError> {
-        let stream = TcpStream::connect((options.host.as_str(), options.port)).await?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect((options.host.as_str(), options.port)).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &options.tls {
+            None => Transport::Plain(tcp),
+            Some((connector, required)) => {
+                negotiate_tls(tcp, &options.host, connector, *required).await?
+            }
+        };
         let mut conn = Self {
             stream,
             read: BytesMut::with_capacity(64 * 1024),

@@ -56,6 +56,9 @@ fn replication_error(context: &str, e: ReplicationError) -> SourceError {
         let hint = match e.sqlstate() {
             Some(code) if code.starts_with("28") => "check database.user and database.password",
             Some("42501") => "grant the REPLICATION attribute: ALTER ROLE <user> REPLICATION",
+            _ if matches!(e, ReplicationError::Tls { .. }) => {
+                "check database.sslmode, database.sslrootcert and the server's certificate"
+            }
             _ => "see the server's message",
         };
         SourceError::definite_with(context.to_owned(), hint, e)
@@ -63,6 +66,13 @@ fn replication_error(context: &str, e: ReplicationError) -> SourceError {
 }
 
 fn query_error(context: &str, e: tokio_postgres::Error) -> SourceError {
+    if e.to_string().contains("TLS") {
+        return SourceError::definite_with(
+            context.to_owned(),
+            "check database.sslmode, database.sslrootcert and the server's certificate",
+            e,
+        );
+    }
     match e.code() {
         Some(code) if !code.code().starts_with("08") && !code.code().starts_with("57") => {
             SourceError::definite_with(context.to_owned(), "see the server's message", e)
@@ -97,6 +107,8 @@ pub struct PostgresMetrics {
 pub struct PostgresSource {
     config: PostgresConfig,
     metrics: Arc<PostgresMetrics>,
+    /// Built from the TLS settings when the source starts (it reads certificate files).
+    tls: Option<native_tls::TlsConnector>,
 }
 
 impl PostgresSource {
@@ -105,6 +117,7 @@ impl PostgresSource {
         Self {
             config,
             metrics: Arc::default(),
+            tls: None,
         }
     }
 
@@ -125,6 +138,12 @@ impl PostgresSource {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            tls: self.tls.clone().map(|connector| {
+                (
+                    tokio_native_tls::TlsConnector::from(connector),
+                    self.config.tls.mode.required(),
+                )
+            }),
         }
     }
 
@@ -138,15 +157,21 @@ impl PostgresSource {
             pg.password(password);
         }
         pg.application_name("outflow catalog");
-        let (client, connection) = pg
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| query_error("connecting to Postgres", e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "catalog connection ended");
+        let client = match &self.tls {
+            None => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                spawn_connection(pg.connect(tokio_postgres::NoTls).await)?
             }
-        });
+            Some(connector) => {
+                pg.ssl_mode(if self.config.tls.mode.required() {
+                    tokio_postgres::config::SslMode::Require
+                } else {
+                    tokio_postgres::config::SslMode::Prefer
+                });
+                let tls = postgres_native_tls::MakeTlsConnector::new(connector.clone());
+                spawn_connection(pg.connect(tls).await)?
+            }
+        };
         Ok(Catalog::new(client))
     }
 
@@ -462,8 +487,40 @@ impl StreamState {
     }
 }
 
+/// Runs a tokio-postgres connection in the background and returns its client.
+fn spawn_connection<T>(
+    connected: Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, T>,
+        ),
+        tokio_postgres::Error,
+    >,
+) -> Result<tokio_postgres::Client, SourceError>
+where
+    T: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+{
+    let (client, connection) = connected.map_err(|e| query_error("connecting to Postgres", e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "catalog connection ended");
+        }
+    });
+    Ok(client)
+}
+
 impl Source for PostgresSource {
     async fn run(&mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
+        self.tls = self.config.tls.connector().map_err(|e| {
+            let property = e.property();
+            SourceError::definite_with(
+                format!("TLS settings ({property})"),
+                format!(
+                    "check {property}: the file must exist and hold PEM data (the key as PKCS#8)"
+                ),
+                e,
+            )
+        })?;
         let mut catalog = self.catalog().await?;
         self.preflight(&catalog).await?;
         // Identities before the publication: publishing a table without one makes its

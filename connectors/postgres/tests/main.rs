@@ -16,4 +16,5 @@ mod recovery_live;
 mod replication_live;
 mod row_images_live;
 mod source_live;
+mod tls_live;
 mod types_live;

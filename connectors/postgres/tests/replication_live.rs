@@ -24,6 +24,7 @@ fn options(db: &PostgresDatabase, user: &str, password: Option<&str>) -> Connect
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        tls: None,
     }
 }
 
@@ -48,14 +49,29 @@ async fn password_authentication_methods() {
         .await
         .unwrap();
     for (user, password) in [("outflow_scram", "scram-pw"), ("outflow_md5", "md5-pw")] {
-        let mut conn = ReplicationConnection::connect(&options(&db, user, Some(password)))
-            .await
-            .unwrap_or_else(|e| panic!("{user}: {e}"));
-        let rows = conn.simple_query("IDENTIFY_SYSTEM").await.unwrap();
-        assert_eq!(
-            rows[0].get(3).cloned().flatten().as_deref(),
-            Some(db.name())
-        );
+        // Over plain TCP and over TLS (where the server also offers SCRAM-SHA-256-PLUS).
+        let plain = options(&db, user, Some(password));
+        let tls = ConnectOptions {
+            tls: Some((
+                native_tls::TlsConnector::builder()
+                    .danger_accept_invalid_certs(true)
+                    .build()
+                    .unwrap()
+                    .into(),
+                true,
+            )),
+            ..plain.clone()
+        };
+        for options in [plain, tls] {
+            let mut conn = ReplicationConnection::connect(&options)
+                .await
+                .unwrap_or_else(|e| panic!("{user}: {e}"));
+            let rows = conn.simple_query("IDENTIFY_SYSTEM").await.unwrap();
+            assert_eq!(
+                rows[0].get(3).cloned().flatten().as_deref(),
+                Some(db.name())
+            );
+        }
         let wrong = ReplicationConnection::connect(&options(&db, user, Some("wrong")))
             .await
             .unwrap_err();
