@@ -59,6 +59,7 @@ fn events(n: u64) -> Vec<ChangeEvent> {
     (0..n)
         .map(|i| ChangeEvent {
             position: SourcePosition::Postgres(PgPosition {
+                snapshot_cursor: None,
                 lsn_commit: Lsn(1_000_000 + i),
                 lsn: Lsn(1_000_000 + i),
                 seq: 1,

@@ -35,7 +35,7 @@ pub use event::{
 };
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
-pub use position::{BinlogPosition, Lsn, PgPosition, SourcePosition};
+pub use position::{BinlogPosition, Lsn, PgPosition, SnapshotCursor, SourcePosition};
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
 pub use sink::{DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink};
 pub use source::{DurableWatch, EventSender, Source, SourceContext};

@@ -254,6 +254,7 @@ mod tests {
 
     fn pos(n: u64) -> SourcePosition {
         SourcePosition::Postgres(PgPosition {
+            snapshot_cursor: None,
             lsn_commit: Lsn(n),
             lsn: Lsn(n),
             seq: 0,

@@ -74,6 +74,22 @@ pub struct PgPosition {
     /// True for rows read by the snapshot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot: bool,
+    /// On snapshot rows that end a batch: where the snapshot stood, so a restart can
+    /// continue after this row instead of reading the table again.
+    #[serde(rename = "cursor", default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_cursor: Option<Box<SnapshotCursor>>,
+}
+
+/// Where a snapshot stood after a row: the table, and the row's primary-key values as
+/// the database writes them in text (`None` for NULL). Rows of a table are read in key
+/// order, so every row with a key at or before this one has been emitted. A table
+/// without a primary key has no key here; a restart reads it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SnapshotCursor {
+    /// `schema.table`.
+    pub table: String,
+    /// Primary-key values in key order, as text.
+    pub key: Option<Vec<Option<String>>>,
 }
 
 impl Ord for PgPosition {
@@ -86,6 +102,7 @@ impl Ord for PgPosition {
             // fields above already decide.
             .then_with(|| self.lsn.cmp(&other.lsn))
             .then_with(|| self.tx_id.cmp(&other.tx_id))
+            .then_with(|| self.snapshot_cursor.cmp(&other.snapshot_cursor))
     }
 }
 
@@ -213,6 +230,7 @@ mod tests {
 
     fn pg(lsn_commit: u64, seq: u64, snapshot: bool) -> PgPosition {
         PgPosition {
+            snapshot_cursor: None,
             lsn_commit: Lsn(lsn_commit),
             lsn: Lsn(lsn_commit),
             seq,
@@ -265,6 +283,7 @@ mod tests {
     #[test]
     fn serialised_form_is_stable() {
         let p = SourcePosition::Postgres(PgPosition {
+            snapshot_cursor: None,
             lsn_commit: Lsn(200),
             lsn: Lsn(150),
             seq: 3,
@@ -297,6 +316,7 @@ mod tests {
             )
                 .prop_map(|(c, l, seq, tx_id, snapshot)| SourcePosition::Postgres(
                     PgPosition {
+                        snapshot_cursor: None,
                         lsn_commit: Lsn(c),
                         lsn: Lsn(l),
                         seq,

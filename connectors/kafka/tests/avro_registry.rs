@@ -121,6 +121,7 @@ fn all_types_row(id: i32) -> Vec<Value> {
 fn insert(table: &Arc<TableSchema>, seq: u64, after: Vec<Value>) -> ChangeEvent {
     ChangeEvent {
         position: SourcePosition::Postgres(PgPosition {
+            snapshot_cursor: None,
             lsn_commit: Lsn(5000),
             lsn: Lsn(4000 + seq),
             seq,

@@ -38,6 +38,11 @@ impl Catalog {
         &self.client
     }
 
+    /// The client, without the type cache.
+    pub fn into_client(self) -> Client {
+        self.client
+    }
+
     /// Resolves a type OID: built-ins directly, others from `pg_type` (domains to their
     /// base type, enums with their labels, arrays with their element type).
     pub async fn resolve_type(&mut self, oid: u32) -> Result<PgType, tokio_postgres::Error> {

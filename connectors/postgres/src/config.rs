@@ -61,6 +61,12 @@ pub struct PostgresConfig {
     pub slot_drop_on_stop: bool,
     /// `snapshot.mode`.
     pub snapshot_mode: SnapshotMode,
+    /// `snapshot.max.threads` (default 1): snapshot reader connections, each reading a
+    /// table or a key range of one.
+    pub snapshot_max_threads: usize,
+    /// `snapshot.fetch.size` (default 10240): rows per unit of a large table's key-range
+    /// split is a multiple of it.
+    pub snapshot_fetch_size: u64,
     /// `table.include.list` / `table.exclude.list`.
     pub tables: NameFilter,
     /// `heartbeat.interval.ms` (0 = off).
@@ -318,6 +324,28 @@ impl PostgresConfig {
                     ));
                 }
             },
+            snapshot_max_threads: match props.get("snapshot.max.threads") {
+                None => 1,
+                Some(v) => v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| {
+                        PropertyError::new("snapshot.max.threads", v, "expected 1 to 64")
+                    })?,
+            },
+            snapshot_fetch_size: match props.get("snapshot.fetch.size") {
+                None => 10_240,
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        PropertyError::new("snapshot.fetch.size", v, "expected a positive number")
+                    })?,
+            },
             tables,
             heartbeat_interval: (heartbeat > 0).then(|| Duration::from_millis(heartbeat)),
             status_update_interval: Duration::from_millis(
@@ -386,12 +414,13 @@ mod tests {
             ("snapshot.mode", "always"),
             ("plugin.name", "decoderbufs"),
             ("database.sslmode", "sometimes"),
-            ("database.sslcert", "/c.pem"),
             ("table.include.list", "(("),
             ("heartbeat.interval.ms", "soon"),
             ("slot.drop.on.stop", "maybe"),
             ("replica.identity.autoset.values", "public.t:SOMETIMES"),
             ("replica.identity.autoset.values", "public.t"),
+            ("snapshot.max.threads", "0"),
+            ("snapshot.fetch.size", "-1"),
         ] {
             let mut p = base();
             p.push((k, v));
@@ -402,6 +431,15 @@ mod tests {
                 k
             );
         }
+        // A client certificate needs its key: the error names the missing one.
+        let mut p = base();
+        p.push(("database.sslcert", "/c.pem"));
+        assert_eq!(
+            PostgresConfig::from_properties(&props(&p))
+                .unwrap_err()
+                .property,
+            "database.sslkey"
+        );
         let mut p = base();
         p.push((
             "replica.identity.autoset.values",

@@ -150,17 +150,23 @@ impl RelationCache {
         tuple: &[ColumnData<'_>],
     ) -> Result<(Arc<TableSchema>, Row), RowError> {
         let relation = self.get(relation_id)?;
-        let table = &relation.schema;
-        if tuple.len() != relation.types.len() {
+        Ok((Arc::clone(&relation.schema), relation.row(tuple)?))
+    }
+}
+
+impl Relation {
+    /// Converts a tuple of this relation into a row.
+    pub fn row(&self, tuple: &[ColumnData<'_>]) -> Result<Row, RowError> {
+        let table = &self.schema;
+        if tuple.len() != self.types.len() {
             return Err(RowError::Shape {
                 table: table.id.clone(),
                 got: tuple.len(),
-                expected: relation.types.len(),
+                expected: self.types.len(),
             });
         }
         let mut row = Vec::with_capacity(tuple.len());
-        for ((data, (t, modifier)), column) in tuple.iter().zip(&relation.types).zip(&table.columns)
-        {
+        for ((data, (t, modifier)), column) in tuple.iter().zip(&self.types).zip(&table.columns) {
             row.push(match data {
                 ColumnData::Null => Value::Null,
                 ColumnData::UnchangedToast => Value::Unavailable,
@@ -179,6 +185,6 @@ impl RelationCache {
                 }
             });
         }
-        Ok((Arc::clone(table), row))
+        Ok(row)
     }
 }

@@ -457,6 +457,24 @@ impl ReplicationConnection {
         name: &str,
         export_snapshot: bool,
     ) -> Result<CreatedSlot, ReplicationError> {
+        self.create(name, "", export_snapshot).await
+    }
+
+    /// Creates a temporary slot (dropped when this connection closes) exporting a
+    /// snapshot: a consistent view at a new point, valid while the connection is idle.
+    pub async fn create_temporary_slot(
+        &mut self,
+        name: &str,
+    ) -> Result<CreatedSlot, ReplicationError> {
+        self.create(name, "TEMPORARY ", true).await
+    }
+
+    async fn create(
+        &mut self,
+        name: &str,
+        temporary: &str,
+        export_snapshot: bool,
+    ) -> Result<CreatedSlot, ReplicationError> {
         let snapshot = if export_snapshot {
             "EXPORT_SNAPSHOT"
         } else {
@@ -464,7 +482,7 @@ impl ReplicationConnection {
         };
         let rows = self
             .simple_query(&format!(
-                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {snapshot}",
+                "CREATE_REPLICATION_SLOT {} {temporary}LOGICAL pgoutput {snapshot}",
                 quote_identifier(name)
             ))
             .await?;

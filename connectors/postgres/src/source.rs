@@ -25,13 +25,13 @@ use std::time::Duration;
 use outflow_core::event::{SchemaChange, SchemaChangeKind};
 use outflow_core::source::{DurableWatch, SourceContext};
 use outflow_core::{
-    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, Lsn, PgPosition, SnapshotMark,
-    Source, SourceError, SourcePosition, TransactionBoundary,
+    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, Lsn, PgPosition, Source, SourceError,
+    SourcePosition, TransactionBoundary,
 };
 
 use crate::catalog::Catalog;
 use crate::config::{PostgresConfig, PublicationAutocreate, SnapshotMode};
-use crate::pgoutput::{Decoder, Message, RelationColumn, unix_micros};
+use crate::pgoutput::{Decoder, Message, unix_micros};
 use crate::relation::RelationCache;
 use crate::replication::{
     ConnectOptions, ReplicationConnection, ReplicationError, ReplicationStream, StreamMessage,
@@ -39,6 +39,10 @@ use crate::replication::{
 };
 use crate::spool::{SpooledMessage, TransactionSpool};
 use crate::types::SESSION_SETTINGS;
+
+mod snapshot;
+
+use snapshot::ResumeWindow;
 
 const BATCH_EVENTS: usize = 1024;
 
@@ -475,6 +479,8 @@ struct StreamState {
     /// The last emitted event is inside a transaction (its Commit is still to come, maybe
     /// after a reconnect): no heartbeat and no idle advance of the slot until it is.
     mid_transaction: bool,
+    /// After a resumed snapshot: stream changes its reads already contain.
+    window: Option<ResumeWindow>,
 }
 
 impl StreamState {
@@ -547,8 +553,8 @@ impl Source for PostgresSource {
             }
             None => None,
         };
-        // An unfinished snapshot cannot continue: its exported snapshot is gone.
-        let resume = resume.filter(|p| !p.snapshot);
+        // A stop inside the snapshot: it continues where it stood (see `snapshot`).
+        let mut resume_snapshot = resume.clone().filter(|p| p.snapshot);
         let wants_snapshot = matches!(
             self.config.snapshot_mode,
             SnapshotMode::Initial | SnapshotMode::InitialOnly | SnapshotMode::WhenNeeded
@@ -571,6 +577,8 @@ impl Source for PostgresSource {
             }
             (Some(_), None) if !wants_snapshot => {}
             (existing, _) => {
+                // A new slot: a resume position from the old one means nothing to it.
+                resume_snapshot = None;
                 if existing.is_some() {
                     // No durable offset: nothing was delivered from this slot; start over.
                     conn.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote(&slot)))
@@ -602,6 +610,7 @@ impl Source for PostgresSource {
             spools: std::collections::HashMap::new(),
             streaming: None,
             mid_transaction: false,
+            window: None,
         };
         if let Some(created) = snapshot {
             let Some(name) = created.snapshot.clone() else {
@@ -614,10 +623,51 @@ impl Source for PostgresSource {
                 &mut catalog,
                 &name,
                 created.consistent_point,
+                None,
                 &mut state,
                 &ctx,
             )
             .await?;
+            if self.config.snapshot_mode == SnapshotMode::InitialOnly {
+                return Ok(());
+            }
+        } else if let Some(position) = resume_snapshot {
+            // The slot still stands at the interrupted snapshot's consistent point; a
+            // temporary slot exports a view of now for the rest of the reads.
+            self.slot_capacity(&catalog).await?;
+            let mut exporter = ReplicationConnection::connect(&self.connect_options())
+                .await
+                .map_err(|e| replication_error("opening a second replication connection", e))?;
+            let temporary: String = slot.chars().take(56).collect::<String>() + "_resume";
+            let created = exporter
+                .create_temporary_slot(&temporary)
+                .await
+                .map_err(|e| {
+                    replication_error("creating a temporary slot to resume the snapshot", e)
+                })?;
+            let Some(name) = created.snapshot.clone() else {
+                return Err(SourceError::definite(
+                    "the server exported no snapshot",
+                    "use Postgres 10 or newer",
+                ));
+            };
+            tracing::info!(slot = %slot, resumed_at = %created.consistent_point, "resuming the snapshot");
+            let window = self
+                .snapshot(
+                    &mut catalog,
+                    &name,
+                    position.lsn_commit,
+                    Some(&position),
+                    &mut state,
+                    &ctx,
+                )
+                .await?;
+            drop(exporter);
+            state.window = window.map(|(reread, partial)| ResumeWindow {
+                until: created.consistent_point,
+                reread,
+                partial,
+            });
             if self.config.snapshot_mode == SnapshotMode::InitialOnly {
                 return Ok(());
             }
@@ -739,198 +789,6 @@ impl PostgresSource {
         }
     }
 
-    async fn snapshot(
-        &self,
-        catalog: &mut Catalog,
-        snapshot: &str,
-        consistent_point: Lsn,
-        state: &mut StreamState,
-        ctx: &SourceContext,
-    ) -> Result<(), SourceError> {
-        let reader = self.catalog().await?;
-        let client = reader.client();
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|e| query_error("starting the snapshot transaction", e))?;
-        client
-            .batch_execute(&format!(
-                "SET TRANSACTION SNAPSHOT '{}'",
-                snapshot.replace('\'', "''")
-            ))
-            .await
-            .map_err(|e| query_error("importing the exported snapshot", e))?;
-        let tables = client
-            .query(
-                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_publication_tables p \
-                 JOIN pg_namespace n ON n.nspname = p.schemaname \
-                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
-                 WHERE p.pubname = $1 ORDER BY 2, 3",
-                &[&self.config.publication_name],
-            )
-            .await
-            .map_err(|e| query_error("listing published tables", e))?;
-        let tables: Vec<(u32, String, String)> = tables
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<_, u32>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, String>(2),
-                )
-            })
-            .filter(|(_, s, t)| self.config.captures(s, t))
-            .collect();
-        let mut seq = 0u64;
-        let mut pending: Option<ChangeEvent> = None;
-        for (oid, schema, name) in &tables {
-            let columns = client
-                .query(
-                    "SELECT attname::text, atttypid, atttypmod FROM pg_attribute \
-                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-                    &[oid],
-                )
-                .await
-                .map_err(|e| query_error("reading table columns", e))?;
-            let names: Vec<String> = columns.iter().map(|r| r.get(0)).collect();
-            let mut types = Vec::with_capacity(columns.len());
-            let mut relation_columns = Vec::with_capacity(columns.len());
-            for (row, name) in columns.iter().zip(&names) {
-                let type_oid: u32 = row.get(1);
-                let modifier: i32 = row.get(2);
-                types.push((
-                    catalog
-                        .resolve_type(type_oid)
-                        .await
-                        .map_err(|e| query_error("resolving a type", e))?,
-                    modifier,
-                ));
-                relation_columns.push(RelationColumn {
-                    is_key: false,
-                    name,
-                    type_oid,
-                    type_modifier: modifier,
-                });
-            }
-            let info = catalog
-                .table_info(*oid)
-                .await
-                .map_err(|e| query_error("reading the primary key", e))?;
-            state
-                .relations
-                .define(*oid, schema, name, &relation_columns, types, &info);
-            state.described.insert(*oid);
-            let column_list: Vec<String> = names.iter().map(|n| quote(n)).collect();
-            let copy = format!(
-                "COPY (SELECT {} FROM {}.{}) TO STDOUT",
-                if column_list.is_empty() {
-                    "*".to_owned()
-                } else {
-                    column_list.join(", ")
-                },
-                quote(schema),
-                quote(name)
-            );
-            let stream = client
-                .copy_out(&copy)
-                .await
-                .map_err(|e| query_error("starting COPY", e))?;
-            let mut stream = std::pin::pin!(stream);
-            let mut carry = Vec::new();
-            let mut first_in_table = true;
-            while let Some(chunk) = futures_next(&mut stream).await {
-                let chunk = chunk.map_err(|e| query_error("reading COPY data", e))?;
-                carry.extend_from_slice(&chunk);
-                let mut start = 0;
-                while let Some(end) = carry[start..].iter().position(|&b| b == b'\n') {
-                    let line = &carry[start..start + end];
-                    let tuple = crate::copy::parse_line(line).map_err(|e| {
-                        SourceError::definite(
-                            format!("COPY of {schema}.{name}: {e}"),
-                            "report this as a bug with the row",
-                        )
-                    })?;
-                    let (table, row) = state
-                        .relations
-                        .row(
-                            *oid,
-                            &tuple.iter().map(|c| c.as_column()).collect::<Vec<_>>(),
-                        )
-                        .map_err(|e| {
-                            SourceError::definite(e.to_string(), "check the column's type mapping")
-                        })?;
-                    seq += 1;
-                    let mark = if seq == 1 {
-                        SnapshotMark::First
-                    } else if first_in_table {
-                        SnapshotMark::FirstInDataCollection
-                    } else {
-                        SnapshotMark::True
-                    };
-                    first_in_table = false;
-                    let event = ChangeEvent {
-                        position: SourcePosition::Postgres(PgPosition {
-                            lsn_commit: consistent_point,
-                            lsn: consistent_point,
-                            seq,
-                            tx_id: None,
-                            snapshot: true,
-                        }),
-                        source_ts_us: Some(now_micros()),
-                        kind: EventKind::Read {
-                            table,
-                            after: row,
-                            mark,
-                        },
-                        binlog: None,
-                    };
-                    if let Some(previous) = pending.replace(event) {
-                        push(state, ctx, previous).await?;
-                    }
-                    start += end + 1;
-                }
-                carry.drain(..start);
-            }
-            // The last row of a table (and of the whole snapshot) is marked as such.
-            if let Some(EventKind::Read { mark, .. }) = pending.as_mut().map(|e| &mut e.kind)
-                && !first_in_table
-                && *mark != SnapshotMark::First
-            {
-                *mark = SnapshotMark::LastInDataCollection;
-            }
-        }
-        if let Some(mut last) = pending {
-            if let EventKind::Read { mark, .. } = &mut last.kind {
-                *mark = SnapshotMark::Last;
-            }
-            push(state, ctx, last).await?;
-        }
-        // The snapshot is complete: a position past every snapshot row (and before any
-        // streamed transaction) becomes durable, so a restart streams instead of
-        // snapshotting again.
-        let done = PgPosition {
-            lsn_commit: consistent_point,
-            lsn: consistent_point,
-            seq: 0,
-            tx_id: None,
-            snapshot: false,
-        };
-        state.last_position = Some(done.clone());
-        state.batch.push(ChangeEvent {
-            position: SourcePosition::Postgres(done),
-            source_ts_us: Some(now_micros()),
-            kind: EventKind::Heartbeat,
-            binlog: None,
-        });
-        flush(state, ctx).await?;
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| query_error("ending the snapshot", e))?;
-        tracing::info!(rows = seq, tables = tables.len(), "snapshot done");
-        Ok(())
-    }
-
     async fn stream(
         &self,
         mut stream: ReplicationStream,
@@ -979,7 +837,7 @@ impl PostgresSource {
                     }
                 }
                 _ = heartbeat.tick(), if self.config.heartbeat_interval.is_some() && state.transaction.is_none() && !state.mid_transaction => {
-                    let base = state.last_position.clone().unwrap_or(PgPosition {
+                    let base = state.last_position.clone().unwrap_or(PgPosition { snapshot_cursor: None,
                         lsn_commit: ack.flushed, lsn: ack.flushed, seq: 0, tx_id: None, snapshot: false,
                     });
                     state.heartbeat_seq += 1;
@@ -1171,6 +1029,13 @@ impl PostgresSource {
                 commit_time,
                 xid,
             } => {
+                if state
+                    .window
+                    .as_ref()
+                    .is_some_and(|w| Lsn(final_lsn) >= w.until)
+                {
+                    state.window = None;
+                }
                 state.transaction = Some((final_lsn, xid, unix_micros(commit_time), 0));
                 EventKind::Begin(TransactionBoundary {
                     id: format!("{xid}:{final_lsn}"),
@@ -1241,7 +1106,9 @@ impl PostgresSource {
                 relation_id, new, ..
             } => {
                 let (table, after) = state.relations.row(relation_id, &new).map_err(row_error)?;
-                if !self.config.captures(&table.id.namespace, &table.id.table) {
+                if !self.config.captures(&table.id.namespace, &table.id.table)
+                    || in_window(state, &table, &[&after])
+                {
                     return Ok(());
                 }
                 EventKind::Insert { table, after }
@@ -1283,6 +1150,10 @@ impl PostgresSource {
                         .collect(),
                     None => after,
                 };
+                let rows: Vec<&Vec<outflow_core::Value>> = before.iter().chain([&after]).collect();
+                if in_window(state, &table, &rows) {
+                    return Ok(());
+                }
                 EventKind::Update {
                     table,
                     before,
@@ -1299,7 +1170,9 @@ impl PostgresSource {
                     .relations
                     .row(relation_id, &tuple)
                     .map_err(row_error)?;
-                if !self.config.captures(&table.id.namespace, &table.id.table) {
+                if !self.config.captures(&table.id.namespace, &table.id.table)
+                    || in_window(state, &table, &[&before])
+                {
                     return Ok(());
                 }
                 EventKind::Delete { table, before }
@@ -1309,6 +1182,7 @@ impl PostgresSource {
                     .iter()
                     .filter_map(|id| state.relations.get(*id).ok().map(|r| Arc::clone(&r.schema)))
                     .filter(|t| self.config.captures(&t.id.namespace, &t.id.table))
+                    .filter(|t| !in_window(state, t, &[]))
                     .collect();
                 if tables.is_empty() {
                     return Ok(());
@@ -1342,6 +1216,7 @@ impl PostgresSource {
     fn event(&self, state: &mut StreamState, kind: EventKind) -> Option<ChangeEvent> {
         let (final_lsn, xid, commit_us, seq) = state.transaction.as_mut()?;
         let position = PgPosition {
+            snapshot_cursor: None,
             lsn_commit: Lsn(*final_lsn),
             lsn: state.wal_start,
             seq: *seq,
@@ -1371,6 +1246,35 @@ impl PostgresSource {
     }
 }
 
+/// Whether a change of `table` with these row images is already in a resumed snapshot's
+/// reads (see [`ResumeWindow`]); no rows: a truncate.
+fn in_window(
+    state: &StreamState,
+    table: &outflow_core::TableSchema,
+    rows: &[&Vec<outflow_core::Value>],
+) -> bool {
+    let (Some(window), Some((final_lsn, ..))) = (&state.window, state.transaction) else {
+        return false;
+    };
+    let keys: Vec<Option<Vec<outflow_core::Value>>> = rows
+        .iter()
+        .map(|row| {
+            (!table.primary_key.is_empty()).then(|| {
+                table
+                    .primary_key
+                    .iter()
+                    .map(|&i| row.get(i).cloned().unwrap_or(outflow_core::Value::Null))
+                    .collect()
+            })
+        })
+        .collect();
+    if keys.is_empty() {
+        // A truncate: covered only for tables read whole.
+        return Lsn(final_lsn) < window.until && window.reread.contains(&table.id);
+    }
+    window.covers(Lsn(final_lsn), &table.id, &keys)
+}
+
 fn decode_error(e: crate::pgoutput::DecodeError) -> SourceError {
     SourceError::definite_with(
         "decoding pgoutput",
@@ -1391,18 +1295,6 @@ fn stream_xid(message: &Message<'_>) -> Option<u32> {
         | Message::LogicalMessage { xid, .. } => *xid,
         _ => None,
     }
-}
-
-async fn push(
-    state: &mut StreamState,
-    ctx: &SourceContext,
-    event: ChangeEvent,
-) -> Result<(), SourceError> {
-    state.batch.push(event);
-    if state.batch.len() >= BATCH_EVENTS {
-        flush(state, ctx).await?;
-    }
-    Ok(())
 }
 
 async fn flush(state: &mut StreamState, ctx: &SourceContext) -> Result<(), SourceError> {

@@ -58,6 +58,7 @@ fn users() -> Arc<TableSchema> {
 
 fn pg(lsn: u64, seq: u64) -> SourcePosition {
     SourcePosition::Postgres(PgPosition {
+        snapshot_cursor: None,
         lsn_commit: Lsn(lsn + 100),
         lsn: Lsn(lsn),
         seq,

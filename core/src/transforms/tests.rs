@@ -41,6 +41,7 @@ fn records(kind: EventKind) -> Vec<Record> {
     let mut f = EnvelopeFormatter::new(config);
     let event = ChangeEvent {
         position: SourcePosition::Postgres(PgPosition {
+            snapshot_cursor: None,
             lsn_commit: Lsn(9),
             lsn: Lsn(8),
             seq: 1,
