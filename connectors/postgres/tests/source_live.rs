@@ -360,7 +360,7 @@ async fn snapshot_handover_under_concurrent_writes_loses_and_repeats_nothing() {
         let db = postgres().create_database("handover").await;
         let admin = db.connect().await;
         admin
-            .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT i, 0 FROM generate_series(1, 2000) i")
+            .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT i, 0 FROM generate_series(1, 2000) i; ANALYZE t")
             .await
             .unwrap();
         let offsets = Arc::new(MemoryOffsetStore::new());
@@ -373,7 +373,10 @@ async fn snapshot_handover_under_concurrent_writes_loses_and_repeats_nothing() {
                     .unwrap();
             }
         });
-        let run = start(config(&db, &[]), offsets);
+        // Every other run reads in parallel: key ranges on four connections.
+        let parallel = [("snapshot.max.threads", "4"), ("snapshot.fetch.size", "50")];
+        let extra: &[(&str, &str)] = if run_index % 2 == 1 { &parallel } else { &[] };
+        let run = start(config(&db, extra), offsets);
         writer.await.unwrap();
         admin
             .batch_execute("INSERT INTO t VALUES (999999, 2)")

@@ -429,16 +429,24 @@ impl PostgresSource {
         if threads < 2 || table.key.is_empty() || wanted < 2 {
             return Ok(Vec::new());
         }
-        // About 20 sampled rows per split point.
+        // About 100 sampled rows per split point. SYSTEM samples whole pages, cheap on a
+        // large table but clustered; BERNOULLI samples rows, for tables up to a million.
         let percent =
-            ((wanted as f64 * 20.0) / table.estimate.max(1) as f64 * 100.0).clamp(0.01, 100.0);
+            ((wanted as f64 * 100.0) / table.estimate.max(1) as f64 * 100.0).clamp(0.01, 100.0);
+        let method = if table.estimate > 1_000_000 {
+            "SYSTEM"
+        } else {
+            "BERNOULLI"
+        };
         let keys: Vec<String> = table
             .key
             .iter()
-            .map(|(name, ..)| format!("{}::text", quote(name)))
+            .enumerate()
+            // Aliased: `ORDER BY "k"` would otherwise sort by the text output column.
+            .map(|(i, (name, ..))| format!("{}::text AS split_{i}", quote(name)))
             .collect();
         let mut sql = format!(
-            "SELECT {} FROM {}.{} TABLESAMPLE SYSTEM ({percent})",
+            "SELECT {} FROM {}.{} TABLESAMPLE {method} ({percent})",
             keys.join(", "),
             quote(&table.id.namespace),
             quote(&table.id.table)
