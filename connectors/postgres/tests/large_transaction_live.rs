@@ -29,7 +29,7 @@ async fn streamed_transactions(admin: &tokio_postgres::Client, db: &PostgresData
 
 #[tokio::test]
 async fn streamed_transactions_commit_exactly_and_aborts_leave_nothing() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("streamed").await;
     let admin = db.connect().await;
     admin
@@ -132,7 +132,7 @@ async fn streamed_transactions_commit_exactly_and_aborts_leave_nothing() {
 /// goes through the connector into a sink that keeps nothing.
 #[tokio::test]
 async fn five_million_row_transaction_streams_with_bounded_memory() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.exclusive().await;
     let db = postgres().create_database("huge").await;
     let admin = db.connect().await;
     admin

@@ -1,15 +1,26 @@
 //! Integration tests of the Postgres connector against the testkit's real server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
-/// One test of this binary at a time.
-///
-/// Known problem under investigation: when these tests run concurrently against the
-/// shared server (each creating databases, slots and publications), a source's walsender
-/// sometimes streams nothing for its database — only keepalives — although its slot is
-/// active and its publication covers the table. Serial runs pass every time. Until the
-/// cause is found the tests of this binary hold this lock.
-pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests of this binary share one server and run concurrently (each in its own
+/// database, with slots named after it); a test that measures this process's memory
+/// takes the lab exclusively so no other test allocates meanwhile.
+pub(crate) struct Lab(tokio::sync::RwLock<()>);
 
+impl Lab {
+    /// For an ordinary test.
+    pub(crate) async fn shared(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.0.read().await
+    }
+
+    /// For a test that must run alone.
+    pub(crate) async fn exclusive(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.0.write().await
+    }
+}
+
+pub(crate) static LAB: Lab = Lab(tokio::sync::RwLock::const_new(()));
+
+mod concurrent_live;
 mod large_transaction_live;
 mod pgoutput_live;
 mod recovery_live;

@@ -6,7 +6,7 @@ use outflow_testkit::postgres;
 
 #[tokio::test]
 async fn decodes_a_real_pgoutput_stream() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("pgo").await;
     let client = db.connect().await;
     for statement in [

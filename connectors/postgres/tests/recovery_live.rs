@@ -73,7 +73,7 @@ const BIG_TRANSACTION: &str =
 
 #[tokio::test]
 async fn a_lost_replication_connection_is_reopened_without_loss_or_repeat() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("reconnect").await;
     let admin = db.connect().await;
     admin
@@ -115,7 +115,7 @@ async fn a_lost_replication_connection_is_reopened_without_loss_or_repeat() {
 
 #[tokio::test]
 async fn an_abrupt_stop_inside_a_transaction_resumes_exactly() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("abrupt").await;
     let admin = db.connect().await;
     admin

@@ -30,7 +30,7 @@ fn options(db: &PostgresDatabase, user: &str, password: Option<&str>) -> Connect
 
 #[tokio::test]
 async fn password_authentication_methods() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("auth").await;
     let admin = db.connect().await;
     admin
@@ -90,7 +90,7 @@ async fn password_authentication_methods() {
 
 #[tokio::test]
 async fn exported_snapshot_and_stream_meet_without_gap_or_overlap() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("repl").await;
     let admin = db.connect().await;
     admin
@@ -208,7 +208,7 @@ async fn exported_snapshot_and_stream_meet_without_gap_or_overlap() {
 
 #[tokio::test]
 async fn server_errors_carry_their_sqlstate() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("errs").await;
     let conn = ReplicationConnection::connect(&options(&db, "postgres", None))
         .await

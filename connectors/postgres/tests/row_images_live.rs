@@ -52,7 +52,7 @@ fn render(event: &ChangeEvent) -> String {
 
 #[tokio::test]
 async fn row_images_follow_the_replica_identity() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("images").await;
     let admin = db.connect().await;
     admin
@@ -173,7 +173,7 @@ async fn row_images_follow_the_replica_identity() {
 
 #[tokio::test]
 async fn preflight_errors_name_the_setting_and_the_fix() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("preflight").await;
     let admin = db.connect().await;
     admin
@@ -266,7 +266,7 @@ async fn preflight_errors_name_the_setting_and_the_fix() {
 
 #[tokio::test]
 async fn filtered_publication_grows_heartbeat_query_runs_and_slot_is_dropped_on_stop() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("lifecycle").await;
     let admin = db.connect().await;
     admin

@@ -142,7 +142,7 @@ async fn setup(prefix: &str) -> (PostgresDatabase, tokio_postgres::Client) {
 
 #[tokio::test]
 async fn parallel_snapshot_reads_every_row_once_in_table_and_key_order() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let (db, admin) = setup("parallel").await;
     let run = start(config(&db, &PARALLEL), Arc::new(MemoryOffsetStore::new()));
     let events = wait_events(&run.sink, |e| {
@@ -221,7 +221,7 @@ async fn parallel_snapshot_reads_every_row_once_in_table_and_key_order() {
 /// order, give exactly the database's rows, and no row is read twice.
 #[tokio::test]
 async fn a_stop_mid_snapshot_resumes_where_it_stood() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     // One connection, stopped early in the first table (integer key); four, stopped
     // later, in the second (text key).
     for (threads, commits) in [("1", 3), ("4", 24)] {

@@ -87,8 +87,7 @@ pub(crate) async fn wait_events(
     events
 }
 
-/// Waits until the stopped connector's walsender has exited, so two sources of this
-/// binary never stream at the same time (see `SERIAL` in main.rs).
+/// Waits until the stopped connector's walsender has exited (its slot is free again).
 pub(crate) async fn walsender_gone(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
     let application = format!("outflow {}", db.name());
     let gone = wait_for(Duration::from_secs(30), || {
@@ -108,8 +107,10 @@ pub(crate) async fn walsender_gone(admin: &tokio_postgres::Client, db: &Postgres
     assert!(gone, "the walsender of {application} did not exit");
 }
 
-/// Waits until the connector's slot exists and is streaming: changes committed from then
-/// on are delivered.
+/// Waits until the connector's slot exists and is consistent: changes committed from
+/// then on are delivered. (A slot is `active` while it is still being created, waiting for
+/// the transactions running on the whole server to end; its `confirmed_flush_lsn` is set
+/// once it is consistent. Changes committed before that are not in the stream.)
 pub(crate) async fn slot_active(admin: &tokio_postgres::Client, db: &PostgresDatabase) {
     let slot = db.name().to_owned();
     let active = wait_for(Duration::from_secs(30), || {
@@ -117,7 +118,8 @@ pub(crate) async fn slot_active(admin: &tokio_postgres::Client, db: &PostgresDat
         async move {
             admin
                 .query_opt(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active \
+                     AND confirmed_flush_lsn IS NOT NULL",
                     &[&slot],
                 )
                 .await
@@ -145,7 +147,7 @@ pub(crate) fn kind_name(e: &ChangeEvent) -> &'static str {
 
 #[tokio::test]
 async fn snapshot_then_stream_exact_events_and_resume() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("src").await;
     let admin = db.connect().await;
     admin
@@ -268,7 +270,7 @@ async fn snapshot_then_stream_exact_events_and_resume() {
 
 #[tokio::test]
 async fn a_lost_slot_with_offsets_is_a_definite_error() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("lost").await;
     let admin = db.connect().await;
     admin
@@ -277,48 +279,16 @@ async fn a_lost_slot_with_offsets_is_a_definite_error() {
         .unwrap();
     let offsets = Arc::new(MemoryOffsetStore::new());
     let run = start(config(&db, &[("snapshot.mode", "never")]), offsets.clone());
-    // Changes count from the slot's creation: wait until it streams.
-    let slot = db.name().to_owned();
-    let active = wait_for(Duration::from_secs(30), || {
-        let (admin, slot) = (&admin, slot.clone());
-        async move {
-            admin
-                .query_opt(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
-                    &[&slot],
-                )
-                .await
-                .unwrap()
-                .is_some()
-        }
+    // Changes count from the slot's consistent point: wait for it.
+    slot_active(&admin, &db).await;
+    admin
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Commit(_)))
     })
     .await;
-    assert!(active, "slot never became active");
-    // Insert until one arrives (and report how many were needed: more than one means the
-    // first insert raced the slot's creation).
-    let mut delivered = false;
-    for i in 1..=20 {
-        admin
-            .batch_execute(&format!("INSERT INTO t VALUES ({i})"))
-            .await
-            .unwrap();
-        delivered = wait_for(Duration::from_secs(2), || {
-            let done = run
-                .sink
-                .durable()
-                .iter()
-                .any(|e| matches!(e.kind, EventKind::Commit(_)));
-            async move { done }
-        })
-        .await;
-        if delivered {
-            break;
-        }
-    }
-    if run.task.is_finished() {
-        panic!("pipeline ended early: {:?}", run.task.await);
-    }
-    assert!(delivered, "no events");
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
     // The walsender of the stopped connector may take a moment to release the slot.
@@ -352,7 +322,7 @@ async fn a_lost_slot_with_offsets_is_a_definite_error() {
 /// as a snapshot read or as a streamed insert, in ten runs.
 #[tokio::test]
 async fn snapshot_handover_under_concurrent_writes_loses_and_repeats_nothing() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     // Runs in which the handover fell inside the concurrent writes (some of the writer's
     // rows read by the snapshot, some streamed): the case this test is about.
     let mut split_runs = 0;
@@ -382,8 +352,11 @@ async fn snapshot_handover_under_concurrent_writes_loses_and_repeats_nothing() {
             .batch_execute("INSERT INTO t VALUES (999999, 2)")
             .await
             .unwrap();
+        // Read by the snapshot if the slot became consistent after it (slot creation waits
+        // for transactions running anywhere on the server), streamed otherwise.
         let events = wait_events(&run.sink, |e| {
-            e.iter().any(|e| matches!(&e.kind, EventKind::Insert { after, .. } if after[0] == Value::Int32(999_999)))
+            e.iter().any(|e| matches!(&e.kind, EventKind::Insert { after, .. } | EventKind::Read { after, .. } if after[0] == Value::Int32(999_999)))
+                && e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
         })
         .await;
         run.shutdown.cancel();

@@ -96,7 +96,7 @@ async fn capture_over_tls(
 
 #[tokio::test]
 async fn sslmodes_and_certificates_on_both_connections() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let db = postgres().create_database("tls").await;
     let admin = db.connect().await;
     create_roles(&admin).await;

@@ -10,7 +10,7 @@ use outflow_testkit::postgres;
 
 #[tokio::test]
 async fn builtin_types_round_trip_through_pgoutput() {
-    let _serial = crate::SERIAL.lock().await;
+    let _lab = crate::LAB.shared().await;
     let cases: Vec<(&str, &str, Value, DataType)> = vec![
         ("bool", "true", Value::Bool(true), DataType::Bool),
         ("int2", "-7", Value::Int16(-7), DataType::Int16),
