@@ -22,6 +22,7 @@ pub(crate) static LAB: Lab = Lab(tokio::sync::RwLock::const_new(()));
 
 mod concurrent_live;
 mod large_transaction_live;
+mod modes_live;
 mod pgoutput_live;
 mod recovery_live;
 mod replication_live;

@@ -1,0 +1,208 @@
+//! Snapshot modes, schema changes while streaming, and a type outflow does not map.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use outflow_core::{EventKind, MemoryOffsetStore, Value};
+use outflow_testkit::postgres;
+
+use crate::source_live::{config, kind_name, slot_active, start, wait_events, walsender_gone};
+
+#[tokio::test]
+async fn schema_changes_while_streaming_make_new_versions() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("ddl").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, a int)")
+        .await
+        .unwrap();
+    let run = start(
+        config(&db, &[("snapshot.mode", "no_data")]),
+        Arc::new(MemoryOffsetStore::new()),
+    );
+    slot_active(&admin, &db).await;
+    for statement in [
+        "INSERT INTO t VALUES (1, 1)",
+        "ALTER TABLE t ADD COLUMN b text",
+        "INSERT INTO t VALUES (2, 2, 'two')",
+        "ALTER TABLE t RENAME COLUMN a TO a2",
+        "INSERT INTO t VALUES (3, 3, 'three')",
+        "ALTER TABLE t ALTER COLUMN a2 TYPE bigint",
+        "INSERT INTO t VALUES (4, 4, 'four')",
+        "ALTER TABLE t DROP COLUMN b",
+        "INSERT INTO t VALUES (5, 5)",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let events = wait_events(&run.sink, |e| {
+        e.iter().any(
+            |e| matches!(&e.kind, EventKind::Insert { after, .. } if after[0] == Value::Int32(5)),
+        )
+    })
+    .await;
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+
+    let shapes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Insert { table, after } => {
+                let columns: Vec<String> = table
+                    .columns
+                    .iter()
+                    .map(|c| format!("{}:{:?}", c.name, c.data_type))
+                    .collect();
+                Some(format!(
+                    "insert v{} [{}] {:?}",
+                    table.version.0,
+                    columns.join(" "),
+                    after
+                ))
+            }
+            EventKind::SchemaChange(change) => Some(format!("schema v{}", change.table.version.0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            "insert v1 [id:Int32 a:Int32] [Int32(1), Int32(1)]",
+            "schema v2",
+            "insert v2 [id:Int32 a:Int32 b:String { length: None }] [Int32(2), Int32(2), String(\"two\")]",
+            "schema v3",
+            "insert v3 [id:Int32 a2:Int32 b:String { length: None }] [Int32(3), Int32(3), String(\"three\")]",
+            "schema v4",
+            "insert v4 [id:Int32 a2:Int64 b:String { length: None }] [Int32(4), Int64(4), String(\"four\")]",
+            "schema v5",
+            "insert v5 [id:Int32 a2:Int64] [Int32(5), Int64(5)]",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn snapshot_modes() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("modes").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+
+    // initial_only: the snapshot, then the connector ends by itself.
+    let run = start(
+        config(&db, &[("snapshot.mode", "initial_only")]),
+        Arc::new(MemoryOffsetStore::new()),
+    );
+    tokio::time::timeout(Duration::from_secs(30), run.task)
+        .await
+        .expect("initial_only must end after the snapshot")
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<&str> = run.sink.durable().iter().map(kind_name).collect();
+    assert_eq!(kinds, ["read", "read", "heartbeat"]);
+    walsender_gone(&admin, &db).await;
+
+    // no_data: no reads; changes stream.
+    admin
+        .batch_execute(&format!("SELECT pg_drop_replication_slot('{}')", db.name()))
+        .await
+        .unwrap();
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    let run = start(
+        config(&db, &[("snapshot.mode", "no_data")]),
+        offsets.clone(),
+    );
+    slot_active(&admin, &db).await;
+    admin
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
+    let events = wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Commit(_)))
+    })
+    .await;
+    assert_eq!(
+        events.iter().map(kind_name).collect::<Vec<_>>(),
+        ["begin", "insert", "commit"]
+    );
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+
+    // when_needed: the slot is lost while offsets exist; a new snapshot instead of an error.
+    admin
+        .batch_execute(&format!("SELECT pg_drop_replication_slot('{}')", db.name()))
+        .await
+        .unwrap();
+    let run = start(config(&db, &[("snapshot.mode", "when_needed")]), offsets);
+    let events = wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
+    })
+    .await;
+    let read: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Read { after, .. } => Some(&after[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, [&Value::Int32(1), &Value::Int32(2), &Value::Int32(3)]);
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+}
+
+#[tokio::test]
+async fn an_unmapped_type_arrives_as_its_text() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("unmapped").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, l pg_lsn, q tsquery);
+             INSERT INTO t VALUES (1, '16/B374D848', 'fat & rat')",
+        )
+        .await
+        .unwrap();
+    let run = start(config(&db, &[]), Arc::new(MemoryOffsetStore::new()));
+    wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
+    })
+    .await;
+    admin
+        .batch_execute("INSERT INTO t VALUES (2, '0/1', 'cat')")
+        .await
+        .unwrap();
+    let streamed = wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Insert { .. }))
+    })
+    .await;
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+    let rows: Vec<Vec<Value>> = streamed
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Read { after, .. } | EventKind::Insert { after, .. } => Some(after.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec![
+                Value::Int32(1),
+                Value::String("16/B374D848".into()),
+                Value::String("'fat' & 'rat'".into())
+            ],
+            vec![
+                Value::Int32(2),
+                Value::String("0/1".into()),
+                Value::String("'cat'".into())
+            ],
+        ]
+    );
+}
