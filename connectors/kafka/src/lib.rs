@@ -1,15 +1,16 @@
 //! outflow-kafka: the Kafka sink and the schema-registry client.
 //!
-//! It owns (so far) the HTTP client of the Confluent-compatible schema registry
-//! ([`registry`]) that the core's [`outflow_core::encoding::registry::AvroSerializer`]
-//! registers schemas through. Still to come here: the transactional producer (one
-//! `transactional.id` per connector, one transaction per checkpoint, idempotence on,
-//! murmur2 key partitioning as the Java client does), topic creation, the start-up
-//! fencing and partition-tail scan that makes delivery exactly-once even on brokers that
-//! show aborted records, and the optional Kafka offsets topic (`outflow-offsets`). It will
-//! implement [`outflow_core::Sink`], reporting a batch Durable only once its transaction
-//! committed.
+//! - [`registry`]: the HTTP client of the Confluent-compatible schema registry that the
+//!   core's [`outflow_core::encoding::registry::AvroSerializer`] registers schemas through;
+//! - [`sink`]: the transactional, exactly-once [`outflow_core::Sink`] (fencing, partition
+//!   tail check, one transaction per checkpoint, Durable only once committed);
+//! - [`partitioner`]: the Java client's murmur2 partitioning.
+//!
+//! Still to come: the Kafka offsets topic (`outflow-offsets`).
 
+pub mod partitioner;
 pub mod registry;
+pub mod sink;
 
 pub use registry::{HttpSchemaRegistry, RegistryClientConfig};
+pub use sink::{KafkaSink, KafkaSinkConfig, RecordEncoder, TopicCreation};
