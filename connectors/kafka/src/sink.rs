@@ -332,6 +332,12 @@ impl KafkaSink {
         if !config.client.contains_key("transaction.timeout.ms") {
             client.set("transaction.timeout.ms", "60000");
         }
+        // Bounded in-flight bytes (librdkafka's default is 1 GiB): a full queue makes
+        // `write` wait, so a slow or absent broker stops the source instead of filling
+        // memory.
+        if !config.client.contains_key("queue.buffering.max.kbytes") {
+            client.set("queue.buffering.max.kbytes", "65536");
+        }
         let producer: FutureProducer = client.create().map_err(|e| {
             SinkError::definite_with(
                 "creating the Kafka producer",
@@ -546,6 +552,32 @@ impl KafkaSink {
         check_delivery(&topic, delivery).await
     }
 
+    /// `commit_transaction`, retried while the error says retrying can help (a broker
+    /// that is slow or away): nothing is lost or reordered by waiting.
+    async fn commit_with_retries(&self) -> Result<(), SinkError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let producer = Arc::clone(&self.producer);
+            let outcome =
+                tokio::task::spawn_blocking(move || producer.commit_transaction(CLIENT_TIMEOUT))
+                    .await
+                    .map_err(|e| {
+                        SinkError::transient("committing the Kafka transaction: the task failed", e)
+                    })?;
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.is_fatal() => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Kafka transaction commit not done yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    return Err(kafka_error("committing the Kafka transaction".into(), e));
+                }
+            }
+        }
+    }
+
     /// The producer's fatal error (fenced, say), if it has one.
     fn fatal_error(&self) -> Option<SinkError> {
         let (code, reason) = self.producer.client().fatal_error()?;
@@ -572,11 +604,7 @@ impl KafkaSink {
             }
         }
         if result.is_ok() {
-            let producer = Arc::clone(&self.producer);
-            result = blocking("committing the Kafka transaction", move || {
-                producer.commit_transaction(CLIENT_TIMEOUT)
-            })
-            .await;
+            result = self.commit_with_retries().await;
         }
         match result {
             Ok(()) => {
