@@ -673,3 +673,61 @@ async fn a_broker_outage_delays_but_loses_nothing() {
         per_id.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_topic_store_round_trips_and_reads_debezium_offsets() {
+    let _shared = crate::BROKER.read().await;
+    use outflow_core::{CommitOutcome, OffsetStore};
+    use outflow_kafka::KafkaOffsetStore;
+    let topic = unique_name("outflow-offsets");
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", broker().bootstrap_servers());
+    let store = KafkaOffsetStore::open(client.clone(), &topic, "dbserver1", 1)
+        .await
+        .unwrap();
+    assert_eq!(store.load("inventory").await.unwrap(), None);
+    let at = |lsn: u64| {
+        SourcePosition::Postgres(PgPosition {
+            snapshot_cursor: None,
+            lsn_commit: Lsn(lsn),
+            lsn: Lsn(lsn),
+            seq: 2,
+            tx_id: Some(9),
+            snapshot: false,
+        })
+    };
+    assert_eq!(
+        store.commit("inventory", &at(100)).await.unwrap(),
+        CommitOutcome::Advanced
+    );
+    assert_eq!(
+        store.commit("inventory", &at(200)).await.unwrap(),
+        CommitOutcome::Advanced
+    );
+    assert_eq!(
+        store.commit("inventory", &at(150)).await.unwrap(),
+        CommitOutcome::Stale
+    );
+    drop(store);
+    // A Debezium worker's offset for another connector, in the same topic.
+    let producer: FutureProducer = client.create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .partition(0)
+                .key(r#"["legacy",{"server":"dbserver1"}]"#)
+                .payload(r#"{"lsn_proc":500,"lsn_commit":600,"lsn":500,"txId":3,"ts_usec":1}"#),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let store = KafkaOffsetStore::open(client, &topic, "dbserver1", 1)
+        .await
+        .unwrap();
+    assert_eq!(store.load("inventory").await.unwrap(), Some(at(200)));
+    let Some(SourcePosition::Postgres(legacy)) = store.load("legacy").await.unwrap() else {
+        panic!("the Debezium offset was not read")
+    };
+    assert_eq!((legacy.lsn_commit, legacy.lsn), (Lsn(600), Lsn(500)));
+}
