@@ -145,7 +145,7 @@ fn records(f: &mut EnvelopeFormatter, event: &ChangeEvent) -> Vec<Record> {
 
 /// Reads the writer schema from the registry by the id in the Confluent header, and
 /// decodes with apache-avro: a reader that knows nothing but the registry.
-async fn decode(bytes: &[u8]) -> Avro {
+pub(crate) async fn decode(bytes: &[u8]) -> Avro {
     assert_eq!(bytes[0], 0, "magic byte");
     let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
     let body: serde_json::Value = reqwest::get(format!("{}/schemas/ids/{id}", registry().url()))
@@ -159,7 +159,7 @@ async fn decode(bytes: &[u8]) -> Avro {
     apache_avro::from_avro_datum(&schema, &mut &bytes[5..], None).unwrap()
 }
 
-fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
+pub(crate) fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
     let Avro::Record(fields) = record else {
         panic!("not a record: {record:?}")
     };
@@ -170,7 +170,7 @@ fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
         .1
 }
 
-fn unwrap_union(value: &Avro) -> &Avro {
+pub(crate) fn unwrap_union(value: &Avro) -> &Avro {
     match value {
         Avro::Union(_, inner) => inner,
         other => other,
