@@ -753,7 +753,7 @@ async fn postgres_to_kafka_avro_through_the_registry() {
     let admin = db.connect().await;
     admin
         .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, price numeric(8,2));
+            &"CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, price numeric(8,2));
              INSERT INTO t SELECT i, 'n' || i, i / 100.0 FROM generate_series(1, $ROWS) i"
                 .replace("$ROWS", &rows.to_string()),
         )
