@@ -3,6 +3,7 @@
 
 mod config;
 mod rest;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,8 @@ enum ServeError {
     },
     #[error("REST server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    State(#[from] state::StateError),
 }
 
 impl ServeError {
@@ -156,6 +159,9 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {
     if lock.try_lock().is_err() {
         return Err(ServeError::DataDirLocked(data_dir));
     }
+    let state_store = state::StateStore::open(&data_dir)?;
+    let stored = state_store.connectors().await?;
+    tracing::info!(path = %state_store.path().display(), connectors = stored.len(), "state store open");
 
     let listener = tokio::net::TcpListener::bind(config.rest_listen)
         .await
