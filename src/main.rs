@@ -2,6 +2,7 @@
 //! connector supervisor. It wires crates together and holds no CDC logic.
 
 mod config;
+mod connectors;
 mod rest;
 mod state;
 
@@ -67,6 +68,8 @@ enum ServeError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error(transparent)]
+    Connectors(#[from] connectors::RuntimeError),
 }
 
 impl ServeError {
@@ -160,8 +163,7 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {
         return Err(ServeError::DataDirLocked(data_dir));
     }
     let state_store = state::StateStore::open(&data_dir)?;
-    let stored = state_store.connectors().await?;
-    tracing::info!(path = %state_store.path().display(), connectors = stored.len(), "state store open");
+    tracing::info!(path = %state_store.path().display(), "state store open");
 
     let listener = tokio::net::TcpListener::bind(config.rest_listen)
         .await
@@ -172,14 +174,19 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(rest = %addr, data_dir = %data_dir.display(), "outflow is ready");
 
+    let runtime =
+        connectors::ConnectorRuntime::start(state_store, config.clone(), addr.to_string()).await?;
     let state = Arc::new(rest::RestState {
         auth: config.rest_auth.clone(),
         kafka_cluster_id: None,
+        runtime: Arc::clone(&runtime),
     });
     axum::serve(listener, rest::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(ServeError::Serve)?;
+    // Connectors flush and commit before the process exits.
+    runtime.shutdown().await;
     tracing::info!("outflow stopped");
     drop(lock);
     Ok(())

@@ -6,16 +6,21 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::RestAuth;
+use crate::connectors::{ConnectorRuntime, POSTGRES_CLASS, RuntimeError};
+use crate::state::TargetState;
 
 /// Shared state of the REST handlers.
 #[derive(Debug)]
@@ -24,6 +29,183 @@ pub struct RestState {
     pub auth: RestAuth,
     /// Kafka cluster id, when a Kafka sink is configured and reachable.
     pub kafka_cluster_id: Option<String>,
+    /// The worker's connectors.
+    pub runtime: Arc<ConnectorRuntime>,
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        let status = match &e {
+            RuntimeError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            RuntimeError::Exists(_) => StatusCode::CONFLICT,
+            RuntimeError::NotFound(_) => StatusCode::NOT_FOUND,
+            RuntimeError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "state store failure");
+        }
+        Self::new(status, e.to_string())
+    }
+}
+
+/// Kafka Connect accepts config values of any JSON type and keeps them as strings.
+fn string_map(value: &Value, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{what} must be a JSON object"),
+        ));
+    };
+    Ok(object
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect())
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Request body is not valid JSON: {e}"),
+        )
+    })
+}
+
+async fn create_connector(
+    State(state): State<Arc<RestState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let Some(name) = body.get("name").and_then(Value::as_str) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Connector configuration is invalid: name: required",
+        ));
+    };
+    let mut config = string_map(
+        body.get("config").unwrap_or(&Value::Null),
+        "Connector config",
+    )?;
+    config.insert("name".into(), name.to_owned());
+    let info = state.runtime.create(name, config).await?;
+    Ok((StatusCode::CREATED, axum::Json(info)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    expand: Option<String>,
+}
+
+async fn list_connectors(
+    State(state): State<Arc<RestState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let names = state.runtime.names().await;
+    let Some(expand) = query.expand else {
+        return Ok(axum::Json(names).into_response());
+    };
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let mut entry = serde_json::Map::new();
+        if expand.split(',').any(|e| e == "status") {
+            entry.insert("status".into(), state.runtime.status(&name).await?);
+        }
+        if expand.split(',').any(|e| e == "info") {
+            entry.insert("info".into(), state.runtime.info(&name).await?);
+        }
+        out.insert(name, Value::Object(entry));
+    }
+    Ok(axum::Json(Value::Object(out)).into_response())
+}
+
+async fn connector_info(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.info(&name).await?).into_response())
+}
+
+async fn connector_config(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.config(&name).await?).into_response())
+}
+
+async fn connector_status(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.status(&name).await?).into_response())
+}
+
+async fn target(state: &RestState, name: &str, target: TargetState) -> Result<Response, ApiError> {
+    state.runtime.set_target(name, target).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn pause_connector(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    target(&state, &name, TargetState::Paused).await
+}
+
+async fn resume_connector(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    target(&state, &name, TargetState::Running).await
+}
+
+async fn stop_connector(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    target(&state, &name, TargetState::Stopped).await
+}
+
+async fn restart_connector(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.runtime.restart(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_connector(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    state.runtime.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn connector_offsets(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.offsets(&name).await?).into_response())
+}
+
+async fn reset_connector_offsets(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.reset_offsets(&name).await?).into_response())
+}
+
+async fn connector_plugins() -> impl IntoResponse {
+    axum::Json(json!([
+        {"class": POSTGRES_CLASS, "type": "source", "version": env!("CARGO_PKG_VERSION")}
+    ]))
 }
 
 /// An API error in Kafka Connect's shape.
@@ -55,6 +237,22 @@ pub fn router(state: Arc<RestState>) -> Router {
     Router::new()
         .route("/", get(server_info))
         .route("/health", get(health))
+        .route("/connectors", get(list_connectors).post(create_connector))
+        .route(
+            "/connectors/{name}",
+            get(connector_info).delete(delete_connector),
+        )
+        .route("/connectors/{name}/config", get(connector_config))
+        .route("/connectors/{name}/status", get(connector_status))
+        .route("/connectors/{name}/pause", put(pause_connector))
+        .route("/connectors/{name}/resume", put(resume_connector))
+        .route("/connectors/{name}/stop", put(stop_connector))
+        .route("/connectors/{name}/restart", post(restart_connector))
+        .route(
+            "/connectors/{name}/offsets",
+            get(connector_offsets).delete(reset_connector_offsets),
+        )
+        .route("/connector-plugins", get(connector_plugins))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -10,10 +10,6 @@
 //! Offsets follow the never-backward rule of [`outflow_core::offsets::advance`], checked
 //! and written in one transaction. Calls run on the blocking pool; commits are short.
 //! The file holds connector configs with their secrets, so it is created owner-only.
-//!
-//! The REST API's connector endpoints (issue 6) are its writers; until they exist the
-//! daemon only opens it and reads the stored connectors at start.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,4 +2,5 @@
 //! REST API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
+mod connectors;
 mod serve;
