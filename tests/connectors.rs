@@ -12,9 +12,9 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-struct Daemon {
-    child: Child,
-    base: String,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Daemon {
@@ -24,7 +24,7 @@ impl Drop for Daemon {
     }
 }
 
-fn start(data: &std::path::Path, port: u16) -> Daemon {
+pub(crate) fn start(data: &std::path::Path, port: u16) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -52,7 +52,7 @@ fn start(data: &std::path::Path, port: u16) -> Daemon {
     }
 }
 
-async fn up(daemon: &Daemon) {
+pub(crate) async fn up(daemon: &Daemon) {
     let client = reqwest::Client::new();
     let ok = wait_for(Duration::from_secs(30), || {
         let request = client.get(format!("{}/health", daemon.base)).send();
@@ -63,7 +63,7 @@ async fn up(daemon: &Daemon) {
 }
 
 /// Every record of `topic` (read after the writers are done; see docs/testing.md).
-fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
+pub(crate) fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", broker().bootstrap_servers())
@@ -90,7 +90,7 @@ fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
     out
 }
 
-async fn wal_lsn(admin: &tokio_postgres::Client) -> u64 {
+pub(crate) async fn wal_lsn(admin: &tokio_postgres::Client) -> u64 {
     let text: String = admin
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
@@ -100,7 +100,7 @@ async fn wal_lsn(admin: &tokio_postgres::Client) -> u64 {
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -110,6 +110,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debezium_postgres_connector_runs_to_kafka_and_survives_kill_9() {
+    let _shared = crate::BROKER.read().await;
     let db = postgres().create_database("e2e").await;
     let admin = db.connect().await;
     admin

@@ -2,5 +2,9 @@
 //! REST API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
+/// The crash test pauses the shared broker; it takes this exclusively, others share it.
+pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 mod connectors;
+mod crash;
 mod serve;

@@ -371,6 +371,12 @@ impl EnvelopeFormatter {
                 expected: table.columns.len(),
             });
         };
+        if value.is_null() && !column.nullable {
+            return Ok(types::fallback_datum(&column_schema(
+                &column.data_type,
+                self.modes,
+            )));
+        }
         column_datum(
             value,
             &column.data_type,

@@ -888,3 +888,30 @@ fn mysql_avro_source_and_key_schemas_match_debezium() {
         r#"{"type":"record","name":"Key","namespace":"demo.inventory.customers","fields":[{"name":"id","type":"int"}],"connect.name":"demo.inventory.customers.Key"}"#
     );
 }
+
+#[test]
+fn required_columns_missing_from_a_key_only_before_image_get_debeziums_fallback() {
+    use crate::connect::{ConnectSchema, SchemaKind};
+    use crate::envelope::types::fallback_datum;
+    for (schema, expected) in [
+        (ConnectSchema::new(SchemaKind::Int32), Datum::Int32(0)),
+        (
+            ConnectSchema::new(SchemaKind::Boolean),
+            Datum::Boolean(false),
+        ),
+        (
+            ConnectSchema::new(SchemaKind::String),
+            Datum::String(String::new()),
+        ),
+        (
+            crate::connect::logical::decimal(2, Some(8)),
+            Datum::Bytes(vec![0]),
+        ),
+        (
+            crate::connect::logical::variable_scale_decimal(),
+            Datum::Struct(vec![Datum::Int32(0), Datum::Bytes(vec![0])]),
+        ),
+    ] {
+        assert_eq!(fallback_datum(&schema), expected, "{schema:?}");
+    }
+}

@@ -132,6 +132,52 @@ pub fn column_schema(data_type: &DataType, modes: TypeModes) -> ConnectSchema {
 
 /// Converts a column value to its Connect datum. `placeholder` is what an unavailable
 /// (unchanged TOAST) value becomes.
+/// The value Debezium substitutes for a missing value of a required column (its
+/// converters' "fallback"): the type's zero, `false`, `""`, empty bytes, or a struct of
+/// those. It appears where the source does not send a column it declares NOT NULL, e.g.
+/// the non-key columns of a key-only `before` image (REPLICA IDENTITY DEFAULT).
+pub fn fallback_datum(schema: &ConnectSchema) -> Datum {
+    use SchemaKind as K;
+    if let Some(default) = &schema.default {
+        return default.clone();
+    }
+    match &schema.kind {
+        K::Boolean => Datum::Boolean(false),
+        K::Int8 => Datum::Int8(0),
+        K::Int16 => Datum::Int16(0),
+        K::Int32 => Datum::Int32(0),
+        K::Int64 => Datum::Int64(0),
+        K::Float32 => Datum::Float32(0.0),
+        K::Float64 => Datum::Float64(0.0),
+        K::String => Datum::String(String::new()),
+        // A decimal's bytes are a two's-complement integer: one zero byte is 0.
+        K::Bytes
+            if schema.name.as_deref() == Some("org.apache.kafka.connect.data.Decimal")
+                || schema.name.as_deref() == Some("io.debezium.data.VariableScaleDecimal") =>
+        {
+            Datum::Bytes(vec![0])
+        }
+        K::Bytes => Datum::Bytes(Vec::new()),
+        K::Array(_) => Datum::Array(Vec::new()),
+        K::Map(..) => Datum::Map(Vec::new()),
+        K::Struct(_) if schema.name.as_deref() == Some("io.debezium.data.VariableScaleDecimal") => {
+            Datum::Struct(vec![Datum::Int32(0), Datum::Bytes(vec![0])])
+        }
+        K::Struct(fields) => Datum::Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    if f.schema.optional {
+                        Datum::Null
+                    } else {
+                        fallback_datum(&f.schema)
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
 pub fn column_datum(
     value: &Value,
     data_type: &DataType,
