@@ -130,8 +130,6 @@ pub fn column_schema(data_type: &DataType, modes: TypeModes) -> ConnectSchema {
     }
 }
 
-/// Converts a column value to its Connect datum. `placeholder` is what an unavailable
-/// (unchanged TOAST) value becomes.
 /// The value Debezium substitutes for a missing value of a required column (its
 /// converters' "fallback"): the type's zero, `false`, `""`, empty bytes, or a struct of
 /// those. It appears where the source does not send a column it declares NOT NULL, e.g.
@@ -178,6 +176,8 @@ pub fn fallback_datum(schema: &ConnectSchema) -> Datum {
     }
 }
 
+/// Converts a column value to its Connect datum. `placeholder` is what an unavailable
+/// (unchanged TOAST) value becomes.
 pub fn column_datum(
     value: &Value,
     data_type: &DataType,
