@@ -18,5 +18,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "[test] fmt + clippy done after $((SECONDS - start)) s"
 
+# The crash test runs the release build of the real binary (OUTFLOW_BIN), as production
+# would; the other end-to-end tests use the test profile's build.
+cargo build --release --locked --bin outflow
+export OUTFLOW_BIN="$PWD/target/release/outflow"
+echo "[test] release binary built after $((SECONDS - start)) s"
+
 cargo test --workspace --locked "$@"
 echo "[test] all tests passed after $((SECONDS - start)) s"

@@ -24,13 +24,22 @@ impl Drop for Daemon {
     }
 }
 
+/// The binary under test: `OUTFLOW_BIN` (the release build scripts/test.sh makes) or
+/// this profile's build.
+pub(crate) fn binary() -> std::path::PathBuf {
+    std::env::var_os("OUTFLOW_BIN").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_BIN_EXE_outflow")),
+        std::path::PathBuf::from,
+    )
+}
+
 pub(crate) fn start(data: &std::path::Path, port: u16) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data.join("outflow.log"))
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
+    let child = Command::new(binary())
         .arg("serve")
         .env("OUTFLOW_REST_LISTEN", format!("127.0.0.1:{port}"))
         .env("OUTFLOW_DATA_DIR", data)

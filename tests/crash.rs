@@ -46,7 +46,10 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64 | 1)
         });
-    println!("crash test seed {seed} (OUTFLOW_CRASH_SEED={seed} replays it)");
+    println!(
+        "crash test seed {seed} (OUTFLOW_CRASH_SEED={seed} replays it), binary {}",
+        crate::connectors::binary().display()
+    );
     let db = postgres().create_database("crash").await;
     let admin = db.connect().await;
     admin
