@@ -428,6 +428,40 @@ impl ConnectorRuntime {
         })
     }
 
+    /// `PUT /connectors/{name}/config`: creates (true) or reconfigures (false) a
+    /// connector; a running one restarts with the new config from its durable position.
+    pub async fn put_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<(bool, Value), RuntimeError> {
+        let mut connectors = self.connectors.lock().await;
+        let Some(managed) = connectors.get_mut(name) else {
+            drop(connectors);
+            return self.create(name, config).await.map(|info| (true, info));
+        };
+        validate(&self.worker, name, &config)?;
+        self.store
+            .put_connector(name, &config, managed.target)
+            .await?;
+        Self::halt(managed).await;
+        managed.config = config;
+        self.launch(name, managed);
+        Ok((false, Self::info_of(name, managed)))
+    }
+
+    /// `GET /connectors/{name}/tasks`: the one task, with its config (masked).
+    pub async fn tasks(&self, name: &str) -> Result<Value, RuntimeError> {
+        let connectors = self.connectors.lock().await;
+        let managed = connectors
+            .get(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        Ok(json!([{
+            "id": {"connector": name, "task": 0},
+            "config": masked(&managed.config),
+        }]))
+    }
+
     /// Connector names.
     pub async fn names(&self) -> Vec<String> {
         self.connectors.lock().await.keys().cloned().collect()

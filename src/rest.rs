@@ -139,6 +139,29 @@ async fn connector_config(
     Ok(axum::Json(state.runtime.config(&name).await?).into_response())
 }
 
+async fn put_connector_config(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut config = string_map(&parse_json(&body)?, "Connector config")?;
+    config.insert("name".into(), name.clone());
+    let (created, info) = state.runtime.put_config(&name, config).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(info)).into_response())
+}
+
+async fn connector_tasks(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.tasks(&name).await?).into_response())
+}
+
 async fn connector_status(
     State(state): State<Arc<RestState>>,
     Path(name): Path<String>,
@@ -242,7 +265,11 @@ pub fn router(state: Arc<RestState>) -> Router {
             "/connectors/{name}",
             get(connector_info).delete(delete_connector),
         )
-        .route("/connectors/{name}/config", get(connector_config))
+        .route(
+            "/connectors/{name}/config",
+            get(connector_config).put(put_connector_config),
+        )
+        .route("/connectors/{name}/tasks", get(connector_tasks))
         .route("/connectors/{name}/status", get(connector_status))
         .route("/connectors/{name}/pause", put(pause_connector))
         .route("/connectors/{name}/resume", put(resume_connector))

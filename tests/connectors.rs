@@ -221,6 +221,36 @@ async fn a_debezium_postgres_connector_runs_to_kafka_and_survives_kill_9() {
         .await
         .unwrap();
     assert_eq!(listed, json!(["inventory-connector"]));
+    let tasks: Value = client
+        .get(format!(
+            "{}/connectors/inventory-connector/tasks",
+            daemon.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tasks[0]["id"]["connector"], "inventory-connector");
+    assert_eq!(tasks[0]["config"]["database.password"], "********");
+    // PUT config validates like POST: a bad property on a new name is a 400, and nothing
+    // is created.
+    let mut bad_config = connector["config"].clone();
+    bad_config["snapshot.mode"] = json!("sometimes");
+    let response = client
+        .put(format!("{}/connectors/other/config", daemon.base))
+        .json(&bad_config)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = client
+        .get(format!("{}/connectors/other", daemon.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 
     // The snapshot and a change, durable (the stored offset moves past the snapshot).
     let offsets_url = format!("{}/connectors/inventory-connector/offsets", daemon.base);
