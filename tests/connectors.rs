@@ -99,6 +99,66 @@ pub(crate) fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
     out
 }
 
+/// A small client of the daemon's REST API.
+pub(crate) struct Api {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+}
+
+impl Api {
+    pub(crate) fn new(base: &str) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: base.to_owned(),
+        }
+    }
+
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.base))
+    }
+
+    /// Status code and JSON body (null when there is none).
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.unwrap();
+        let code = response.status().as_u16();
+        (code, response.json().await.unwrap_or_default())
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Waits up to `seconds` until the connector's stored offset satisfies `done`.
+    pub(crate) async fn wait_offset(
+        &self,
+        path: &str,
+        seconds: u64,
+        done: impl Fn(&Value) -> bool,
+    ) -> bool {
+        let done = &done;
+        wait_for(Duration::from_secs(seconds), || async move {
+            let request = self.client.get(format!("{}{path}", self.base)).send();
+            let Ok(response) = request.await else {
+                return false;
+            };
+            let body: Value = response.json().await.unwrap_or_default();
+            done(&body["offsets"][0]["offset"])
+        })
+        .await
+    }
+}
+
+/// The stored offset is past the snapshot.
+pub(crate) fn snapshot_finished(offset: &Value) -> bool {
+    offset["lsn"].is_u64() && offset.get("snapshot").is_none()
+}
+
+/// The stored offset is a transaction committed after `lsn`.
+pub(crate) fn committed_after(offset: &Value, lsn: u64) -> bool {
+    offset["lsn_commit"].as_u64().is_some_and(|c| c > lsn)
+}
+
 pub(crate) async fn wal_lsn(admin: &tokio_postgres::Client) -> u64 {
     let text: String = admin
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -134,7 +194,6 @@ async fn a_debezium_postgres_connector_runs_to_kafka_and_survives_kill_9() {
     let port = free_port();
     let daemon = start(data.path(), port);
     up(&daemon).await;
-    let client = reqwest::Client::new();
     let prefix = unique_name("e2e");
     let connector = json!({
         "name": "inventory-connector",
@@ -153,120 +212,54 @@ async fn a_debezium_postgres_connector_runs_to_kafka_and_survives_kill_9() {
     });
 
     // Errors first: a bad property is a 400 naming it; unknown names are 404.
+    let api = Api::new(&daemon.base);
     let mut bad = connector.clone();
     bad["config"]["snapshot.mode"] = json!("sometimes");
-    let response = client
-        .post(format!("{}/connectors", daemon.base))
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error_code"], 400);
+    let (code, body) = api.send(api.post("/connectors").json(&bad)).await;
+    assert_eq!((code, &body["error_code"]), (400, &json!(400)));
     assert!(
         body["message"].as_str().unwrap().contains("snapshot.mode"),
         "{body}"
     );
-    let response = client
-        .post(format!("{}/connectors", daemon.base))
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let response = client
-        .get(format!("{}/connectors/nope/status", daemon.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    let (code, _) = api.send(api.post("/connectors").body("{not json")).await;
+    assert_eq!(code, 400);
+    assert_eq!(api.get("/connectors/nope/status").await.0, 404);
 
     // Create: 201, then 409 for the same name.
-    let response = client
-        .post(format!("{}/connectors", daemon.base))
-        .json(&connector)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let created: Value = response.json().await.unwrap();
+    let (code, created) = api.send(api.post("/connectors").json(&connector)).await;
+    assert_eq!(code, 201);
     assert_eq!(created["name"], "inventory-connector");
     assert_eq!(created["config"]["database.password"], "********");
-    let response = client
-        .post(format!("{}/connectors", daemon.base))
-        .json(&connector)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 409);
+    let (code, _) = api.send(api.post("/connectors").json(&connector)).await;
+    assert_eq!(code, 409);
 
-    let status_url = format!("{}/connectors/inventory-connector/status", daemon.base);
-    let status: Value = client
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status_path = "/connectors/inventory-connector/status";
+    let (_, status) = api.get(status_path).await;
     assert_eq!(status["connector"]["state"], "RUNNING", "{status}");
     assert_eq!(status["type"], "source");
-    let listed: Value = client
-        .get(format!("{}/connectors", daemon.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed, json!(["inventory-connector"]));
-    let tasks: Value = client
-        .get(format!(
-            "{}/connectors/inventory-connector/tasks",
-            daemon.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        api.get("/connectors").await.1,
+        json!(["inventory-connector"])
+    );
+    let (_, tasks) = api.get("/connectors/inventory-connector/tasks").await;
     assert_eq!(tasks[0]["id"]["connector"], "inventory-connector");
     assert_eq!(tasks[0]["config"]["database.password"], "********");
     // PUT config validates like POST: a bad property on a new name is a 400, and nothing
     // is created.
     let mut bad_config = connector["config"].clone();
     bad_config["snapshot.mode"] = json!("sometimes");
-    let response = client
-        .put(format!("{}/connectors/other/config", daemon.base))
-        .json(&bad_config)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let response = client
-        .get(format!("{}/connectors/other", daemon.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    let request = api
+        .client
+        .put(format!("{}/connectors/other/config", api.base));
+    assert_eq!(api.send(request.json(&bad_config)).await.0, 400);
+    assert_eq!(api.get("/connectors/other").await.0, 404);
 
     // The snapshot and a change, durable (the stored offset moves past the snapshot).
-    let offsets_url = format!("{}/connectors/inventory-connector/offsets", daemon.base);
-    let snapshot_done = wait_for(Duration::from_secs(60), || {
-        let request = client.get(&offsets_url).send();
-        async move {
-            let Ok(response) = request.await else {
-                return false;
-            };
-            let body: Value = response.json().await.unwrap_or_default();
-            body["offsets"][0]["offset"]["lsn"].is_u64()
-                && body["offsets"][0]["offset"].get("snapshot").is_none()
-        }
-    })
-    .await;
-    assert!(snapshot_done, "the snapshot did not become durable");
+    let offsets_path = "/connectors/inventory-connector/offsets";
+    assert!(
+        api.wait_offset(offsets_path, 60, snapshot_finished).await,
+        "the snapshot did not become durable"
+    );
     admin
         .batch_execute("INSERT INTO orders VALUES (101, 'streamed')")
         .await
@@ -294,34 +287,18 @@ async fn a_debezium_postgres_connector_runs_to_kafka_and_survives_kill_9() {
         .batch_execute("INSERT INTO orders VALUES (-1, 'last'); UPDATE orders SET item = 'changed' WHERE id = 1; DELETE FROM orders WHERE id = 2")
         .await
         .unwrap();
-    let restored: Value = client
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::new(&daemon.base);
+    let (_, restored) = api.get(status_path).await;
     assert_eq!(restored["connector"]["state"], "RUNNING", "{restored}");
 
     // Wait until the last change is durable, then stop the daemon cleanly (SIGTERM).
     let topic = format!("{prefix}.public.orders");
     let expected = 100 + 1 + 499 + 1 + 1 + 1;
-    let durable = wait_for(Duration::from_secs(90), || {
-        let request = client.get(&offsets_url).send();
-        async move {
-            let Ok(response) = request.await else {
-                return false;
-            };
-            let body: Value = response.json().await.unwrap_or_default();
-            // The last transaction committed after `before_last`.
-            body["offsets"][0]["offset"]["lsn_commit"]
-                .as_u64()
-                .is_some_and(|lsn| lsn > before_last)
-        }
-    })
-    .await;
-    assert!(durable, "the last change did not become durable");
+    assert!(
+        api.wait_offset(offsets_path, 90, |o| committed_after(o, before_last))
+            .await,
+        "the last change did not become durable"
+    );
     let mut daemon = daemon;
     sigterm(daemon.child.id());
     let _ = daemon.child.wait();

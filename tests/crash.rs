@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use outflow_testkit::{broker, postgres, unique_name, wait_for};
-use serde_json::{Value, json};
+use outflow_testkit::{broker, postgres, unique_name};
+use serde_json::json;
 
-use crate::connectors::{free_port, read_topic, start, up, wal_lsn};
+use crate::connectors::{
+    Api, committed_after, free_port, read_topic, snapshot_finished, start, up, wal_lsn,
+};
 
 /// A tiny deterministic generator (xorshift), so a failure can be replayed by seed.
 struct Random(u64);
@@ -70,10 +72,9 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
     let mut daemon = start(data.path(), port);
     up(&daemon).await;
     let prefix = unique_name("crash");
-    let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/connectors", daemon.base))
-        .json(&json!({
+    let api = Api::new(&daemon.base);
+    let (code, _) = api
+        .send(api.post("/connectors").json(&json!({
             "name": "crash",
             "config": {
                 "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
@@ -85,27 +86,16 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
                 "slot.name": db.name(),
                 "table.include.list": "public.kv",
             }
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+        })))
+        .await;
+    assert_eq!(code, 201);
     // The workload starts once the snapshot is durable (a stop inside the snapshot is
     // the Postgres tests' subject; here the streaming path is).
-    let offsets_url = format!("{}/connectors/crash/offsets", daemon.base);
-    let snapshot_done = wait_for(Duration::from_secs(60), || {
-        let request = client.get(&offsets_url).send();
-        async move {
-            let Ok(response) = request.await else {
-                return false;
-            };
-            let body: Value = response.json().await.unwrap_or_default();
-            body["offsets"][0]["offset"]["lsn"].is_u64()
-                && body["offsets"][0]["offset"].get("snapshot").is_none()
-        }
-    })
-    .await;
-    assert!(snapshot_done, "the snapshot did not become durable");
+    let offsets_path = "/connectors/crash/offsets";
+    assert!(
+        api.wait_offset(offsets_path, 60, snapshot_finished).await,
+        "the snapshot did not become durable"
+    );
 
     // The workload runs in its own task, one change per transaction.
     let writer = db.connect().await;
@@ -170,28 +160,12 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
         .entry(marker_key)
         .or_default()
         .push(("u".into(), Some(marker_value)));
-    let durable = wait_for(Duration::from_secs(180), || {
-        let request = client.get(&offsets_url).send();
-        async move {
-            let Ok(response) = request.await else {
-                return false;
-            };
-            let body: Value = response.json().await.unwrap_or_default();
-            body["offsets"][0]["offset"]["lsn_commit"]
-                .as_u64()
-                .is_some_and(|lsn| lsn > before_last)
-        }
-    })
-    .await;
+    let api = Api::new(&daemon.base);
+    let durable = api
+        .wait_offset(offsets_path, 180, |o| committed_after(o, before_last))
+        .await;
     if !durable {
-        let status: Value = client
-            .get(format!("{}/connectors/crash/status", daemon.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
+        let (_, status) = api.get("/connectors/crash/status").await;
         let log = std::fs::read_to_string(data.path().join("outflow.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         panic!(

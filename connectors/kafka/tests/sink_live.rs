@@ -17,7 +17,7 @@ use outflow_kafka::partitioner::partition;
 use outflow_kafka::{KafkaSink, KafkaSinkConfig, RecordEncoder};
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
-use outflow_testkit::{CONSUMER_SETTINGS, broker, postgres, unique_name};
+use outflow_testkit::{CONSUMER_SETTINGS, PostgresDatabase, broker, postgres, unique_name};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -63,6 +63,42 @@ async fn json_sink(
         },
     )
     .await
+}
+
+/// A Postgres source for `db` (slot named after it) with `extra` properties.
+fn pg_source(db: &PostgresDatabase, extra: &[(&str, &str)]) -> PostgresSource {
+    let port = db.server().port().to_string();
+    let mut p = props(&[
+        ("database.hostname", "127.0.0.1"),
+        ("database.port", port.as_str()),
+        ("database.user", "postgres"),
+        ("database.dbname", db.name()),
+        ("slot.name", db.name()),
+        ("status.update.interval.ms", "200"),
+    ]);
+    p.extend(props(extra));
+    PostgresSource::new(PostgresConfig::from_properties(&p).unwrap())
+}
+
+/// Postgres → JSON Kafka sink, checkpointing every 200 ms.
+async fn pg_to_kafka(
+    db: &PostgresDatabase,
+    connector: &str,
+    prefix: &str,
+    offsets: Arc<MemoryOffsetStore>,
+    source_extra: &[(&str, &str)],
+    sink_extra: &[(&str, &str)],
+) -> Pipeline<PostgresSource, KafkaSink, Arc<MemoryOffsetStore>> {
+    Pipeline::new(
+        connector.to_owned(),
+        pg_source(db, source_extra),
+        json_sink(connector, prefix, sink_extra).await.unwrap(),
+        offsets,
+        PipelineConfig {
+            checkpoint_interval: Duration::from_millis(200),
+            ..PipelineConfig::default()
+        },
+    )
 }
 
 struct Consumed {
@@ -157,38 +193,11 @@ async fn postgres_to_kafka_exactly_once_across_an_abrupt_stop() {
         .unwrap();
     let prefix = unique_name("pgk");
     let connector = unique_name("pg-kafka");
-    let port = db.server().port().to_string();
-    let source_config = || {
-        PostgresConfig::from_properties(&props(&[
-            ("database.hostname", "127.0.0.1"),
-            ("database.port", port.as_str()),
-            ("database.user", "postgres"),
-            ("database.dbname", db.name()),
-            ("slot.name", db.name()),
-            ("status.update.interval.ms", "200"),
-        ]))
-        .unwrap()
-    };
     let offsets = Arc::new(MemoryOffsetStore::new());
-    let pipeline_config = PipelineConfig {
-        checkpoint_interval: Duration::from_millis(200),
-        ..PipelineConfig::default()
-    };
+    let partitions = [("topic.creation.default.partitions", "3")];
 
     // First instance: the snapshot, then stopped abruptly inside a large transaction.
-    let pipeline = Pipeline::new(
-        connector.clone(),
-        PostgresSource::new(source_config()),
-        json_sink(
-            &connector,
-            &prefix,
-            &[("topic.creation.default.partitions", "3")],
-        )
-        .await
-        .unwrap(),
-        offsets.clone(),
-        pipeline_config.clone(),
-    );
+    let pipeline = pg_to_kafka(&db, &connector, &prefix, offsets.clone(), &[], &partitions).await;
     let metrics = pipeline.metrics();
     let task = tokio::spawn(pipeline.run(CancellationToken::new()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -218,19 +227,7 @@ async fn postgres_to_kafka_exactly_once_across_an_abrupt_stop() {
         .batch_execute("INSERT INTO t VALUES (-1, 'last'); UPDATE t SET v = 'u' WHERE id = 1; DELETE FROM t WHERE id = 2")
         .await
         .unwrap();
-    let pipeline = Pipeline::new(
-        connector.clone(),
-        PostgresSource::new(source_config()),
-        json_sink(
-            &connector,
-            &prefix,
-            &[("topic.creation.default.partitions", "3")],
-        )
-        .await
-        .unwrap(),
-        offsets.clone(),
-        pipeline_config,
-    );
+    let pipeline = pg_to_kafka(&db, &connector, &prefix, offsets, &[], &partitions).await;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(pipeline.run(shutdown.clone()));
     // Wait for the last change, then stop: every transaction is committed.
@@ -551,29 +548,15 @@ async fn a_broker_outage_delays_but_loses_nothing() {
         .unwrap();
     let prefix = unique_name("outage");
     let connector = unique_name("outage");
-    let port = db.server().port().to_string();
-    let source = PostgresSource::new(
-        PostgresConfig::from_properties(&props(&[
-            ("database.hostname", "127.0.0.1"),
-            ("database.port", port.as_str()),
-            ("database.user", "postgres"),
-            ("database.dbname", db.name()),
-            ("slot.name", db.name()),
-            ("status.update.interval.ms", "200"),
-            ("snapshot.mode", "no_data"),
-        ]))
-        .unwrap(),
-    );
-    let pipeline = Pipeline::new(
-        connector.clone(),
-        source,
-        json_sink(&connector, &prefix, &[]).await.unwrap(),
+    let pipeline = pg_to_kafka(
+        &db,
+        &connector,
+        &prefix,
         Arc::new(MemoryOffsetStore::new()),
-        PipelineConfig {
-            checkpoint_interval: Duration::from_millis(200),
-            ..PipelineConfig::default()
-        },
-    );
+        &[("snapshot.mode", "no_data")],
+        &[],
+    )
+    .await;
     let metrics = pipeline.metrics();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(pipeline.run(shutdown.clone()));
@@ -782,18 +765,7 @@ async fn postgres_to_kafka_avro_through_the_registry() {
     )
     .await
     .unwrap();
-    let port = db.server().port().to_string();
-    let source = PostgresSource::new(
-        PostgresConfig::from_properties(&props(&[
-            ("database.hostname", "127.0.0.1"),
-            ("database.port", port.as_str()),
-            ("database.user", "postgres"),
-            ("database.dbname", db.name()),
-            ("slot.name", db.name()),
-            ("snapshot.mode", "initial_only"),
-        ]))
-        .unwrap(),
-    );
+    let source = pg_source(&db, &[("snapshot.mode", "initial_only")]);
     let started = std::time::Instant::now();
     // initial_only: the pipeline ends by itself once the snapshot is durable.
     Pipeline::new(

@@ -13,7 +13,7 @@ use outflow_postgres::source::PostgresSource;
 use outflow_testkit::{PostgresDatabase, postgres, wait_for};
 use tokio_util::sync::CancellationToken;
 
-use crate::source_live::{config, slot_active, start, wait_events, walsender_gone};
+use crate::source_live::{config, slot_active, streaming, wait_events, walsender_gone};
 
 /// Transactions the server streamed in progress on this slot.
 async fn streamed_transactions(admin: &tokio_postgres::Client, db: &PostgresDatabase) -> i64 {
@@ -30,17 +30,8 @@ async fn streamed_transactions(admin: &tokio_postgres::Client, db: &PostgresData
 #[tokio::test]
 async fn streamed_transactions_commit_exactly_and_aborts_leave_nothing() {
     let _lab = crate::LAB.shared().await;
-    let db = postgres().create_database("streamed").await;
-    let admin = db.connect().await;
-    admin
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await
-        .unwrap();
-    let run = start(
-        config(&db, &[("snapshot.mode", "no_data")]),
-        Arc::new(MemoryOffsetStore::new()),
-    );
-    slot_active(&admin, &db).await;
+    let (db, admin, run) =
+        streaming("streamed", "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
     admin
         .batch_execute("INSERT INTO t VALUES (0, 'start')")
         .await

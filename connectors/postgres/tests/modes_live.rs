@@ -6,22 +6,14 @@ use std::time::Duration;
 use outflow_core::{EventKind, MemoryOffsetStore, Value};
 use outflow_testkit::postgres;
 
-use crate::source_live::{config, kind_name, slot_active, start, wait_events, walsender_gone};
+use crate::source_live::{
+    config, kind_name, slot_active, start, streaming, wait_events, walsender_gone,
+};
 
 #[tokio::test]
 async fn schema_changes_while_streaming_make_new_versions() {
     let _lab = crate::LAB.shared().await;
-    let db = postgres().create_database("ddl").await;
-    let admin = db.connect().await;
-    admin
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, a int)")
-        .await
-        .unwrap();
-    let run = start(
-        config(&db, &[("snapshot.mode", "no_data")]),
-        Arc::new(MemoryOffsetStore::new()),
-    );
-    slot_active(&admin, &db).await;
+    let (db, admin, run) = streaming("ddl", "CREATE TABLE t (id int PRIMARY KEY, a int)").await;
     for statement in [
         "INSERT INTO t VALUES (1, 1)",
         "ALTER TABLE t ADD COLUMN b text",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use outflow_core::{ChangeEvent, EventKind, MemoryOffsetStore, OffsetStore, Value};
 use outflow_testkit::{PostgresDatabase, postgres};
 
-use crate::source_live::{config, slot_active, start, wait_events, walsender_gone};
+use crate::source_live::{config, slot_active, start, streaming, wait_events, walsender_gone};
 
 /// Inserted ids, each with how often it arrived.
 fn inserted_ids(events: &[ChangeEvent]) -> BTreeMap<i32, usize> {
@@ -74,17 +74,8 @@ const BIG_TRANSACTION: &str =
 #[tokio::test]
 async fn a_lost_replication_connection_is_reopened_without_loss_or_repeat() {
     let _lab = crate::LAB.shared().await;
-    let db = postgres().create_database("reconnect").await;
-    let admin = db.connect().await;
-    admin
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await
-        .unwrap();
-    let run = start(
-        config(&db, &[("snapshot.mode", "no_data")]),
-        Arc::new(MemoryOffsetStore::new()),
-    );
-    slot_active(&admin, &db).await;
+    let (db, admin, run) =
+        streaming("reconnect", "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
     admin.batch_execute(BIG_TRANSACTION).await.unwrap();
     // Cut the connection while the transaction is being delivered.
     let pipeline = run.pipeline.clone();

@@ -131,6 +131,24 @@ pub(crate) async fn slot_active(admin: &tokio_postgres::Client, db: &PostgresDat
     assert!(active, "slot {slot} never became active");
 }
 
+/// A new database with `ddl` applied and a connector streaming from it without a
+/// snapshot (`snapshot.mode=no_data`), its slot consistent: what is committed from now
+/// on is delivered.
+pub(crate) async fn streaming(
+    prefix: &str,
+    ddl: &str,
+) -> (PostgresDatabase, tokio_postgres::Client, Running) {
+    let db = postgres().create_database(prefix).await;
+    let admin = db.connect().await;
+    admin.batch_execute(ddl).await.unwrap();
+    let run = start(
+        config(&db, &[("snapshot.mode", "no_data")]),
+        Arc::new(MemoryOffsetStore::new()),
+    );
+    slot_active(&admin, &db).await;
+    (db, admin, run)
+}
+
 pub(crate) fn kind_name(e: &ChangeEvent) -> &'static str {
     match &e.kind {
         EventKind::Begin(_) => "begin",
