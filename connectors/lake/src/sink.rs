@@ -1,0 +1,528 @@
+//! The lake sink: change events → Debezium records → files, exactly once.
+//!
+//! Exactly-once protocol (DESIGN §5):
+//!
+//! 1. Records are appended to per-(topic, hour) files under temporary names
+//!    ([`crate::layout`]). A batch is Accepted once appended.
+//! 2. A **roll** finishes every open file at once: last block, `fsync` of the file,
+//!    rename to the final name (`<connector>+<first>+<last>.<ext>`), `fsync` of each
+//!    directory touched. Then every accepted batch is Durable, and only then does the
+//!    pipeline commit the offset. A roll happens at each pipeline checkpoint (every
+//!    `flush.interval.ms`), when a file reaches `lake.flush.size` records or
+//!    `lake.file.max.bytes` bytes, when `lake.max.pending.batches` batches wait, and when
+//!    a topic's schema changes (a file has one writer schema).
+//! 3. Because a roll closes *all* files and batches become durable only at a roll, every
+//!    visible file lies wholly at or before the committed offset or wholly after it. On
+//!    start, [`LakeSink::start`] removes this connector's temporary files and every
+//!    visible file whose last position is after the committed offset; the source then
+//!    resends from the committed offset. So after any crash each event is in exactly one
+//!    visible file, and the names are deterministic (derived from the positions).
+//!
+//! Tombstones and heartbeats are not written (they exist for Kafka's compaction and
+//! liveness); their positions still advance the offset. Every writer schema is copied
+//! once to `_schemas/<topic>/<fingerprint>.avsc`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use outflow_core::connect::ConnectSchema;
+use outflow_core::encoding::avro::avro_schema;
+use outflow_core::encoding::json;
+use outflow_core::envelope::{EnvelopeFormatter, Record, RecordKind};
+use outflow_core::sink::durability;
+use outflow_core::transforms::TransformChain;
+use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, SourcePosition};
+
+use crate::avro_file::{self, AvroBlocks};
+use crate::config::{LakeFormat, LakeSinkConfig};
+use crate::layout::{self, LakeFile};
+
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Counters of a lake sink, for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct LakeMetrics {
+    /// Records appended to files.
+    pub records_written: AtomicU64,
+    /// Files made visible.
+    pub files_committed: AtomicU64,
+    /// Bytes in visible files.
+    pub bytes_committed: AtomicU64,
+    /// Rolls (checkpoints) done.
+    pub rolls: AtomicU64,
+}
+
+enum Body {
+    Avro {
+        out: BufWriter<File>,
+        blocks: AvroBlocks,
+    },
+    Json {
+        out: BufWriter<File>,
+    },
+    JsonGzip {
+        out: flate2::write::GzEncoder<BufWriter<File>>,
+    },
+}
+
+struct OpenFile {
+    dir: PathBuf,
+    temp: PathBuf,
+    first: String,
+    last: String,
+    records: u64,
+    bytes: u64,
+    schema: Arc<ConnectSchema>,
+    body: Body,
+}
+
+impl OpenFile {
+    /// Finishes the file: last block, flush, fsync. Returns the file.
+    fn finish(self) -> std::io::Result<(PathBuf, PathBuf, String, String, u64)> {
+        let file = match self.body {
+            Body::Avro { mut out, mut blocks } => {
+                blocks.write_block(&mut out)?;
+                out.into_inner().map_err(std::io::IntoInnerError::into_error)?
+            }
+            Body::Json { out } => out.into_inner().map_err(std::io::IntoInnerError::into_error)?,
+            Body::JsonGzip { out } => out
+                .finish()?
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?,
+        };
+        file.sync_all()?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        Ok((self.dir, self.temp, self.first, self.last, size))
+    }
+}
+
+/// The lake sink of one connector.
+pub struct LakeSink {
+    config: LakeSinkConfig,
+    prefix: String,
+    formatter: EnvelopeFormatter,
+    transforms: TransformChain,
+    open: HashMap<(Arc<str>, String), OpenFile>,
+    pending: Vec<DurableNotifier>,
+    schemas_written: HashSet<(Arc<str>, u64)>,
+    formatted: Vec<Record>,
+    transformed: Vec<Record>,
+    line: String,
+    metrics: Arc<LakeMetrics>,
+}
+
+impl std::fmt::Debug for LakeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeSink")
+            .field("config", &self.config)
+            .field("open_files", &self.open.len())
+            .field("pending_batches", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(context: impl Into<String>, e: std::io::Error) -> SinkError {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            SinkError::definite_with(
+                context,
+                "give outflow write access to lake.path",
+                e,
+            )
+        }
+        _ => SinkError::transient(context, e),
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// 64-bit FNV-1a, seeded; for sync markers and schema fingerprints (not security).
+fn fnv(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// What recovery did at start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Temporary files removed.
+    pub temporary_removed: usize,
+    /// Visible files removed because they lay past the committed offset.
+    pub uncommitted_removed: usize,
+    /// Visible files kept.
+    pub kept: usize,
+}
+
+/// Removes the connector's temporary files and its files past `committed`.
+pub fn recover(
+    root: &Path,
+    prefix: &str,
+    committed: Option<&SourcePosition>,
+) -> std::io::Result<Recovery> {
+    let committed = committed.map(layout::position_token);
+    let mut report = Recovery::default();
+    let mut touched = HashSet::new();
+    for path in layout::walk(root)? {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let remove = match layout::classify(name, prefix) {
+            None => continue,
+            Some(LakeFile::Temporary) => {
+                report.temporary_removed += 1;
+                true
+            }
+            Some(LakeFile::Finished { last, .. }) => {
+                let past = committed.as_ref().is_none_or(|c| last.as_str() > c.as_str());
+                if past {
+                    report.uncommitted_removed += 1;
+                } else {
+                    report.kept += 1;
+                }
+                past
+            }
+        };
+        if remove {
+            std::fs::remove_file(&path)?;
+            if let Some(parent) = path.parent() {
+                touched.insert(parent.to_path_buf());
+            }
+        }
+    }
+    for dir in touched {
+        sync_dir(&dir)?;
+    }
+    Ok(report)
+}
+
+impl LakeSink {
+    /// Prepares the root and removes what lies past `committed` (the connector's stored
+    /// offset; `None` when it has none).
+    pub async fn start(
+        config: LakeSinkConfig,
+        formatter: EnvelopeFormatter,
+        transforms: TransformChain,
+        committed: Option<SourcePosition>,
+    ) -> Result<Self, SinkError> {
+        let prefix = layout::file_prefix(&config.connector);
+        let root = config.root.clone();
+        let scan_prefix = prefix.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            recover(&root, &scan_prefix, committed.as_ref())
+        })
+        .await
+        .map_err(|e| SinkError::transient("recovering the lake: the task failed", e))?
+        .map_err(|e| io_error(format!("recovering the lake at {}", config.root.display()), e))?;
+        if report.uncommitted_removed > 0 || report.temporary_removed > 0 {
+            tracing::info!(
+                connector = %config.connector,
+                temporary = report.temporary_removed,
+                uncommitted = report.uncommitted_removed,
+                kept = report.kept,
+                "lake: removed files past the committed offset; they will be written again"
+            );
+        }
+        Ok(Self {
+            config,
+            prefix,
+            formatter,
+            transforms,
+            open: HashMap::new(),
+            pending: Vec::new(),
+            schemas_written: HashSet::new(),
+            formatted: Vec::new(),
+            transformed: Vec::new(),
+            line: String::with_capacity(1024),
+            metrics: Arc::new(LakeMetrics::default()),
+        })
+    }
+
+    /// The sink's counters.
+    pub fn metrics(&self) -> Arc<LakeMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Copies `schema` to `_schemas/<topic>/<fingerprint>.avsc` once.
+    fn write_schema_copy(&mut self, topic: &Arc<str>, schema_json: &str) -> Result<(), SinkError> {
+        let fingerprint = fnv(0, schema_json.as_bytes());
+        if !self.schemas_written.insert((Arc::clone(topic), fingerprint)) {
+            return Ok(());
+        }
+        let dir = self
+            .config
+            .root
+            .join("_schemas")
+            .join(layout::topic_dir(topic));
+        let path = dir.join(format!("{fingerprint:016x}.avsc"));
+        let result = (|| -> std::io::Result<()> {
+            if path.exists() {
+                return Ok(());
+            }
+            std::fs::create_dir_all(&dir)?;
+            let temp = dir.join(format!(".{fingerprint:016x}.avsc.tmp"));
+            let mut file = File::create(&temp)?;
+            file.write_all(schema_json.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, &path)?;
+            sync_dir(&dir)
+        })();
+        result.map_err(|e| io_error(format!("writing schema copy {}", path.display()), e))
+    }
+
+    fn open_file(
+        &mut self,
+        topic: &Arc<str>,
+        partition: &str,
+        first: String,
+        schema: &Arc<ConnectSchema>,
+    ) -> Result<OpenFile, SinkError> {
+        let schema_json = avro_schema(schema);
+        self.write_schema_copy(topic, &schema_json)?;
+        let dir = self
+            .config
+            .root
+            .join(layout::topic_dir(topic))
+            .join(partition);
+        let extension = self.config.format.extension();
+        let temp = dir.join(layout::temp_name(&self.prefix, &first, extension));
+        let created = (|| -> std::io::Result<File> {
+            std::fs::create_dir_all(&dir)?;
+            File::create(&temp)
+        })()
+        .map_err(|e| io_error(format!("creating {}", temp.display()), e))?;
+        let out = BufWriter::with_capacity(WRITE_BUFFER, created);
+        let (body, bytes) = match self.config.format {
+            LakeFormat::Avro(codec) => {
+                let seed = fnv(1, self.prefix.as_bytes());
+                let a = fnv(seed, first.as_bytes());
+                let b = fnv(a, topic.as_bytes());
+                let mut sync = [0u8; 16];
+                sync[..8].copy_from_slice(&a.to_le_bytes());
+                sync[8..].copy_from_slice(&b.to_le_bytes());
+                let header = avro_file::header(&schema_json, codec, sync);
+                let mut out = out;
+                out.write_all(&header)
+                    .map_err(|e| io_error(format!("writing {}", temp.display()), e))?;
+                (
+                    Body::Avro {
+                        out,
+                        blocks: AvroBlocks::new(codec, sync),
+                    },
+                    header.len() as u64,
+                )
+            }
+            LakeFormat::Json { gzip: false } => (Body::Json { out }, 0),
+            LakeFormat::Json { gzip: true } => (
+                Body::JsonGzip {
+                    out: flate2::write::GzEncoder::new(out, flate2::Compression::fast()),
+                },
+                0,
+            ),
+        };
+        Ok(OpenFile {
+            dir,
+            temp,
+            last: first.clone(),
+            first,
+            records: 0,
+            bytes,
+            schema: Arc::clone(schema),
+            body,
+        })
+    }
+
+    /// Appends one record to its file.
+    fn append(&mut self, record: &Record, commit_us: i64) -> Result<(), SinkError> {
+        if record.kind == RecordKind::Heartbeat {
+            return Ok(());
+        }
+        let Some(value) = &record.value else {
+            return Ok(());
+        };
+        let partition = layout::partition_dir(commit_us);
+        let key = (Arc::clone(&record.topic), partition);
+        let schema_changed = self.open.get(&key).is_some_and(|file| {
+            !Arc::ptr_eq(&file.schema, &value.schema) && *file.schema != *value.schema
+        });
+        if schema_changed {
+            self.roll_now()?;
+        }
+        let token = layout::position_token(&record.position);
+        if !self.open.contains_key(&key) {
+            let file = self.open_file(&key.0, &key.1, token.clone(), &value.schema)?;
+            self.open.insert(key.clone(), file);
+        }
+        let Some(file) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
+        let encode_error = |e| {
+            SinkError::definite_with(
+                format!("encoding a record for {}", record.topic),
+                "report this as a bug with the table's definition",
+                e,
+            )
+        };
+        match &mut file.body {
+            Body::Avro { out, blocks } => {
+                blocks.append(&value.schema, &value.datum).map_err(encode_error)?;
+                if blocks.block_full() {
+                    let n = blocks
+                        .write_block(out)
+                        .map_err(|e| io_error(format!("writing {}", file.temp.display()), e))?;
+                    file.bytes += n as u64;
+                }
+            }
+            Body::Json { .. } | Body::JsonGzip { .. } => {
+                self.line.clear();
+                json::write_value(&mut self.line, &value.schema, &value.datum)
+                    .map_err(encode_error)?;
+                self.line.push('\n');
+                let written = match &mut file.body {
+                    Body::Json { out } => out.write_all(self.line.as_bytes()),
+                    Body::JsonGzip { out } => out.write_all(self.line.as_bytes()),
+                    Body::Avro { .. } => Ok(()),
+                };
+                written.map_err(|e| io_error(format!("writing {}", file.temp.display()), e))?;
+                file.bytes += self.line.len() as u64;
+            }
+        }
+        file.last = token;
+        file.records += 1;
+        self.metrics.records_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn roll_due(&self) -> bool {
+        self.pending.len() >= self.config.max_pending_batches
+            || self.open.values().any(|f| {
+                f.records >= self.config.flush_size || f.bytes >= self.config.file_max_bytes
+            })
+    }
+
+    /// Finishes every open file synchronously (schema change mid-batch).
+    fn roll_now(&mut self) -> Result<(), SinkError> {
+        let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
+        let outcome = finish_files(&self.prefix, self.config.format.extension(), files);
+        self.settle(outcome)
+    }
+
+    /// Finishes every open file off the async threads; resolves waiting batches.
+    async fn roll(&mut self) -> Result<(), SinkError> {
+        if self.open.is_empty() && self.pending.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
+        let prefix = self.prefix.clone();
+        let extension = self.config.format.extension();
+        let outcome = tokio::task::spawn_blocking(move || finish_files(&prefix, extension, files))
+            .await
+            .unwrap_or_else(|e| Err(SinkError::transient("rolling lake files: the task failed", e)));
+        self.settle(outcome)
+    }
+
+    fn settle(&mut self, outcome: Result<(u64, u64), SinkError>) -> Result<(), SinkError> {
+        match outcome {
+            Ok((files, bytes)) => {
+                self.metrics.rolls.fetch_add(1, Ordering::Relaxed);
+                self.metrics.files_committed.fetch_add(files, Ordering::Relaxed);
+                self.metrics.bytes_committed.fetch_add(bytes, Ordering::Relaxed);
+                for notifier in self.pending.drain(..) {
+                    notifier.durable();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for notifier in self.pending.drain(..) {
+                    notifier.failed(SinkError::transient(
+                        "the lake file holding this batch was not committed",
+                        e.to_string(),
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Finishes, fsyncs and renames `files`, then fsyncs their directories. Returns the
+/// number of files and bytes made visible.
+fn finish_files(prefix: &str, extension: &str, files: Vec<OpenFile>) -> Result<(u64, u64), SinkError> {
+    let mut dirs = HashSet::new();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for file in files {
+        let temp_shown = file.temp.display().to_string();
+        let (dir, temp, first, last, size) =
+            file.finish().map_err(|e| io_error(format!("finishing {temp_shown}"), e))?;
+        let path = dir.join(layout::final_name(prefix, &first, &last, extension));
+        std::fs::rename(&temp, &path)
+            .map_err(|e| io_error(format!("renaming {temp_shown}"), e))?;
+        tracing::debug!(file = %path.display(), size, "lake file committed");
+        dirs.insert(dir);
+        count += 1;
+        bytes += size;
+    }
+    for dir in dirs {
+        sync_dir(&dir).map_err(|e| io_error(format!("syncing {}", dir.display()), e))?;
+    }
+    Ok((count, bytes))
+}
+
+impl Sink for LakeSink {
+    async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        for event in &batch.events {
+            self.formatted.clear();
+            self.formatter
+                .format(event, now_us, &mut self.formatted)
+                .map_err(|e| {
+                    SinkError::definite_with(
+                        "putting an event in Debezium's shape",
+                        "report this as a bug with the table's definition",
+                        e,
+                    )
+                })?;
+            let commit_us = event.source_ts_us.unwrap_or(now_us);
+            let formatted = std::mem::take(&mut self.formatted);
+            for record in formatted {
+                if self.transforms.is_empty() {
+                    self.append(&record, commit_us)?;
+                } else {
+                    self.transformed.clear();
+                    self.transforms.apply(record, &mut self.transformed);
+                    let transformed = std::mem::take(&mut self.transformed);
+                    for record in &transformed {
+                        self.append(record, commit_us)?;
+                    }
+                }
+            }
+        }
+        if self.open.is_empty() {
+            // Nothing waits in a file: durable as it is (the pipeline still commits it
+            // only after every earlier batch).
+            return Ok(DurableHandle::ready());
+        }
+        let (notifier, handle) = durability();
+        self.pending.push(notifier);
+        if self.roll_due() {
+            self.roll().await?;
+        }
+        Ok(handle)
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.roll().await
+    }
+}
