@@ -8,9 +8,10 @@
 //! `trace`. Pausing stops the task after a clean flush (offsets durable) and keeps the
 //! target state; resuming starts it again from the stored position.
 //!
-//! Wired so far: Debezium's Postgres connector class into the Kafka sink (worker
-//! `sink = "kafka"`, JSON or Avro per `converter`). The lake sink and MySQL/MariaDB are
-//! later issues; asking for them is a 400 that says so.
+//! Wired so far: Debezium's Postgres connector class into the worker's sink: the lake
+//! (the default; `lake.*` worker settings, each overridable per connector) or Kafka
+//! (`sink = "kafka"`, JSON or Avro per `converter`). MySQL/MariaDB is a later issue;
+//! asking for it is a 400 that says so.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,15 +20,17 @@ use std::time::Duration;
 use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
 use outflow_core::transforms::TransformChain;
 use outflow_core::{Classify, ErrorClass, Pipeline, PipelineConfig, PipelineError};
+use outflow_core::{DurableHandle, EventBatch, OffsetStore, Sink, SinkError};
 use outflow_kafka::{
     HttpSchemaRegistry, KafkaSink, KafkaSinkConfig, RecordEncoder, RegistryClientConfig,
 };
+use outflow_lake::{LakeSink, LakeSinkConfig};
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConverterKind, SinkKind, WorkerConfig};
+use crate::config::{ConverterKind, LakeFormat, SinkKind, WorkerConfig};
 use crate::state::{StateStore, TargetState};
 
 /// Debezium's Postgres connector class.
@@ -81,13 +84,43 @@ pub fn masked(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The validated sink of a connector.
+#[derive(Debug, Clone)]
+enum SinkSettings {
+    Kafka(KafkaSinkConfig),
+    Lake(LakeSinkConfig),
+}
+
+/// The sink a connector's pipeline writes to.
+#[derive(Debug)]
+enum ConnectorSink {
+    Kafka(Box<KafkaSink>),
+    Lake(Box<LakeSink>),
+}
+
+impl Sink for ConnectorSink {
+    async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
+        match self {
+            Self::Kafka(sink) => sink.write(batch).await,
+            Self::Lake(sink) => sink.write(batch).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        match self {
+            Self::Kafka(sink) => sink.flush().await,
+            Self::Lake(sink) => sink.flush().await,
+        }
+    }
+}
+
 /// Everything a connector's task needs, checked before anything connects.
 #[derive(Debug, Clone)]
 struct Validated {
     source: PostgresConfig,
     envelope: EnvelopeConfig,
     props: BTreeMap<String, String>,
-    sink: KafkaSinkConfig,
+    sink: SinkSettings,
     converter: ConverterKind,
     registry: Option<RegistryClientConfig>,
 }
@@ -102,6 +135,63 @@ fn invalid(property: &str, message: impl Into<String>) -> RuntimeError {
 fn from_property_error(e: outflow_core::envelope::PropertyError) -> RuntimeError {
     let message = e.to_string();
     invalid(&e.property, message)
+}
+
+/// The Kafka sink's settings: the worker's `kafka.*` (as `producer.*`), then the
+/// connector's `producer.*` and `topic.creation.*`.
+fn kafka_settings(
+    worker: &WorkerConfig,
+    name: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<KafkaSinkConfig, RuntimeError> {
+    let mut sink_props: BTreeMap<String, String> = worker
+        .kafka
+        .iter()
+        .map(|(k, v)| {
+            if k == "bootstrap.servers" {
+                (k.clone(), v.clone())
+            } else {
+                (format!("producer.{k}"), v.clone())
+            }
+        })
+        .collect();
+    for (k, v) in config {
+        if k.starts_with("producer.") || k.starts_with("topic.creation.") {
+            sink_props.insert(k.clone(), v.clone());
+        }
+    }
+    KafkaSinkConfig::from_properties(name, &sink_props).map_err(|e| {
+        let property = if e.property == "bootstrap.servers" {
+            "kafka.bootstrap.servers".to_owned()
+        } else {
+            e.property.clone()
+        };
+        invalid(&property, e.to_string())
+    })
+}
+
+/// The lake sink's settings: the worker's `lake.path` / `lake.format`, then the
+/// connector's `lake.*` and `flush.interval.ms`.
+fn lake_settings(
+    worker: &WorkerConfig,
+    name: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<LakeSinkConfig, RuntimeError> {
+    let format = match worker.lake_format {
+        LakeFormat::Avro => "avro",
+        LakeFormat::Json => "json",
+        LakeFormat::Parquet => "parquet",
+    };
+    let mut sink_props = BTreeMap::from([
+        ("lake.path".to_owned(), worker.lake_path.clone()),
+        ("lake.format".to_owned(), format.to_owned()),
+    ]);
+    for (k, v) in config {
+        if k.starts_with("lake.") || k == "flush.interval.ms" {
+            sink_props.insert(k.clone(), v.clone());
+        }
+    }
+    LakeSinkConfig::from_properties(name, &sink_props).map_err(from_property_error)
 }
 
 /// Checks a connector's config against the worker's; pure.
@@ -132,43 +222,17 @@ fn validate(
         }
         None => return Err(invalid("connector.class", "required")),
     }
-    if worker.sink != SinkKind::Kafka {
-        return Err(invalid(
-            "sink",
-            "the worker's sink is the lake, which is not available in this version yet; run the worker with sink = \"kafka\"",
-        ));
-    }
     let source = PostgresConfig::from_properties(config).map_err(from_property_error)?;
     let envelope = EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, config)
         .map_err(from_property_error)?;
     TransformChain::from_properties(config).map_err(from_property_error)?;
-    let mut sink_props: BTreeMap<String, String> = worker
-        .kafka
-        .iter()
-        .map(|(k, v)| {
-            if k == "bootstrap.servers" {
-                (k.clone(), v.clone())
-            } else {
-                (format!("producer.{k}"), v.clone())
-            }
-        })
-        .collect();
-    for (k, v) in config {
-        if k.starts_with("producer.") || k.starts_with("topic.creation.") {
-            sink_props.insert(k.clone(), v.clone());
-        }
-    }
-    let sink = KafkaSinkConfig::from_properties(name, &sink_props).map_err(|e| {
-        let property = if e.property == "bootstrap.servers" {
-            "kafka.bootstrap.servers".to_owned()
-        } else {
-            e.property.clone()
-        };
-        invalid(&property, e.to_string())
-    })?;
-    let registry = match worker.converter {
-        ConverterKind::Json => None,
-        ConverterKind::Avro => {
+    let sink = match worker.sink {
+        SinkKind::Kafka => SinkSettings::Kafka(kafka_settings(worker, name, config)?),
+        SinkKind::Lake => SinkSettings::Lake(lake_settings(worker, name, config)?),
+    };
+    let registry = match (worker.sink, worker.converter) {
+        (SinkKind::Lake, _) | (SinkKind::Kafka, ConverterKind::Json) => None,
+        (SinkKind::Kafka, ConverterKind::Avro) => {
             let mut props = config.clone();
             if let Some(url) = &worker.schema_registry_url {
                 props
@@ -268,19 +332,26 @@ async fn run_connector(
             let transforms = TransformChain::from_properties(&validated.props).map_err(|e| {
                 outflow_core::SinkError::definite("reading transforms", e.to_string())
             })?;
-            let sink = KafkaSink::start(
-                validated.sink.clone(),
-                EnvelopeFormatter::new(validated.envelope.clone()),
-                transforms,
-                encoder,
-            )
-            .await?;
+            let formatter = EnvelopeFormatter::new(validated.envelope.clone());
+            let mut pipeline_config = PipelineConfig::default();
+            let sink = match &validated.sink {
+                SinkSettings::Kafka(settings) => ConnectorSink::Kafka(Box::new(
+                    KafkaSink::start(settings.clone(), formatter, transforms, encoder).await?,
+                )),
+                SinkSettings::Lake(settings) => {
+                    pipeline_config.checkpoint_interval = settings.flush_interval;
+                    let committed = store.load(&name).await?;
+                    ConnectorSink::Lake(Box::new(
+                        LakeSink::start(settings.clone(), formatter, transforms, committed).await?,
+                    ))
+                }
+            };
             Pipeline::new(
                 name.clone(),
                 PostgresSource::new(validated.source.clone()),
                 sink,
                 store.clone(),
-                PipelineConfig::default(),
+                pipeline_config,
             )
             .run(stop.clone())
             .await

@@ -34,27 +34,39 @@ pub(crate) fn binary() -> std::path::PathBuf {
 }
 
 pub(crate) fn start(data: &std::path::Path, port: u16) -> Daemon {
+    let servers = broker().bootstrap_servers();
+    start_with(
+        data,
+        port,
+        &[
+            ("OUTFLOW_SINK", "kafka"),
+            ("OUTFLOW_CONVERTER", "json"),
+            ("OUTFLOW_KAFKA_BOOTSTRAP_SERVERS", servers.as_str()),
+        ],
+    )
+}
+
+/// Starts the daemon with `env` on top of the data dir and listen address; with no
+/// other settings it runs the embedded default (the lake in `<data>/lake`).
+pub(crate) fn start_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data.join("outflow.log"))
         .unwrap();
-    let child = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .arg("serve")
         .env("OUTFLOW_REST_LISTEN", format!("127.0.0.1:{port}"))
         .env("OUTFLOW_DATA_DIR", data)
-        .env("OUTFLOW_SINK", "kafka")
-        .env("OUTFLOW_CONVERTER", "json")
-        .env(
-            "OUTFLOW_KAFKA_BOOTSTRAP_SERVERS",
-            broker().bootstrap_servers(),
-        )
         .env("RUST_LOG", "info")
         .current_dir(data)
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
     Daemon {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -94,6 +106,79 @@ pub(crate) fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
             && let Some(payload) = message.payload()
         {
             out.push(serde_json::from_slice(payload).unwrap());
+        }
+    }
+    out
+}
+
+/// One change as the sink holds it: (op, key, value after).
+pub(crate) type Change = (String, i64, Option<i64>);
+
+/// The lake's changes of `topic` (`key` and `value` columns, integers): visible files
+/// in position order, read with the `apache-avro` crate.
+pub(crate) fn lake_changes(
+    root: &std::path::Path,
+    topic: &str,
+    key: &str,
+    value: &str,
+) -> Vec<Change> {
+    use apache_avro::types::Value as Avro;
+    let mut files: Vec<std::path::PathBuf> = outflow_lake::layout::walk(&root.join(topic))
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'))
+        })
+        .collect();
+    let first_token = |p: &std::path::PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('+').nth(1))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    files.sort_by_key(first_token);
+    let unwrap = |v: &Avro| match v {
+        Avro::Union(_, inner) => (**inner).clone(),
+        other => other.clone(),
+    };
+    let get = |v: &Avro, name: &str| match unwrap(v) {
+        Avro::Record(fields) => fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| unwrap(v)),
+        _ => None,
+    };
+    let int = |v: Option<Avro>| match v {
+        Some(Avro::Int(i)) => Some(i64::from(i)),
+        Some(Avro::Long(i)) => Some(i),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for file in files {
+        let reader = apache_avro::Reader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        for record in reader {
+            let record = record.unwrap();
+            let Some(Avro::String(op)) = get(&record, "op") else {
+                continue;
+            };
+            let image = if op == "d" {
+                get(&record, "before")
+            } else {
+                get(&record, "after")
+            };
+            let Some(image) = image else { continue };
+            let Some(k) = int(get(&image, key)) else {
+                continue;
+            };
+            let value = if op == "d" {
+                None
+            } else {
+                int(get(&image, value))
+            };
+            out.push((op, k, value));
         }
     }
     out
@@ -333,4 +418,104 @@ fn sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_worker_writes_a_debezium_postgres_connector_to_the_lake() {
+    let db = postgres().create_database("e2elake").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int);
+             INSERT INTO stock SELECT i, i FROM generate_series(1, 50) i;",
+        )
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // No sink settings: the embedded default, Avro files under <data.dir>/lake.
+    let daemon = start_with(data.path(), port, &[]);
+    up(&daemon).await;
+    let prefix = unique_name("e2elake");
+    let api = Api::new(&daemon.base);
+    let (code, _) = api
+        .send(api.post("/connectors").json(&json!({
+            "name": "stock-lake",
+            "config": {
+                "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "database.hostname": "127.0.0.1",
+                "database.port": db.server().port(),
+                "database.user": "postgres",
+                "database.dbname": db.name(),
+                "topic.prefix": prefix,
+                "slot.name": db.name(),
+                "flush.interval.ms": "200",
+            }
+        })))
+        .await;
+    assert_eq!(code, 201);
+    // A lake property with a bad value is a 400 naming it.
+    let (code, body) = api
+        .send(api.post("/connectors").json(&json!({
+            "name": "bad-lake",
+            "config": {
+                "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "database.hostname": "127.0.0.1",
+                "database.user": "postgres",
+                "database.dbname": db.name(),
+                "topic.prefix": "x",
+                "lake.compression": "lz4",
+            }
+        })))
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("lake.compression"),
+        "{body}"
+    );
+
+    let offsets_path = "/connectors/stock-lake/offsets";
+    assert!(
+        api.wait_offset(offsets_path, 60, snapshot_finished).await,
+        "the snapshot did not become durable"
+    );
+    let before_last = wal_lsn(&admin).await;
+    admin
+        .batch_execute(
+            "INSERT INTO stock VALUES (51, 5100);
+             UPDATE stock SET qty = 0 WHERE id = 1;
+             DELETE FROM stock WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    assert!(
+        api.wait_offset(offsets_path, 60, |o| committed_after(o, before_last))
+            .await,
+        "the changes did not become durable"
+    );
+    let mut daemon = daemon;
+    sigterm(daemon.child.id());
+    let _ = daemon.child.wait();
+
+    let root = data.path().join("lake");
+    let changes = lake_changes(&root, &format!("{prefix}.public.stock"), "id", "qty");
+    assert_eq!(changes.len(), 53, "{changes:?}");
+    assert!(changes[..50].iter().all(|(op, _, _)| op == "r"));
+    assert_eq!(
+        changes[50..].to_vec(),
+        vec![
+            ("c".to_owned(), 51, Some(5100)),
+            ("u".to_owned(), 1, Some(0)),
+            ("d".to_owned(), 2, None),
+        ]
+    );
+    // The writer schema is copied next to the data.
+    assert!(
+        root.join("_schemas")
+            .join(format!("{prefix}.public.stock"))
+            .is_dir()
+    );
 }

@@ -1,7 +1,8 @@
-//! The crash test of the Kafka path: a mixed insert/update/delete workload on 1,000 keys
-//! while the daemon is SIGKILLed at 20 random moments and restarted, and the broker is
-//! stopped (SIGSTOP) for 30 s; then every key's events in Kafka must equal its committed
-//! changes, in commit order: 0 lost, 0 duplicated.
+//! The crash tests: a mixed insert/update/delete workload on 1,000 keys while the daemon
+//! is SIGKILLed at 20 random moments and restarted; then every key's events in the sink
+//! must equal its committed changes, in commit order: 0 lost, 0 duplicated. The Kafka run
+//! also stops the broker (SIGSTOP) for 30 s; the lake run checks that no temporary file
+//! is left and reads the files with the `apache-avro` crate.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,8 +11,46 @@ use outflow_testkit::{broker, postgres, unique_name};
 use serde_json::json;
 
 use crate::connectors::{
-    Api, committed_after, free_port, read_topic, snapshot_finished, start, up, wal_lsn,
+    Api, Daemon, committed_after, free_port, lake_changes, read_topic, snapshot_finished, start,
+    start_with, up, wal_lsn,
 };
+
+/// Which sink a crash run writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Kafka,
+    Lake,
+}
+
+fn launch(target: Target, data: &std::path::Path, port: u16) -> Daemon {
+    match target {
+        Target::Kafka => start(data, port),
+        Target::Lake => start_with(data, port, &[]),
+    }
+}
+
+/// The Kafka topic's changes (JsonConverter with schemas).
+fn kafka_changes(topic: &str, expected: usize) -> Vec<crate::connectors::Change> {
+    read_topic(topic, expected)
+        .iter()
+        .filter_map(|record| {
+            let payload = &record["payload"];
+            let op = payload["op"].as_str().unwrap_or_default().to_owned();
+            let image = if op == "d" {
+                &payload["before"]
+            } else {
+                &payload["after"]
+            };
+            let k = image["k"].as_i64()?;
+            let value = if op == "d" {
+                None
+            } else {
+                payload["after"]["v"].as_i64()
+            };
+            Some((op, k, value))
+        })
+        .collect()
+}
 
 /// A tiny deterministic generator (xorshift), so a failure can be replayed by seed.
 struct Random(u64);
@@ -40,6 +79,16 @@ fn signal(pid: u32, sig: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
     let _alone = crate::BROKER.write().await;
+    crash_run(Target::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_twenty_times_writing_to_the_lake_loses_and_repeats_nothing() {
+    crash_run(Target::Lake).await;
+}
+
+#[allow(clippy::print_stdout)] // The seed and the counts are the test's report.
+async fn crash_run(target: Target) {
     let seed = std::env::var("OUTFLOW_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -69,7 +118,7 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
 
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut daemon = start(data.path(), port);
+    let mut daemon = launch(target, data.path(), port);
     up(&daemon).await;
     let prefix = unique_name("crash");
     let api = Api::new(&daemon.base);
@@ -85,6 +134,8 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
                 "topic.prefix": prefix,
                 "slot.name": db.name(),
                 "table.include.list": "public.kv",
+                // Lake files roll at every checkpoint: many files, many crash points.
+                "flush.interval.ms": "300",
             }
         })))
         .await;
@@ -134,14 +185,16 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
         tokio::time::sleep(Duration::from_millis(150 + random.below(500))).await;
         daemon.child.kill().unwrap();
         daemon.child.wait().unwrap();
-        daemon = start(data.path(), port);
+        daemon = launch(target, data.path(), port);
         up(&daemon).await;
     }
-    // The broker away for 30 s while changes go on.
-    let broker_pid = broker().pid();
-    signal(broker_pid, "-STOP");
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    signal(broker_pid, "-CONT");
+    if target == Target::Kafka {
+        // The broker away for 30 s while changes go on.
+        let broker_pid = broker().pid();
+        signal(broker_pid, "-STOP");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        signal(broker_pid, "-CONT");
+    }
     workload.await.unwrap();
 
     // Everything durable, then a clean stop.
@@ -178,27 +231,24 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
 
     let expected: usize = model.values().map(Vec::len).sum();
     let topic = format!("{prefix}.public.kv");
-    let records = tokio::task::spawn_blocking(move || read_topic(&topic, expected))
-        .await
-        .unwrap();
+    let records = match target {
+        Target::Kafka => tokio::task::spawn_blocking(move || kafka_changes(&topic, expected))
+            .await
+            .unwrap(),
+        Target::Lake => {
+            let root = data.path().join("lake");
+            let leftovers: Vec<_> = outflow_lake::layout::walk(&root)
+                .unwrap()
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+                .collect();
+            assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+            lake_changes(&root, &topic, "k", "v")
+        }
+    };
     let mut seen: BTreeMap<i64, Vec<(String, Option<i64>)>> = BTreeMap::new();
-    for record in &records {
-        let payload = &record["payload"];
-        let op = payload["op"].as_str().unwrap_or_default().to_owned();
-        let image = if op == "d" {
-            &payload["before"]
-        } else {
-            &payload["after"]
-        };
-        let Some(k) = image["k"].as_i64() else {
-            continue;
-        };
-        let value = if op == "d" {
-            None
-        } else {
-            payload["after"]["v"].as_i64()
-        };
-        seen.entry(k).or_default().push((op, value));
+    for (op, k, value) in &records {
+        seen.entry(*k).or_default().push((op.clone(), *value));
     }
     let mut lost = 0;
     let mut extra = 0;
@@ -212,7 +262,7 @@ async fn sigkill_twenty_times_and_a_broker_stop_lose_and_repeat_nothing() {
         }
     }
     println!(
-        "crash test: {} changes expected, {} records read, lost {lost}, duplicated {extra}",
+        "crash test ({target:?}): {} changes expected, {} records read, lost {lost}, duplicated {extra}",
         expected,
         records.len()
     );

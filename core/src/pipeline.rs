@@ -16,7 +16,9 @@
 //! - **Progress**: a batch's last position is committed to the offset store only after
 //!   the sink reported the batch Durable, in write order, and only after that committed
 //!   is it published on the [`crate::source::DurableWatch`] for the source to acknowledge
-//!   the database.
+//!   the database. Batches found durable together are committed with one write of the
+//!   last one's position, so the stored offset is always at the end of a sink's durable
+//!   unit (a Kafka transaction, a lake roll), never inside one.
 //! - **Checkpoints**: every `checkpoint_interval` with unflushed batches, and at the end,
 //!   the runner asks the sink to flush.
 //! - **Shutdown**: cancelling stops the source; batches it already sent are still
@@ -26,8 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -163,12 +165,24 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
             }
             tokio::select! {
                 biased;
-                Some((position, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                    let (position, count): (SourcePosition, u64) = position;
-                    let outcome: Result<(), SinkError> = outcome;
-                    outcome?;
-                    metrics.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
-                    metrics.events_durable.fetch_add(count, Ordering::Relaxed);
+                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
+                    // Batches that became durable together (one Kafka transaction, one
+                    // lake roll) are committed together: one offset write for all, so
+                    // the stored offset never lands between them (the lake's recovery
+                    // relies on that).
+                    let mut resolved = vec![first];
+                    while let Some(Some(next)) = in_flight.next().now_or_never() {
+                        resolved.push(next);
+                    }
+                    let mut position = None;
+                    for ((last, count), outcome) in resolved {
+                        let outcome: Result<(), SinkError> = outcome;
+                        outcome?;
+                        metrics.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
+                        metrics.events_durable.fetch_add(count, Ordering::Relaxed);
+                        position = Some(last);
+                    }
+                    let Some(position): Option<SourcePosition> = position else { continue };
                     if offsets.commit(&connector, &position).await?
                         == crate::offsets::CommitOutcome::Advanced
                     {
@@ -433,6 +447,8 @@ mod tests {
         // The source only ever heard of positions that were committed, in order.
         let seen = seen.lock().unwrap().clone();
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        // Both batches became durable in one flush: one offset write, at the end.
+        assert_eq!(seen, vec![pos(3)]);
     }
 
     #[tokio::test(start_paused = true)]

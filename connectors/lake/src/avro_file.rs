@@ -13,8 +13,8 @@
 use std::io::Write;
 
 use outflow_core::connect::{ConnectSchema, Datum};
-use outflow_core::encoding::avro;
 use outflow_core::encoding::EncodeError;
+use outflow_core::encoding::avro;
 
 /// Encoded bytes after which a block is written out.
 pub const BLOCK_BYTES: usize = 64 * 1024;
@@ -166,7 +166,10 @@ mod tests {
             (1, &[2]),
             (-64, &[0x7f]),
             (64, &[0x80, 0x01]),
-            (i64::MIN, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                i64::MIN,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ];
         for (value, bytes) in cases {
             let mut out = Vec::new();

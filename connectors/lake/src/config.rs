@@ -54,7 +54,11 @@ pub struct LakeSinkConfig {
     pub max_pending_batches: usize,
 }
 
-fn positive(props: &BTreeMap<String, String>, key: &str, default: u64) -> Result<u64, PropertyError> {
+fn positive(
+    props: &BTreeMap<String, String>,
+    key: &str,
+    default: u64,
+) -> Result<u64, PropertyError> {
     match props.get(key) {
         None => Ok(default),
         Some(v) => v
@@ -85,7 +89,9 @@ impl LakeSinkConfig {
                 "object-store URLs are not supported yet; give a directory",
             ));
         }
-        let compression = props.get("lake.compression").map(|v| v.trim().to_ascii_lowercase());
+        let compression = props
+            .get("lake.compression")
+            .map(|v| v.trim().to_ascii_lowercase());
         let format_name = props
             .get("lake.format")
             .map_or("avro".to_owned(), |v| v.trim().to_ascii_lowercase());
@@ -144,24 +150,37 @@ mod tests {
 
     #[test]
     fn defaults_and_errors_name_the_property() {
-        let config = LakeSinkConfig::from_properties("c", &props(&[("lake.path", "/tmp/l")]))
-            .unwrap();
+        let config =
+            LakeSinkConfig::from_properties("c", &props(&[("lake.path", "/tmp/l")])).unwrap();
         assert_eq!(config.format, LakeFormat::Avro(AvroCodec::Snappy));
         assert_eq!(config.flush_size, 100_000);
         assert_eq!(config.flush_interval, Duration::from_secs(10));
         for (pairs, property) in [
             (vec![], "lake.path"),
-            (vec![("lake.path", "/x"), ("lake.format", "orc")], "lake.format"),
+            (
+                vec![("lake.path", "/x"), ("lake.format", "orc")],
+                "lake.format",
+            ),
             (
                 vec![("lake.path", "/x"), ("lake.compression", "lz4")],
                 "lake.compression",
             ),
             (
-                vec![("lake.path", "/x"), ("lake.format", "json"), ("lake.compression", "snappy")],
+                vec![
+                    ("lake.path", "/x"),
+                    ("lake.format", "json"),
+                    ("lake.compression", "snappy"),
+                ],
                 "lake.compression",
             ),
-            (vec![("lake.path", "/x"), ("lake.flush.size", "0")], "lake.flush.size"),
-            (vec![("lake.path", "/x"), ("flush.interval.ms", "soon")], "flush.interval.ms"),
+            (
+                vec![("lake.path", "/x"), ("lake.flush.size", "0")],
+                "lake.flush.size",
+            ),
+            (
+                vec![("lake.path", "/x"), ("flush.interval.ms", "soon")],
+                "flush.interval.ms",
+            ),
             (vec![("lake.path", "s3://bucket/x")], "lake.path"),
         ] {
             let e = LakeSinkConfig::from_properties("c", &props(&pairs)).unwrap_err();
@@ -169,7 +188,11 @@ mod tests {
         }
         let json = LakeSinkConfig::from_properties(
             "c",
-            &props(&[("lake.path", "/x"), ("lake.format", "json"), ("lake.compression", "gzip")]),
+            &props(&[
+                ("lake.path", "/x"),
+                ("lake.format", "json"),
+                ("lake.compression", "gzip"),
+            ]),
         )
         .unwrap();
         assert_eq!(json.format.extension(), "jsonl.gz");

@@ -11,8 +11,11 @@
 //!    `flush.interval.ms`), when a file reaches `lake.flush.size` records or
 //!    `lake.file.max.bytes` bytes, when `lake.max.pending.batches` batches wait, and when
 //!    a topic's schema changes (a file has one writer schema).
-//! 3. Because a roll closes *all* files and batches become durable only at a roll, every
-//!    visible file lies wholly at or before the committed offset or wholly after it. On
+//! 3. Because a roll closes *all* files, batches become durable only at a roll, and the
+//!    pipeline commits the batches of one roll with a single offset write (the last
+//!    batch's position), every visible file lies wholly at or before the committed offset
+//!    or wholly after it. A schema change closes the open files without making anything
+//!    durable (they hold part of the batch being written). On
 //!    start, [`LakeSink::start`] removes this connector's temporary files and every
 //!    visible file whose last position is after the committed offset; the source then
 //!    resends from the committed offset. So after any crash each event is in exactly one
@@ -84,11 +87,17 @@ impl OpenFile {
     /// Finishes the file: last block, flush, fsync. Returns the file.
     fn finish(self) -> std::io::Result<(PathBuf, PathBuf, String, String, u64)> {
         let file = match self.body {
-            Body::Avro { mut out, mut blocks } => {
+            Body::Avro {
+                mut out,
+                mut blocks,
+            } => {
                 blocks.write_block(&mut out)?;
-                out.into_inner().map_err(std::io::IntoInnerError::into_error)?
+                out.into_inner()
+                    .map_err(std::io::IntoInnerError::into_error)?
             }
-            Body::Json { out } => out.into_inner().map_err(std::io::IntoInnerError::into_error)?,
+            Body::Json { out } => out
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?,
             Body::JsonGzip { out } => out
                 .finish()?
                 .into_inner()
@@ -128,11 +137,7 @@ impl std::fmt::Debug for LakeSink {
 fn io_error(context: impl Into<String>, e: std::io::Error) -> SinkError {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-            SinkError::definite_with(
-                context,
-                "give outflow write access to lake.path",
-                e,
-            )
+            SinkError::definite_with(context, "give outflow write access to lake.path", e)
         }
         _ => SinkError::transient(context, e),
     }
@@ -183,7 +188,9 @@ pub fn recover(
                 true
             }
             Some(LakeFile::Finished { last, .. }) => {
-                let past = committed.as_ref().is_none_or(|c| last.as_str() > c.as_str());
+                let past = committed
+                    .as_ref()
+                    .is_none_or(|c| last.as_str() > c.as_str());
                 if past {
                     report.uncommitted_removed += 1;
                 } else {
@@ -193,6 +200,7 @@ pub fn recover(
             }
         };
         if remove {
+            tracing::info!(file = %path.display(), committed = committed.as_deref().unwrap_or("none"), "lake: removing a file past the committed offset");
             std::fs::remove_file(&path)?;
             if let Some(parent) = path.parent() {
                 touched.insert(parent.to_path_buf());
@@ -223,7 +231,12 @@ impl LakeSink {
         })
         .await
         .map_err(|e| SinkError::transient("recovering the lake: the task failed", e))?
-        .map_err(|e| io_error(format!("recovering the lake at {}", config.root.display()), e))?;
+        .map_err(|e| {
+            io_error(
+                format!("recovering the lake at {}", config.root.display()),
+                e,
+            )
+        })?;
         if report.uncommitted_removed > 0 || report.temporary_removed > 0 {
             tracing::info!(
                 connector = %config.connector,
@@ -256,7 +269,10 @@ impl LakeSink {
     /// Copies `schema` to `_schemas/<topic>/<fingerprint>.avsc` once.
     fn write_schema_copy(&mut self, topic: &Arc<str>, schema_json: &str) -> Result<(), SinkError> {
         let fingerprint = fnv(0, schema_json.as_bytes());
-        if !self.schemas_written.insert((Arc::clone(topic), fingerprint)) {
+        if !self
+            .schemas_written
+            .insert((Arc::clone(topic), fingerprint))
+        {
             return Ok(());
         }
         let dir = self
@@ -375,7 +391,9 @@ impl LakeSink {
         };
         match &mut file.body {
             Body::Avro { out, blocks } => {
-                blocks.append(&value.schema, &value.datum).map_err(encode_error)?;
+                blocks
+                    .append(&value.schema, &value.datum)
+                    .map_err(encode_error)?;
                 if blocks.block_full() {
                     let n = blocks
                         .write_block(out)
@@ -410,11 +428,20 @@ impl LakeSink {
             })
     }
 
-    /// Finishes every open file synchronously (schema change mid-batch).
+    /// Finishes every open file synchronously (a schema change mid-batch) without
+    /// making any batch durable: the files hold part of the batch being written, so the
+    /// batches waiting become durable at the next full roll, and until then the files
+    /// lie past the committed offset (recovery removes them after a crash).
     fn roll_now(&mut self) -> Result<(), SinkError> {
         let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
-        let outcome = finish_files(&self.prefix, self.config.format.extension(), files);
-        self.settle(outcome)
+        let (files, bytes) = finish_files(&self.prefix, self.config.format.extension(), files)?;
+        self.metrics
+            .files_committed
+            .fetch_add(files, Ordering::Relaxed);
+        self.metrics
+            .bytes_committed
+            .fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Finishes every open file off the async threads; resolves waiting batches.
@@ -427,7 +454,12 @@ impl LakeSink {
         let extension = self.config.format.extension();
         let outcome = tokio::task::spawn_blocking(move || finish_files(&prefix, extension, files))
             .await
-            .unwrap_or_else(|e| Err(SinkError::transient("rolling lake files: the task failed", e)));
+            .unwrap_or_else(|e| {
+                Err(SinkError::transient(
+                    "rolling lake files: the task failed",
+                    e,
+                ))
+            });
         self.settle(outcome)
     }
 
@@ -435,8 +467,12 @@ impl LakeSink {
         match outcome {
             Ok((files, bytes)) => {
                 self.metrics.rolls.fetch_add(1, Ordering::Relaxed);
-                self.metrics.files_committed.fetch_add(files, Ordering::Relaxed);
-                self.metrics.bytes_committed.fetch_add(bytes, Ordering::Relaxed);
+                self.metrics
+                    .files_committed
+                    .fetch_add(files, Ordering::Relaxed);
+                self.metrics
+                    .bytes_committed
+                    .fetch_add(bytes, Ordering::Relaxed);
                 for notifier in self.pending.drain(..) {
                     notifier.durable();
                 }
@@ -457,16 +493,20 @@ impl LakeSink {
 
 /// Finishes, fsyncs and renames `files`, then fsyncs their directories. Returns the
 /// number of files and bytes made visible.
-fn finish_files(prefix: &str, extension: &str, files: Vec<OpenFile>) -> Result<(u64, u64), SinkError> {
+fn finish_files(
+    prefix: &str,
+    extension: &str,
+    files: Vec<OpenFile>,
+) -> Result<(u64, u64), SinkError> {
     let mut dirs = HashSet::new();
     let (mut count, mut bytes) = (0u64, 0u64);
     for file in files {
         let temp_shown = file.temp.display().to_string();
-        let (dir, temp, first, last, size) =
-            file.finish().map_err(|e| io_error(format!("finishing {temp_shown}"), e))?;
+        let (dir, temp, first, last, size) = file
+            .finish()
+            .map_err(|e| io_error(format!("finishing {temp_shown}"), e))?;
         let path = dir.join(layout::final_name(prefix, &first, &last, extension));
-        std::fs::rename(&temp, &path)
-            .map_err(|e| io_error(format!("renaming {temp_shown}"), e))?;
+        std::fs::rename(&temp, &path).map_err(|e| io_error(format!("renaming {temp_shown}"), e))?;
         tracing::debug!(file = %path.display(), size, "lake file committed");
         dirs.insert(dir);
         count += 1;
@@ -509,7 +549,7 @@ impl Sink for LakeSink {
                 }
             }
         }
-        if self.open.is_empty() {
+        if self.open.is_empty() && self.pending.is_empty() {
             // Nothing waits in a file: durable as it is (the pipeline still commits it
             // only after every earlier batch).
             return Ok(DurableHandle::ready());

@@ -56,7 +56,11 @@ fn insert(table: &Arc<TableSchema>, n: u64, hour_offset: i64) -> ChangeEvent {
     }
 }
 
-async fn sink(root: &std::path::Path, extra: &[(&str, &str)], committed: Option<SourcePosition>) -> LakeSink {
+async fn sink(
+    root: &std::path::Path,
+    extra: &[(&str, &str)],
+    committed: Option<SourcePosition>,
+) -> LakeSink {
     let path = root.to_str().unwrap();
     let mut p = props(&[("lake.path", path)]);
     p.extend(props(extra));
@@ -104,10 +108,15 @@ async fn avro_files_roll_by_count_hour_and_schema_and_read_back_with_apache_avro
         .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
         .collect();
     assert!(
-        names.iter().all(|n| n.starts_with("shop.public.items/date=2024-05-01/hour=1")),
+        names
+            .iter()
+            .all(|n| n.starts_with("shop.public.items/date=2024-05-01/hour=1")),
         "{names:?}"
     );
-    assert!(names.iter().any(|n| n.contains("/hour=10/")) && names.iter().any(|n| n.contains("/hour=11/")));
+    assert!(
+        names.iter().any(|n| n.contains("/hour=10/"))
+            && names.iter().any(|n| n.contains("/hour=11/"))
+    );
     // Rolls: the count roll (4 records), then the schema change, then the final flush.
     assert!(files.len() >= 4, "{names:?}");
     let mut all = Vec::new();
@@ -123,7 +132,11 @@ async fn avro_files_roll_by_count_hour_and_schema_and_read_back_with_apache_avro
         let records: Vec<Avro> = reader.map(Result::unwrap).collect();
         assert!(!records.is_empty());
         let has_colour = format!("{schema:?}").contains("colour");
-        assert_eq!(has_colour, ids(&records)[0] >= 9, "one writer schema per file");
+        assert_eq!(
+            has_colour,
+            ids(&records)[0] >= 9,
+            "one writer schema per file"
+        );
         all.extend(records);
     }
     assert_eq!(ids(&all), (1..=10).collect::<Vec<_>>());
@@ -133,8 +146,8 @@ async fn avro_files_roll_by_count_hour_and_schema_and_read_back_with_apache_avro
         &Avro::String("items".into())
     );
     // One schema copy per writer schema.
-    let schemas = outflow_lake::layout::walk(&dir.path().join("_schemas/shop.public.items"))
-        .unwrap();
+    let schemas =
+        outflow_lake::layout::walk(&dir.path().join("_schemas/shop.public.items")).unwrap();
     assert_eq!(schemas.len(), 2, "{schemas:?}");
     assert_eq!(read_avro(&files).len(), 10);
 }
@@ -150,7 +163,9 @@ async fn json_lines_gzip_hold_the_envelope() {
     .await;
     let v1 = table(1, &["name"]);
     let handle = lake
-        .write(EventBatch::new((1..=3).map(|n| insert(&v1, n, 0)).collect()))
+        .write(EventBatch::new(
+            (1..=3).map(|n| insert(&v1, n, 0)).collect(),
+        ))
         .await
         .unwrap();
     lake.flush().await.unwrap();
@@ -183,21 +198,27 @@ async fn recovery_removes_temporary_files_and_files_past_the_committed_offset() 
         let mut lake = sink(dir.path(), &[], None).await;
         // Committed: 1..=3.
         let h = lake
-            .write(EventBatch::new((1..=3).map(|n| insert(&v1, n, 0)).collect()))
+            .write(EventBatch::new(
+                (1..=3).map(|n| insert(&v1, n, 0)).collect(),
+            ))
             .await
             .unwrap();
         lake.flush().await.unwrap();
         h.wait().await.unwrap();
         // Visible but never committed (the crash came before the offset commit): 4..=5.
         let h = lake
-            .write(EventBatch::new((4..=5).map(|n| insert(&v1, n, 0)).collect()))
+            .write(EventBatch::new(
+                (4..=5).map(|n| insert(&v1, n, 0)).collect(),
+            ))
             .await
             .unwrap();
         lake.flush().await.unwrap();
         h.wait().await.unwrap();
         // Being written when the process died: 6..=7 (a temporary file).
         let _h = lake
-            .write(EventBatch::new((6..=7).map(|n| insert(&v1, n, 0)).collect()))
+            .write(EventBatch::new(
+                (6..=7).map(|n| insert(&v1, n, 0)).collect(),
+            ))
             .await
             .unwrap();
         std::mem::forget(lake); // no drop code runs in a crash either
@@ -214,7 +235,9 @@ async fn recovery_removes_temporary_files_and_files_past_the_committed_offset() 
     assert!(kept.contains(&other));
     // The source resends 4..=7; each lands once.
     let h = lake
-        .write(EventBatch::new((4..=7).map(|n| insert(&v1, n, 0)).collect()))
+        .write(EventBatch::new(
+            (4..=7).map(|n| insert(&v1, n, 0)).collect(),
+        ))
         .await
         .unwrap();
     lake.flush().await.unwrap();

@@ -90,7 +90,10 @@ async fn postgres_to_lake_exactly_once_across_an_abrupt_stop() {
     let task = tokio::spawn(pipeline.run(CancellationToken::new()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while metrics.events_durable.load(Ordering::Relaxed) < 2001 {
-        assert!(tokio::time::Instant::now() < deadline, "snapshot not durable");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "snapshot not durable"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     admin
@@ -98,7 +101,10 @@ async fn postgres_to_lake_exactly_once_across_an_abrupt_stop() {
         .await
         .unwrap();
     while metrics.events_durable.load(Ordering::Relaxed) < 2001 + 20_000 {
-        assert!(tokio::time::Instant::now() < deadline, "transaction not flowing");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "transaction not flowing"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     task.abort();
@@ -124,12 +130,18 @@ async fn postgres_to_lake_exactly_once_across_an_abrupt_stop() {
         if done {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "delete never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delete never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shutdown.cancel();
     task.await.unwrap().unwrap();
-    assert!(metrics.events_skipped.load(Ordering::Relaxed) > 0 || metrics.events_received.load(Ordering::Relaxed) > 0);
+    assert!(
+        metrics.events_skipped.load(Ordering::Relaxed) > 0
+            || metrics.events_received.load(Ordering::Relaxed) > 0
+    );
 
     let files = visible_files(root.path());
     assert!(
@@ -146,10 +158,18 @@ async fn postgres_to_lake_exactly_once_across_an_abrupt_stop() {
             Avro::String(op) => op.clone(),
             other => panic!("{other:?}"),
         };
-        let row = if op == "d" { field(record, "before") } else { field(record, "after") };
+        let row = if op == "d" {
+            field(record, "before")
+        } else {
+            field(record, "after")
+        };
         per_key.entry(int(field(row, "id"))).or_default().push(op);
     }
-    assert_eq!(records.len(), 2000 + 50_000 + 3, "every change exactly once");
+    assert_eq!(
+        records.len(),
+        2000 + 50_000 + 3,
+        "every change exactly once"
+    );
     assert_eq!(per_key[&1], ["r", "u"]);
     assert_eq!(per_key[&2], ["r", "d"]);
     assert_eq!(per_key[&-1], ["c"]);
