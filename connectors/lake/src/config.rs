@@ -9,6 +9,7 @@ use std::time::Duration;
 use outflow_core::envelope::PropertyError;
 
 use crate::avro_file::AvroCodec;
+use crate::parquet_file::ParquetCodec;
 
 /// The file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum LakeFormat {
         /// Gzip the file (`.jsonl.gz`).
         gzip: bool,
     },
+    /// Parquet with the envelope flattened into `before.*`/`after.*`/`source.*` columns.
+    Parquet(ParquetCodec),
 }
 
 impl LakeFormat {
@@ -29,6 +32,7 @@ impl LakeFormat {
             Self::Avro(_) => "avro",
             Self::Json { gzip: false } => "jsonl",
             Self::Json { gzip: true } => "jsonl.gz",
+            Self::Parquet(_) => "parquet",
         }
     }
 }
@@ -71,9 +75,9 @@ fn positive(
 }
 
 impl LakeSinkConfig {
-    /// Reads `lake.path` (required), `lake.format` (`avro` default, `json`),
+    /// Reads `lake.path` (required), `lake.format` (`avro` default, `json`, `parquet`),
     /// `lake.compression` (Avro: `snappy` default, `deflate`, `null`; JSON: `none`
-    /// default, `gzip`), `lake.flush.size`, `lake.file.max.bytes`, `flush.interval.ms`.
+    /// default, `gzip`; Parquet: `snappy` default, `zstd`, `none`), `lake.flush.size`, `lake.file.max.bytes`, `flush.interval.ms`.
     pub fn from_properties(
         connector: &str,
         props: &BTreeMap<String, String>,
@@ -116,11 +120,17 @@ impl LakeSinkConfig {
                     Some(_) => return Err(bad_compression("none, gzip")),
                 },
             },
+            "parquet" => LakeFormat::Parquet(match compression.as_deref() {
+                None | Some("snappy") => ParquetCodec::Snappy,
+                Some("zstd") => ParquetCodec::Zstd,
+                Some("none" | "null" | "uncompressed") => ParquetCodec::Uncompressed,
+                Some(_) => return Err(bad_compression("snappy, zstd, none")),
+            }),
             other => {
                 return Err(PropertyError::new(
                     "lake.format",
                     other,
-                    "expected avro or json",
+                    "expected avro, json or parquet",
                 ));
             }
         };

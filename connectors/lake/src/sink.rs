@@ -43,6 +43,7 @@ use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, 
 use crate::avro_file::{self, AvroBlocks};
 use crate::config::{LakeFormat, LakeSinkConfig};
 use crate::layout::{self, LakeFile};
+use crate::parquet_file::ParquetFile;
 
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -69,6 +70,9 @@ enum Body {
     },
     JsonGzip {
         out: flate2::write::GzEncoder<BufWriter<File>>,
+    },
+    Parquet {
+        out: Box<ParquetFile<BufWriter<File>>>,
     },
 }
 
@@ -100,6 +104,11 @@ impl OpenFile {
                 .map_err(std::io::IntoInnerError::into_error)?,
             Body::JsonGzip { out } => out
                 .finish()?
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?,
+            Body::Parquet { out } => out
+                .finish()
+                .map_err(std::io::Error::other)?
                 .into_inner()
                 .map_err(std::io::IntoInnerError::into_error)?,
         };
@@ -339,6 +348,18 @@ impl LakeSink {
                 )
             }
             LakeFormat::Json { gzip: false } => (Body::Json { out }, 0),
+            LakeFormat::Parquet(codec) => (
+                Body::Parquet {
+                    out: Box::new(ParquetFile::new(out, schema, codec).map_err(|e| {
+                        SinkError::definite_with(
+                            format!("starting {}", temp.display()),
+                            "report this as a bug with the table's definition",
+                            e,
+                        )
+                    })?),
+                },
+                0,
+            ),
             LakeFormat::Json { gzip: true } => (
                 Body::JsonGzip {
                     out: flate2::write::GzEncoder::new(out, flate2::Compression::fast()),
@@ -401,6 +422,16 @@ impl LakeSink {
                     file.bytes += n as u64;
                 }
             }
+            Body::Parquet { out } => {
+                let written = out.append(&value.datum).map_err(|e| {
+                    SinkError::definite_with(
+                        format!("writing a record to {}", file.temp.display()),
+                        "report this as a bug with the table's definition",
+                        e,
+                    )
+                })?;
+                file.bytes = written as u64;
+            }
             Body::Json { .. } | Body::JsonGzip { .. } => {
                 self.line.clear();
                 json::write_value(&mut self.line, &value.schema, &value.datum)
@@ -409,7 +440,7 @@ impl LakeSink {
                 let written = match &mut file.body {
                     Body::Json { out } => out.write_all(self.line.as_bytes()),
                     Body::JsonGzip { out } => out.write_all(self.line.as_bytes()),
-                    Body::Avro { .. } => Ok(()),
+                    Body::Avro { .. } | Body::Parquet { .. } => Ok(()),
                 };
                 written.map_err(|e| io_error(format!("writing {}", file.temp.display()), e))?;
                 file.bytes += self.line.len() as u64;

@@ -248,3 +248,92 @@ async fn recovery_removes_temporary_files_and_files_past_the_committed_offset() 
         .collect();
     assert_eq!(ids(&read_avro(&files)), (1..=7).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn parquet_files_flatten_the_envelope_and_read_back_with_the_parquet_reader() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::{Field, RowAccessor};
+
+    for codec in ["snappy", "zstd", "none"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = sink(
+            dir.path(),
+            &[("lake.format", "parquet"), ("lake.compression", codec)],
+            None,
+        )
+        .await;
+        let v1 = table(1, &["name"]);
+        let mut events: Vec<ChangeEvent> = (1..=3).map(|n| insert(&v1, n, 0)).collect();
+        events.push(ChangeEvent {
+            position: position(4),
+            source_ts_us: Some(1_714_557_600_000_000),
+            kind: EventKind::Delete {
+                table: Arc::clone(&v1),
+                before: vec![Value::Int32(2), Value::Null],
+            },
+            binlog: None,
+        });
+        let handle = lake.write(EventBatch::new(events)).await.unwrap();
+        lake.flush().await.unwrap();
+        handle.wait().await.unwrap();
+        let files = visible_files(dir.path());
+        assert_eq!(files.len(), 1);
+        assert!(files[0].to_str().unwrap().ends_with(".parquet"));
+        let reader =
+            SerializedFileReader::try_from(std::fs::File::open(&files[0]).unwrap()).unwrap();
+        let columns: Vec<String> = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        for expected in [
+            "before.id",
+            "before.name",
+            "after.id",
+            "after.name",
+            "source.lsn",
+            "source.table",
+            "op",
+            "ts_ms",
+        ] {
+            assert!(
+                columns.iter().any(|c| c == expected),
+                "{codec}: {expected} missing from {columns:?}"
+            );
+        }
+        let index = |name: &str| columns.iter().position(|c| c == name).unwrap();
+        let rows: Vec<parquet::record::Row> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].get_string(index("op")).unwrap(), "c");
+        assert_eq!(rows[2].get_int(index("after.id")).unwrap(), 3);
+        assert_eq!(rows[2].get_string(index("after.name")).unwrap(), "row 3");
+        assert_eq!(rows[3].get_string(index("op")).unwrap(), "d");
+        assert_eq!(rows[3].get_int(index("before.id")).unwrap(), 2);
+        let (_, after_id) = rows[3].get_column_iter().nth(index("after.id")).unwrap();
+        assert_eq!(after_id, &Field::Null);
+        assert_eq!(rows[0].get_long(index("source.lsn")).unwrap(), 1001);
+    }
+}
+
+#[tokio::test]
+async fn every_avro_codec_reads_back() {
+    for codec in ["null", "deflate", "snappy"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = sink(dir.path(), &[("lake.compression", codec)], None).await;
+        let v1 = table(1, &["name"]);
+        // Enough rows for several 64 KiB blocks.
+        let events: Vec<ChangeEvent> = (1..=3000).map(|n| insert(&v1, n, 0)).collect();
+        let handle = lake.write(EventBatch::new(events)).await.unwrap();
+        lake.flush().await.unwrap();
+        handle.wait().await.unwrap();
+        let records = read_avro(&visible_files(dir.path()));
+        assert_eq!(ids(&records), (1..=3000).collect::<Vec<_>>(), "{codec}");
+    }
+}
