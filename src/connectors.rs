@@ -170,8 +170,9 @@ fn kafka_settings(
     })
 }
 
-/// The lake sink's settings: the worker's `lake.path` / `lake.format`, then the
-/// connector's `lake.*` and `flush.interval.ms`.
+/// The lake sink's settings: the worker's `lake.path` / `lake.format` (and, for an
+/// object store, staging in `<data.dir>/lake-staging`), then the connector's `lake.*` and
+/// `flush.interval.ms`.
 fn lake_settings(
     worker: &WorkerConfig,
     name: &str,
@@ -185,6 +186,10 @@ fn lake_settings(
     let mut sink_props = BTreeMap::from([
         ("lake.path".to_owned(), worker.lake_path.clone()),
         ("lake.format".to_owned(), format.to_owned()),
+        (
+            "lake.staging.dir".to_owned(),
+            worker.data_dir.join("lake-staging").display().to_string(),
+        ),
     ]);
     for (k, v) in config {
         if k.starts_with("lake.") || k == "flush.interval.ms" {

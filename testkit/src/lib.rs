@@ -1,7 +1,7 @@
 //! outflow-testkit: the real-service test lab.
 //!
 //! Tests talk to real servers, never to the machine's own services and never to fakes:
-//! [`postgres()`], [`mariadb()`], [`broker()`] and [`registry()`] each start a private
+//! [`postgres()`], [`mariadb()`], [`broker()`], [`registry()`] and [`s3()`] each start a private
 //! server on a free loopback port in a temp dir the first time a test process asks, and
 //! share it with every test of that process (`cargo test` runs each integration-test
 //! binary as one process). Tests isolate themselves with their own database
@@ -22,6 +22,7 @@ mod mariadb;
 mod postgres;
 mod process;
 mod registry;
+mod s3;
 mod sys;
 mod tools;
 
@@ -32,12 +33,14 @@ pub use broker::{CONSUMER_SETTINGS, KafkaBroker};
 pub use mariadb::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID};
 pub use postgres::{CERT_USER, PASSWORD_USERS, PostgresDatabase, PostgresServer, TLS_ONLY_USER};
 pub use registry::SchemaRegistry;
+pub use s3::S3Server;
 pub use tools::lab_bin_dir;
 
 static POSTGRES: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
 static MARIADB: LazyLock<MariaDbServer> = LazyLock::new(MariaDbServer::start);
 static BROKER: LazyLock<KafkaBroker> = LazyLock::new(KafkaBroker::start);
 static REGISTRY: LazyLock<SchemaRegistry> = LazyLock::new(SchemaRegistry::start);
+static S3: LazyLock<S3Server> = LazyLock::new(S3Server::start);
 
 /// The process's PostgreSQL server (started on first use).
 pub fn postgres() -> &'static PostgresServer {
@@ -57,6 +60,11 @@ pub fn broker() -> &'static KafkaBroker {
 /// The process's schema registry (started on first use).
 pub fn registry() -> &'static SchemaRegistry {
     &REGISTRY
+}
+
+/// The process's S3-API server (started on first use).
+pub fn s3() -> &'static S3Server {
+    &S3
 }
 
 /// A name unique within the lab (`<prefix>_<pid>_<n>`), usable as a database name,

@@ -37,13 +37,49 @@ impl LakeFormat {
     }
 }
 
+/// Where the files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeTarget {
+    /// A local directory.
+    Local(PathBuf),
+    /// An object store (`s3://bucket/prefix`, `gs://…`, `az://…`, `abfss://…`).
+    ObjectStore {
+        /// The URL.
+        url: String,
+        /// Options for the `object_store` builders (`aws_endpoint`, `aws_region`,
+        /// `aws_access_key_id`, …): `AWS_*`/`GOOGLE_*`/`AZURE_*` environment variables,
+        /// then `lake.store.<option>` properties.
+        options: StoreOptions,
+    },
+}
+
+/// Object-store options; Debug masks values of secret-looking keys.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct StoreOptions(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let secret = ["secret", "key", "token", "password", "sas"]
+                    .iter()
+                    .any(|s| k.contains(s) && !k.ends_with("key_id"));
+                (k, if secret { "********" } else { v.as_str() })
+            }))
+            .finish()
+    }
+}
+
 /// Validated settings of a lake sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LakeSinkConfig {
     /// The connector's name (file-name prefix).
     pub connector: String,
-    /// Root directory (`lake.path`).
+    /// Where files are written locally: the lake itself for a local target, the staging
+    /// directory (`lake.staging.dir`) for an object store.
     pub root: PathBuf,
+    /// The target (`lake.path`).
+    pub target: LakeTarget,
     /// Format and compression (`lake.format`, `lake.compression`).
     pub format: LakeFormat,
     /// Roll after this many records in one file (`lake.flush.size`, default 100,000).
@@ -75,7 +111,8 @@ fn positive(
 }
 
 impl LakeSinkConfig {
-    /// Reads `lake.path` (required), `lake.format` (`avro` default, `json`, `parquet`),
+    /// Reads `lake.path` (required: a directory or an object-store URL; with a URL,
+    /// `lake.staging.dir` and `lake.store.*`), `lake.format` (`avro` default, `json`, `parquet`),
     /// `lake.compression` (Avro: `snappy` default, `deflate`, `null`; JSON: `none`
     /// default, `gzip`; Parquet: `snappy` default, `zstd`, `none`), `lake.flush.size`, `lake.file.max.bytes`, `flush.interval.ms`.
     pub fn from_properties(
@@ -86,13 +123,45 @@ impl LakeSinkConfig {
             .get("lake.path")
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| PropertyError::new("lake.path", "", "required"))?;
-        if root.contains("://") {
-            return Err(PropertyError::new(
-                "lake.path",
-                root,
-                "object-store URLs are not supported yet; give a directory",
-            ));
-        }
+        let root = root.trim();
+        let (local_root, target) = if root.contains("://") {
+            let parsed = url::Url::parse(root)
+                .map_err(|e| PropertyError::new("lake.path", root, format!("not a URL: {e}")))?;
+            if !matches!(
+                parsed.scheme(),
+                "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "file"
+            ) {
+                return Err(PropertyError::new(
+                    "lake.path",
+                    root,
+                    "expected a directory or an s3://, gs://, az:// or abfss:// URL",
+                ));
+            }
+            let mut options: BTreeMap<String, String> = std::env::vars()
+                .filter(|(k, _)| {
+                    k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
+                })
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            for (k, v) in props {
+                if let Some(option) = k.strip_prefix("lake.store.") {
+                    options.insert(option.to_owned(), v.clone());
+                }
+            }
+            let staging = props
+                .get("lake.staging.dir")
+                .map(|d| PathBuf::from(d.trim()))
+                .unwrap_or_else(|| std::env::temp_dir().join("outflow-lake-staging"));
+            (
+                staging,
+                LakeTarget::ObjectStore {
+                    url: root.to_owned(),
+                    options: StoreOptions(options),
+                },
+            )
+        } else {
+            (PathBuf::from(root), LakeTarget::Local(PathBuf::from(root)))
+        };
         let compression = props
             .get("lake.compression")
             .map(|v| v.trim().to_ascii_lowercase());
@@ -137,7 +206,8 @@ impl LakeSinkConfig {
         let max_pending = positive(props, "lake.max.pending.batches", 32)?;
         Ok(Self {
             connector: connector.to_owned(),
-            root: PathBuf::from(root.trim()),
+            root: local_root,
+            target,
             format,
             flush_size: positive(props, "lake.flush.size", 100_000)?,
             file_max_bytes: positive(props, "lake.file.max.bytes", 128 << 20)?,
@@ -191,7 +261,7 @@ mod tests {
                 vec![("lake.path", "/x"), ("flush.interval.ms", "soon")],
                 "flush.interval.ms",
             ),
-            (vec![("lake.path", "s3://bucket/x")], "lake.path"),
+            (vec![("lake.path", "ftp://bucket/x")], "lake.path"),
         ] {
             let e = LakeSinkConfig::from_properties("c", &props(&pairs)).unwrap_err();
             assert_eq!(e.property, property);

@@ -12,5 +12,5 @@ pub mod layout;
 pub mod parquet_file;
 pub mod sink;
 
-pub use config::{LakeFormat, LakeSinkConfig};
+pub use config::{LakeFormat, LakeSinkConfig, LakeTarget, StoreOptions};
 pub use sink::{LakeMetrics, LakeSink, Recovery, recover};

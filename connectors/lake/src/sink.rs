@@ -32,6 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::StreamExt;
+use object_store::path::{Path as ObjectPath, PathPart};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use outflow_core::connect::ConnectSchema;
 use outflow_core::encoding::avro::avro_schema;
 use outflow_core::encoding::json;
@@ -41,7 +44,7 @@ use outflow_core::transforms::TransformChain;
 use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, SourcePosition};
 
 use crate::avro_file::{self, AvroBlocks};
-use crate::config::{LakeFormat, LakeSinkConfig};
+use crate::config::{LakeFormat, LakeSinkConfig, LakeTarget, StoreOptions};
 use crate::layout::{self, LakeFile};
 use crate::parquet_file::ParquetFile;
 
@@ -131,6 +134,12 @@ pub struct LakeSink {
     transformed: Vec<Record>,
     line: String,
     metrics: Arc<LakeMetrics>,
+    /// Set for an object-store target: files are staged under `config.root`.
+    remote: Option<RemoteLake>,
+    /// Staged files finished since the last full roll (object store only).
+    staged: Vec<(PathBuf, u64)>,
+    /// Schema copies written since the last full roll (object store only).
+    staged_schemas: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for LakeSink {
@@ -234,9 +243,19 @@ impl LakeSink {
         let prefix = layout::file_prefix(&config.connector);
         let root = config.root.clone();
         let scan_prefix = prefix.clone();
+        let remote = match &config.target {
+            LakeTarget::Local(_) => None,
+            LakeTarget::ObjectStore { url, options } => Some(RemoteLake::connect(url, options)?),
+        };
+        // Staged files of an object-store lake were never durable: all of them go.
+        let staged_committed = if remote.is_some() {
+            None
+        } else {
+            committed.clone()
+        };
         let report = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&root)?;
-            recover(&root, &scan_prefix, committed.as_ref())
+            recover(&root, &scan_prefix, staged_committed.as_ref())
         })
         .await
         .map_err(|e| SinkError::transient("recovering the lake: the task failed", e))?
@@ -255,6 +274,12 @@ impl LakeSink {
                 "lake: removed files past the committed offset; they will be written again"
             );
         }
+        if let Some(remote) = &remote {
+            let (removed, kept) = remote.recover(&prefix, committed.as_ref()).await?;
+            if removed > 0 {
+                tracing::info!(connector = %config.connector, removed, kept, "lake: removed objects past the committed offset; they will be written again");
+            }
+        }
         Ok(Self {
             config,
             prefix,
@@ -267,6 +292,9 @@ impl LakeSink {
             transformed: Vec::new(),
             line: String::with_capacity(1024),
             metrics: Arc::new(LakeMetrics::default()),
+            remote,
+            staged: Vec::new(),
+            staged_schemas: Vec::new(),
         })
     }
 
@@ -302,7 +330,11 @@ impl LakeSink {
             std::fs::rename(&temp, &path)?;
             sync_dir(&dir)
         })();
-        result.map_err(|e| io_error(format!("writing schema copy {}", path.display()), e))
+        result.map_err(|e| io_error(format!("writing schema copy {}", path.display()), e))?;
+        if self.remote.is_some() {
+            self.staged_schemas.push(path);
+        }
+        Ok(())
     }
 
     fn open_file(
@@ -465,19 +497,19 @@ impl LakeSink {
     /// lie past the committed offset (recovery removes them after a crash).
     fn roll_now(&mut self) -> Result<(), SinkError> {
         let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
-        let (files, bytes) = finish_files(&self.prefix, self.config.format.extension(), files)?;
-        self.metrics
-            .files_committed
-            .fetch_add(files, Ordering::Relaxed);
-        self.metrics
-            .bytes_committed
-            .fetch_add(bytes, Ordering::Relaxed);
+        let finished = finish_files(&self.prefix, self.config.format.extension(), files)?;
+        if self.remote.is_some() {
+            // Uploaded at the next full roll.
+            self.staged.extend(finished);
+        } else {
+            self.count_committed(&finished);
+        }
         Ok(())
     }
 
     /// Finishes every open file off the async threads; resolves waiting batches.
     async fn roll(&mut self) -> Result<(), SinkError> {
-        if self.open.is_empty() && self.pending.is_empty() {
+        if self.open.is_empty() && self.pending.is_empty() && self.staged.is_empty() {
             return Ok(());
         }
         let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
@@ -491,19 +523,53 @@ impl LakeSink {
                     e,
                 ))
             });
+        let outcome = match outcome {
+            Ok(finished) => self.publish(finished).await,
+            Err(e) => Err(e),
+        };
         self.settle(outcome)
     }
 
-    fn settle(&mut self, outcome: Result<(u64, u64), SinkError>) -> Result<(), SinkError> {
+    /// Makes finished files visible in the target: nothing more to do locally; for an
+    /// object store, uploads the schema copies and the files, then removes the staged
+    /// files.
+    async fn publish(&mut self, finished: Vec<(PathBuf, u64)>) -> Result<(), SinkError> {
+        let Some(remote) = &self.remote else {
+            self.count_committed(&finished);
+            return Ok(());
+        };
+        self.staged.extend(finished);
+        for schema in &self.staged_schemas {
+            remote.upload(&self.config.root, schema).await?;
+        }
+        self.staged_schemas.clear();
+        for (file, _) in &self.staged {
+            remote.upload(&self.config.root, file).await?;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        for (file, _) in &staged {
+            tokio::fs::remove_file(file)
+                .await
+                .map_err(|e| io_error(format!("removing staged {}", file.display()), e))?;
+        }
+        self.count_committed(&staged);
+        Ok(())
+    }
+
+    fn count_committed(&self, files: &[(PathBuf, u64)]) {
+        self.metrics
+            .files_committed
+            .fetch_add(files.len() as u64, Ordering::Relaxed);
+        self.metrics.bytes_committed.fetch_add(
+            files.iter().map(|(_, size)| size).sum::<u64>(),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn settle(&mut self, outcome: Result<(), SinkError>) -> Result<(), SinkError> {
         match outcome {
-            Ok((files, bytes)) => {
+            Ok(()) => {
                 self.metrics.rolls.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .files_committed
-                    .fetch_add(files, Ordering::Relaxed);
-                self.metrics
-                    .bytes_committed
-                    .fetch_add(bytes, Ordering::Relaxed);
                 for notifier in self.pending.drain(..) {
                     notifier.durable();
                 }
@@ -523,14 +589,14 @@ impl LakeSink {
 }
 
 /// Finishes, fsyncs and renames `files`, then fsyncs their directories. Returns the
-/// number of files and bytes made visible.
+/// files made visible (locally) with their sizes.
 fn finish_files(
     prefix: &str,
     extension: &str,
     files: Vec<OpenFile>,
-) -> Result<(u64, u64), SinkError> {
+) -> Result<Vec<(PathBuf, u64)>, SinkError> {
     let mut dirs = HashSet::new();
-    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut finished = Vec::with_capacity(files.len());
     for file in files {
         let temp_shown = file.temp.display().to_string();
         let (dir, temp, first, last, size) = file
@@ -538,15 +604,149 @@ fn finish_files(
             .map_err(|e| io_error(format!("finishing {temp_shown}"), e))?;
         let path = dir.join(layout::final_name(prefix, &first, &last, extension));
         std::fs::rename(&temp, &path).map_err(|e| io_error(format!("renaming {temp_shown}"), e))?;
-        tracing::debug!(file = %path.display(), size, "lake file committed");
+        tracing::debug!(file = %path.display(), size, "lake file finished");
         dirs.insert(dir);
-        count += 1;
-        bytes += size;
+        finished.push((path, size));
     }
     for dir in dirs {
         sync_dir(&dir).map_err(|e| io_error(format!("syncing {}", dir.display()), e))?;
     }
-    Ok((count, bytes))
+    Ok(finished)
+}
+
+/// The object-store side of a lake: the store and the key prefix of `lake.path`.
+struct RemoteLake {
+    store: Arc<dyn ObjectStore>,
+    base: ObjectPath,
+}
+
+/// Bytes per part of a multipart upload (and the size above which one is used).
+const UPLOAD_PART_BYTES: usize = 8 << 20;
+
+fn store_error(context: String, e: object_store::Error) -> SinkError {
+    match &e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => SinkError::definite_with(
+            context,
+            "check the object-store credentials (lake.store.* or AWS_/GOOGLE_/AZURE_ variables)",
+            e,
+        ),
+        _ => SinkError::transient(context, e),
+    }
+}
+
+impl RemoteLake {
+    fn connect(url: &str, options: &StoreOptions) -> Result<Self, SinkError> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            SinkError::definite_with(format!("reading lake.path {url}"), "give a valid URL", e)
+        })?;
+        let (store, base) =
+            object_store::parse_url_opts(&parsed, options.0.iter()).map_err(|e| {
+                SinkError::definite_with(
+                    format!("opening the object store {url}"),
+                    "check lake.path and the lake.store.* options",
+                    e,
+                )
+            })?;
+        Ok(Self {
+            store: Arc::from(store),
+            base,
+        })
+    }
+
+    /// The object key of a staged file: `base` + its path below the staging root.
+    fn key(&self, root: &Path, file: &Path) -> ObjectPath {
+        let relative = file.strip_prefix(root).unwrap_or(file);
+        ObjectPath::from_iter(
+            self.base.parts().chain(
+                relative
+                    .components()
+                    .map(|c| PathPart::from(c.as_os_str().to_string_lossy().into_owned())),
+            ),
+        )
+    }
+
+    /// Uploads one staged file (multipart above [`UPLOAD_PART_BYTES`]).
+    async fn upload(&self, root: &Path, file: &Path) -> Result<(), SinkError> {
+        let key = self.key(root, file);
+        let context = || format!("uploading {} to {key}", file.display());
+        let size = tokio::fs::metadata(file)
+            .await
+            .map_err(|e| io_error(context(), e))?
+            .len();
+        if size <= UPLOAD_PART_BYTES as u64 {
+            let bytes = tokio::fs::read(file)
+                .await
+                .map_err(|e| io_error(context(), e))?;
+            self.store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map_err(|e| store_error(context(), e))?;
+            return Ok(());
+        }
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| store_error(context(), e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+        let mut input = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| io_error(context(), e))?;
+        let mut chunk = vec![0u8; UPLOAD_PART_BYTES];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut input, &mut chunk)
+                .await
+                .map_err(|e| io_error(context(), e))?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| store_error(context(), e))?;
+            writer.write(&chunk[..n]);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| store_error(context(), e))?;
+        Ok(())
+    }
+
+    /// Deletes this connector's objects past `committed`; returns (removed, kept).
+    async fn recover(
+        &self,
+        prefix: &str,
+        committed: Option<&SourcePosition>,
+    ) -> Result<(usize, usize), SinkError> {
+        let committed = committed.map(layout::position_token);
+        let mut listing = self.store.list(Some(&self.base));
+        let (mut removed, mut kept) = (0, 0);
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| store_error(format!("listing {}", self.base), e))?;
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let Some(LakeFile::Finished { last, .. }) = layout::classify(name, prefix) else {
+                continue;
+            };
+            if committed
+                .as_ref()
+                .is_none_or(|c| last.as_str() > c.as_str())
+            {
+                tracing::info!(object = %meta.location, "lake: removing an object past the committed offset");
+                self.store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| store_error(format!("deleting {}", meta.location), e))?;
+                removed += 1;
+            } else {
+                kept += 1;
+            }
+        }
+        Ok((removed, kept))
+    }
 }
 
 impl Sink for LakeSink {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
 mod files;
+mod object_store_live;
 mod postgres_live;
 
 use std::collections::BTreeMap;
