@@ -5,86 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::Arc;
 
 /// The daemon's allocator, so the figures are the daemon's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use outflow_core::ChangeEvent;
 use outflow_core::encoding::{avro, json};
 use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
-use outflow_core::{
-    ChangeEvent, ColumnSchema, DataType, Decimal, EventKind, Lsn, PgPosition, SchemaVersion,
-    SourcePosition, TableId, TableSchema, Value,
-};
-
-fn table() -> Arc<TableSchema> {
-    let c = ColumnSchema::new;
-    Arc::new(
-        TableSchema::new(
-            TableId::new("public", "bench"),
-            SchemaVersion::FIRST,
-            vec![
-                c("id", DataType::Int32, false),
-                c("account", DataType::Int64, true),
-                c(
-                    "amount",
-                    DataType::Decimal {
-                        precision: Some(12),
-                        scale: Some(2),
-                    },
-                    true,
-                ),
-                c("note", DataType::String { length: None }, true),
-                c(
-                    "created",
-                    DataType::TimestampTz { precision: Some(6) },
-                    true,
-                ),
-                c("payload", DataType::Json, true),
-                c("active", DataType::Bool, true),
-                c("ref", DataType::Uuid, true),
-                c("score", DataType::Float64, true),
-                c("day", DataType::Date, true),
-            ],
-            &["id"],
-        )
-        .unwrap(),
-    )
-}
 
 fn events(n: u64) -> Vec<ChangeEvent> {
-    let table = table();
-    (0..n)
-        .map(|i| ChangeEvent {
-            position: SourcePosition::Postgres(PgPosition {
-                snapshot_cursor: None,
-                lsn_commit: Lsn(1_000_000 + i),
-                lsn: Lsn(1_000_000 + i),
-                seq: 1,
-                tx_id: Some(7),
-                snapshot: false,
-            }),
-            source_ts_us: Some(1_700_000_000_000_000 + i as i64),
-            kind: EventKind::Insert {
-                table: Arc::clone(&table),
-                after: vec![
-                    Value::Int32(i as i32),
-                    Value::Int64(i as i64 * 31),
-                    Value::Decimal(Decimal::new(i as i64 * 101, 2)),
-                    Value::String(format!("row number {i} with some text")),
-                    Value::TimestampTz(1_700_000_000_000_000 + i as i64),
-                    Value::Json(format!(r#"{{"k":{i},"tags":["a","b"]}}"#)),
-                    Value::Bool(i % 2 == 0),
-                    Value::Uuid([i as u8; 16]),
-                    Value::Float64(i as f64 * 0.5),
-                    Value::Date(19_000 + (i % 365) as i32),
-                ],
-            },
-            binlog: None,
-        })
-        .collect()
+    outflow_core::fixtures::inserts(0, n)
 }
 
 fn formatter() -> EnvelopeFormatter {

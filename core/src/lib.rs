@@ -19,6 +19,7 @@ pub mod encoding;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod fixtures;
 pub mod offsets;
 pub mod pipeline;
 pub mod position;

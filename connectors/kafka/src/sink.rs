@@ -718,18 +718,22 @@ impl Sink for KafkaSink {
                         e,
                     )
                 })?;
-            let formatted = std::mem::take(&mut self.formatted);
-            for record in formatted {
-                self.transformed.clear();
+            // Taken and put back so the buffers keep their capacity across events.
+            let mut formatted = std::mem::take(&mut self.formatted);
+            let mut transformed = std::mem::take(&mut self.transformed);
+            for record in formatted.drain(..) {
+                transformed.clear();
                 if self.transforms.is_empty() {
-                    self.transformed.push(record);
+                    transformed.push(record);
                 } else {
-                    self.transforms.apply(record, &mut self.transformed);
+                    self.transforms.apply(record, &mut transformed);
                 }
-                for record in std::mem::take(&mut self.transformed) {
+                for record in transformed.drain(..) {
                     self.produce(record).await?;
                 }
             }
+            self.formatted = formatted;
+            self.transformed = transformed;
         }
         let Some(open) = self.open.as_mut() else {
             // Nothing to produce (all already in Kafka, or filtered): durable as it is.

@@ -25,7 +25,7 @@
 //! liveness); their positions still advance the offset. Every writer schema is copied
 //! once to `_schemas/<topic>/<fingerprint>.avsc`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ use outflow_core::envelope::{EnvelopeFormatter, Record, RecordKind};
 use outflow_core::sink::durability;
 use outflow_core::transforms::TransformChain;
 use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, SourcePosition};
+use rustc_hash::FxHashMap;
 
 use crate::avro_file::{self, AvroBlocks};
 use crate::config::{LakeFormat, LakeSinkConfig, LakeTarget, StoreOptions};
@@ -83,7 +84,8 @@ struct OpenFile {
     dir: PathBuf,
     temp: PathBuf,
     first: String,
-    last: String,
+    /// Position of the last record; its token is made once, when the file is finished.
+    last: SourcePosition,
     records: u64,
     bytes: u64,
     schema: Arc<ConnectSchema>,
@@ -117,7 +119,13 @@ impl OpenFile {
         };
         file.sync_all()?;
         let size = file.metadata().map_or(0, |m| m.len());
-        Ok((self.dir, self.temp, self.first, self.last, size))
+        Ok((
+            self.dir,
+            self.temp,
+            self.first,
+            layout::position_token(&self.last),
+            size,
+        ))
     }
 }
 
@@ -127,7 +135,8 @@ pub struct LakeSink {
     prefix: String,
     formatter: EnvelopeFormatter,
     transforms: TransformChain,
-    open: HashMap<(Arc<str>, String), OpenFile>,
+    /// Open files by (topic, hour since the epoch); FxHash: the lookup is per record.
+    open: FxHashMap<(Arc<str>, i64), OpenFile>,
     pending: Vec<DurableNotifier>,
     schemas_written: HashSet<(Arc<str>, u64)>,
     formatted: Vec<Record>,
@@ -285,7 +294,7 @@ impl LakeSink {
             prefix,
             formatter,
             transforms,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             pending: Vec::new(),
             schemas_written: HashSet::new(),
             formatted: Vec::new(),
@@ -341,7 +350,7 @@ impl LakeSink {
         &mut self,
         topic: &Arc<str>,
         partition: &str,
-        first: String,
+        position: &SourcePosition,
         schema: &Arc<ConnectSchema>,
     ) -> Result<OpenFile, SinkError> {
         let schema_json = avro_schema(schema);
@@ -352,6 +361,7 @@ impl LakeSink {
             .join(layout::topic_dir(topic))
             .join(partition);
         let extension = self.config.format.extension();
+        let first = layout::position_token(position);
         let temp = dir.join(layout::temp_name(&self.prefix, &first, extension));
         let created = (|| -> std::io::Result<File> {
             std::fs::create_dir_all(&dir)?;
@@ -402,7 +412,7 @@ impl LakeSink {
         Ok(OpenFile {
             dir,
             temp,
-            last: first.clone(),
+            last: position.clone(),
             first,
             records: 0,
             bytes,
@@ -419,17 +429,21 @@ impl LakeSink {
         let Some(value) = &record.value else {
             return Ok(());
         };
-        let partition = layout::partition_dir(commit_us);
-        let key = (Arc::clone(&record.topic), partition);
+        // Files are per (topic, hour); the hour as a number keeps the lookup free of
+        // allocation (the directory name is made when a file opens).
+        let key = (
+            Arc::clone(&record.topic),
+            commit_us.div_euclid(3_600_000_000),
+        );
         let schema_changed = self.open.get(&key).is_some_and(|file| {
             !Arc::ptr_eq(&file.schema, &value.schema) && *file.schema != *value.schema
         });
         if schema_changed {
             self.roll_now()?;
         }
-        let token = layout::position_token(&record.position);
         if !self.open.contains_key(&key) {
-            let file = self.open_file(&key.0, &key.1, token.clone(), &value.schema)?;
+            let partition = layout::partition_dir(commit_us);
+            let file = self.open_file(&key.0, &partition, &record.position, &value.schema)?;
             self.open.insert(key.clone(), file);
         }
         let Some(file) = self.open.get_mut(&key) else {
@@ -478,7 +492,7 @@ impl LakeSink {
                 file.bytes += self.line.len() as u64;
             }
         }
-        file.last = token;
+        file.last.clone_from(&record.position);
         file.records += 1;
         self.metrics.records_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -766,19 +780,22 @@ impl Sink for LakeSink {
                     )
                 })?;
             let commit_us = event.source_ts_us.unwrap_or(now_us);
-            let formatted = std::mem::take(&mut self.formatted);
-            for record in formatted {
+            // Taken and put back so the buffers keep their capacity across events.
+            let mut formatted = std::mem::take(&mut self.formatted);
+            let mut transformed = std::mem::take(&mut self.transformed);
+            for record in formatted.drain(..) {
                 if self.transforms.is_empty() {
                     self.append(&record, commit_us)?;
                 } else {
-                    self.transformed.clear();
-                    self.transforms.apply(record, &mut self.transformed);
-                    let transformed = std::mem::take(&mut self.transformed);
+                    transformed.clear();
+                    self.transforms.apply(record, &mut transformed);
                     for record in &transformed {
                         self.append(record, commit_us)?;
                     }
                 }
             }
+            self.formatted = formatted;
+            self.transformed = transformed;
         }
         if self.open.is_empty() && self.pending.is_empty() {
             // Nothing waits in a file: durable as it is (the pipeline still commits it

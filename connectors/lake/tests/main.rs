@@ -3,6 +3,10 @@
 //! Postgres → lake end to end against the testkit's real Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
+/// The daemon's allocator, so throughput figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod files;
 mod object_store_live;
 mod postgres_live;

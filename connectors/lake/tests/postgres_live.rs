@@ -175,3 +175,89 @@ async fn postgres_to_lake_exactly_once_across_an_abrupt_stop() {
     assert_eq!(per_key[&-1], ["c"]);
     assert!((10_001..=60_000).all(|id| per_key[&id] == ["c"]));
 }
+
+/// Snapshot of `OUTFLOW_LAKE_ROWS` rows (default 20,000; set it in a release build for a
+/// figure) read twice from the same table: into the null sink (the source's own rate)
+/// and into the lake as Avro; prints both rates and their ratio. The lake must keep up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // The figures are the test's report.
+async fn snapshot_throughput_to_the_lake_against_the_null_sink() {
+    let rows: usize = std::env::var("OUTFLOW_LAKE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let db = postgres().create_database("lakerate").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            &"CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, price numeric(8,2), at timestamptz);
+             INSERT INTO t SELECT i, 'n' || i, i / 100.0, now() FROM generate_series(1, $ROWS) i"
+                .replace("$ROWS", &rows.to_string()),
+        )
+        .await
+        .unwrap();
+    let port = db.server().port().to_string();
+    let source = |slot: &str| {
+        PostgresSource::new(
+            PostgresConfig::from_properties(&props(&[
+                ("database.hostname", "127.0.0.1"),
+                ("database.port", port.as_str()),
+                ("database.user", "postgres"),
+                ("database.dbname", db.name()),
+                ("slot.name", slot),
+                ("snapshot.mode", "initial_only"),
+            ]))
+            .unwrap(),
+        )
+    };
+    let run_null = async {
+        let started = std::time::Instant::now();
+        Pipeline::new(
+            "rate-null",
+            source(&format!("{}_null", db.name())),
+            outflow_core::NullSink::default(),
+            Arc::new(MemoryOffsetStore::new()),
+            PipelineConfig::default(),
+        )
+        .run(CancellationToken::new())
+        .await
+        .unwrap();
+        started.elapsed()
+    };
+    let null_elapsed = run_null.await;
+
+    let root = tempfile::tempdir().unwrap();
+    let sink = LakeSink::start(
+        LakeSinkConfig::from_properties(
+            "rate-lake",
+            &props(&[("lake.path", root.path().to_str().unwrap())]),
+        )
+        .unwrap(),
+        formatter("shop"),
+        TransformChain::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    Pipeline::new(
+        "rate-lake",
+        source(&format!("{}_lake", db.name())),
+        sink,
+        Arc::new(MemoryOffsetStore::new()),
+        PipelineConfig::default(),
+    )
+    .run(CancellationToken::new())
+    .await
+    .unwrap();
+    let lake_elapsed = started.elapsed();
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!(
+        "snapshot of {rows} rows: null sink {:.0} rows/s, lake (Avro, snappy) {:.0} rows/s, ratio {:.2}",
+        rate(null_elapsed),
+        rate(lake_elapsed),
+        rate(lake_elapsed) / rate(null_elapsed)
+    );
+    let records = read_avro(&visible_files(root.path()));
+    assert_eq!(records.len(), rows);
+}
