@@ -261,3 +261,168 @@ async fn snapshot_throughput_to_the_lake_against_the_null_sink() {
     let records = read_avro(&visible_files(root.path()));
     assert_eq!(records.len(), rows);
 }
+
+/// Streaming: `OUTFLOW_LAKE_CHANGES` inserts (default 20,000; 1,000 per transaction)
+/// pre-generated into the WAL with two slots waiting, then drained once into the null
+/// sink and once into the lake (Avro), after a warm-up drain. Prints both rates and their
+/// ratio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // The figures are the test's report.
+async fn stream_throughput_to_the_lake_against_the_null_sink() {
+    let changes: u64 = std::env::var("OUTFLOW_LAKE_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let db = postgres().create_database("lakestream").await;
+    let admin = db.connect().await;
+    let (warm_slot, null_slot, lake_slot) = (
+        format!("{}_warm", db.name()),
+        format!("{}_null", db.name()),
+        format!("{}_lake", db.name()),
+    );
+    // One statement per call: a slot cannot be created in a transaction that wrote.
+    for statement in [
+        "CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, price numeric(8,2), at timestamptz, ok bool)".to_owned(),
+        "CREATE PUBLICATION outflow_rate FOR ALL TABLES".to_owned(),
+        format!("SELECT pg_create_logical_replication_slot('{warm_slot}', 'pgoutput')"),
+        format!("SELECT pg_create_logical_replication_slot('{null_slot}', 'pgoutput')"),
+        format!("SELECT pg_create_logical_replication_slot('{lake_slot}', 'pgoutput')"),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    let mut last_txn_start = 0;
+    for first in (0..changes).step_by(1000) {
+        if first + 1000 >= changes {
+            last_txn_start = crate::postgres_live::wal_lsn(&admin).await;
+        }
+        admin
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT i, 'n' || i, i / 100.0, now(), i % 2 = 0 FROM generate_series({first}, {}) i",
+                (first + 999).min(changes - 1)
+            ))
+            .await
+            .unwrap();
+    }
+    let port = db.server().port().to_string();
+    let source = |slot: &str| {
+        PostgresSource::new(
+            PostgresConfig::from_properties(&props(&[
+                ("database.hostname", "127.0.0.1"),
+                ("database.port", port.as_str()),
+                ("database.user", "postgres"),
+                ("database.dbname", db.name()),
+                ("slot.name", slot),
+                ("publication.name", "outflow_rate"),
+                ("publication.autocreate.mode", "disabled"),
+                ("snapshot.mode", "no_data"),
+            ]))
+            .unwrap(),
+        )
+    };
+    /// Runs `pipeline` until its stored offset passes `target`; returns the time taken.
+    async fn drain<S: outflow_core::Sink>(
+        pipeline: Pipeline<PostgresSource, S, Arc<MemoryOffsetStore>>,
+        offsets: Arc<MemoryOffsetStore>,
+        connector: &str,
+        target: u64,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(pipeline.run(shutdown.clone()));
+        loop {
+            if let Some(outflow_core::SourcePosition::Postgres(p)) =
+                offsets.load(connector).await.unwrap()
+                && p.lsn_commit.0 > target
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "{connector} did not drain"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let elapsed = started.elapsed();
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        elapsed
+    }
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    // A first drain warms the caches (WAL pages, catalog), so the two measured runs
+    // compare like with like.
+    drain(
+        Pipeline::new(
+            "stream-warm",
+            source(&warm_slot),
+            outflow_core::NullSink::default(),
+            offsets.clone(),
+            PipelineConfig::default(),
+        ),
+        offsets.clone(),
+        "stream-warm",
+        last_txn_start,
+    )
+    .await;
+    let null_elapsed = drain(
+        Pipeline::new(
+            "stream-null",
+            source(&null_slot),
+            outflow_core::NullSink::default(),
+            offsets.clone(),
+            PipelineConfig::default(),
+        ),
+        offsets.clone(),
+        "stream-null",
+        last_txn_start,
+    )
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    let sink = LakeSink::start(
+        LakeSinkConfig::from_properties(
+            "stream-lake",
+            &props(&[("lake.path", root.path().to_str().unwrap())]),
+        )
+        .unwrap(),
+        formatter("shop"),
+        TransformChain::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let lake_elapsed = drain(
+        Pipeline::new(
+            "stream-lake",
+            source(&lake_slot),
+            sink,
+            offsets.clone(),
+            // Rolls every 200 ms, so the last roll adds little to the measured time.
+            PipelineConfig {
+                checkpoint_interval: Duration::from_millis(200),
+                ..PipelineConfig::default()
+            },
+        ),
+        offsets,
+        "stream-lake",
+        last_txn_start,
+    )
+    .await;
+    let rate = |d: Duration| changes as f64 / d.as_secs_f64();
+    println!(
+        "stream of {changes} inserts: null sink {:.0} events/s, lake (Avro, snappy) {:.0} events/s, ratio {:.2}",
+        rate(null_elapsed),
+        rate(lake_elapsed),
+        rate(lake_elapsed) / rate(null_elapsed)
+    );
+    let records = read_avro(&visible_files(root.path()));
+    assert_eq!(records.len() as u64, changes);
+}
+
+pub(crate) async fn wal_lsn(admin: &tokio_postgres::Client) -> u64 {
+    let text: String = admin
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (hi, lo) = text.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
