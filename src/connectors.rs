@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConverterKind, LakeFormat, SinkKind, WorkerConfig};
+use crate::metrics::{ConnectorMetrics, ConnectorSample, render};
 use crate::state::{StateStore, TargetState};
 
 /// Debezium's Postgres connector class.
@@ -268,6 +269,7 @@ struct Managed {
     config: BTreeMap<String, String>,
     target: TargetState,
     status: Arc<Mutex<TaskStatus>>,
+    metrics: Arc<ConnectorMetrics>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -309,11 +311,13 @@ async fn run_connector(
     validated: Validated,
     store: StateStore,
     status: Arc<Mutex<TaskStatus>>,
+    metrics: Arc<ConnectorMetrics>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
         set(&status, "RUNNING", None);
+        metrics.task_started();
         let started = tokio::time::Instant::now();
         let result: Result<(), PipelineError> = async {
             let encoder = match (&validated.converter, &validated.registry) {
@@ -347,17 +351,21 @@ async fn run_connector(
                     pipeline_config.checkpoint_interval = settings.flush_interval;
                     let committed = store.load(&name).await?;
                     ConnectorSink::Lake(Box::new(
-                        LakeSink::start(settings.clone(), formatter, transforms, committed).await?,
+                        LakeSink::start(settings.clone(), formatter, transforms, committed)
+                            .await?
+                            .with_metrics(Arc::clone(&metrics.lake)),
                     ))
                 }
             };
             Pipeline::new(
                 name.clone(),
-                PostgresSource::new(validated.source.clone()),
+                PostgresSource::new(validated.source.clone())
+                    .with_metrics(Arc::clone(&metrics.postgres)),
                 sink,
                 store.clone(),
                 pipeline_config,
             )
+            .with_metrics(Arc::clone(&metrics.pipeline))
             .run(stop.clone())
             .await
             .map(|_| ())
@@ -377,6 +385,9 @@ async fn run_connector(
                 }
                 tracing::warn!(connector = %name, error = %e, retry_in = ?backoff, "connector failed; restarting from its durable position");
                 set(&status, "RESTARTING", Some(chain(&e)));
+                metrics
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}
@@ -418,6 +429,7 @@ impl ConnectorRuntime {
                     state: "UNASSIGNED",
                     trace: None,
                 })),
+                metrics: Arc::default(),
                 stop: CancellationToken::new(),
                 task: None,
             };
@@ -449,6 +461,7 @@ impl ConnectorRuntime {
                     validated,
                     self.store.clone(),
                     Arc::clone(&managed.status),
+                    Arc::clone(&managed.metrics),
                     managed.stop.clone(),
                 )));
                 tracing::info!(connector = %name, "connector started");
@@ -486,6 +499,7 @@ impl ConnectorRuntime {
                 state: "UNASSIGNED",
                 trace: None,
             })),
+            metrics: Arc::default(),
             stop: CancellationToken::new(),
             task: None,
         };
@@ -580,12 +594,43 @@ impl ConnectorRuntime {
         if let Some(trace) = status.trace {
             task["trace"] = Value::String(trace);
         }
-        Ok(json!({
+        let mut body = json!({
             "name": name,
             "connector": {"state": connector_state, "worker_id": self.worker_id},
             "tasks": if managed.target == TargetState::Stopped { json!([]) } else { json!([task]) },
             "type": "source",
-        }))
+        });
+        if status.state == "RUNNING"
+            && let Some(snapshot) = managed.metrics.snapshot_status()
+        {
+            body["snapshot"] = snapshot;
+        }
+        Ok(body)
+    }
+
+    /// `GET /metrics`: the Prometheus text of every connector.
+    pub async fn metrics_text(&self) -> String {
+        let connectors = self.connectors.lock().await;
+        let states: Vec<(&String, &'static str, &Arc<ConnectorMetrics>)> = connectors
+            .iter()
+            .map(|(name, m)| {
+                let state = m
+                    .status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .state;
+                (name, state, &m.metrics)
+            })
+            .collect();
+        let samples: Vec<ConnectorSample<'_>> = states
+            .iter()
+            .map(|(name, state, metrics)| ConnectorSample {
+                name,
+                state,
+                metrics,
+            })
+            .collect();
+        render(&samples)
     }
 
     /// `PUT /connectors/{name}/pause|resume|stop`.

@@ -3,6 +3,7 @@
 
 mod config;
 mod connectors;
+mod metrics;
 mod rest;
 mod state;
 
@@ -126,14 +127,25 @@ fn writeln_stderr(line: &str) -> std::io::Result<()> {
     writeln!(std::io::stderr(), "{line}")
 }
 
+/// Logs to stderr: human-readable (colours on a terminal only), or one JSON object per
+/// line with `OUTFLOW_LOG_FORMAT=json`. Level from `OUTFLOW_LOG`, else `RUST_LOG`, else
+/// info.
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_env("OUTFLOW_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var("OUTFLOW_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -69,8 +71,17 @@ fn string_map(value: &Value, what: &str) -> Result<BTreeMap<String, String>, Api
         .collect())
 }
 
-fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+/// Largest request body accepted (a connector config is a few KiB).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The body, or a Kafka Connect-shaped error (413 when it is over [`MAX_BODY_BYTES`]).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| ApiError::new(e.status(), format!("Request body rejected: {e}")))
+}
+
+fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let body = body_bytes(body)?;
+    serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("Request body is not valid JSON: {e}"),
@@ -80,9 +91,9 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
 
 async fn create_connector(
     State(state): State<Arc<RestState>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_json(&body)?;
+    let body = parse_json(body)?;
     let Some(name) = body.get("name").and_then(Value::as_str) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -142,9 +153,9 @@ async fn connector_config(
 async fn put_connector_config(
     State(state): State<Arc<RestState>>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut config = string_map(&parse_json(&body)?, "Connector config")?;
+    let mut config = string_map(&parse_json(body)?, "Connector config")?;
     config.insert("name".into(), name.clone());
     let (created, info) = state.runtime.put_config(&name, config).await?;
     let status = if created {
@@ -225,6 +236,16 @@ async fn reset_connector_offsets(
     Ok(axum::Json(state.runtime.reset_offsets(&name).await?).into_response())
 }
 
+async fn metrics(State(state): State<Arc<RestState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.runtime.metrics_text().await,
+    )
+}
+
 async fn connector_plugins() -> impl IntoResponse {
     axum::Json(json!([
         {"class": POSTGRES_CLASS, "type": "source", "version": env!("CARGO_PKG_VERSION")}
@@ -280,6 +301,7 @@ pub fn router(state: Arc<RestState>) -> Router {
             get(connector_offsets).delete(reset_connector_offsets),
         )
         .route("/connector-plugins", get(connector_plugins))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -287,6 +309,7 @@ pub fn router(state: Arc<RestState>) -> Router {
                 "HTTP 405 Method Not Allowed",
             )
         })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,

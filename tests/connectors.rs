@@ -433,8 +433,8 @@ async fn the_default_worker_writes_a_debezium_postgres_connector_to_the_lake() {
         .unwrap();
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    // No sink settings: the embedded default, Avro files under <data.dir>/lake.
-    let daemon = start_with(data.path(), port, &[]);
+    // No sink settings: the embedded default, Avro files under <data.dir>/lake. JSON logs.
+    let daemon = start_with(data.path(), port, &[("OUTFLOW_LOG_FORMAT", "json")]);
     up(&daemon).await;
     let prefix = unique_name("e2elake");
     let api = Api::new(&daemon.base);
@@ -496,9 +496,50 @@ async fn the_default_worker_writes_a_debezium_postgres_connector_to_the_lake() {
             .await,
         "the changes did not become durable"
     );
+    // Metrics: per table and operation, lake files, in Prometheus text.
+    let response = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let metrics = response.text().await.unwrap();
+    for (op, n) in [("r", 50), ("c", 1), ("u", 1), ("d", 1)] {
+        let line = format!(
+            "outflow_table_events_total{{connector=\"stock-lake\",table=\"public.stock\",op=\"{op}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
+    assert!(metrics.contains("outflow_connector_up{connector=\"stock-lake\",state=\"RUNNING\"} 1"));
+    let files: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("outflow_lake_files_committed_total{connector=\"stock-lake\"} ")
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(files >= 1.0, "{metrics}");
+
     let mut daemon = daemon;
     sigterm(daemon.child.id());
     let _ = daemon.child.wait();
+    // OUTFLOW_LOG_FORMAT=json: every log line is a JSON object with a level and message.
+    let log = std::fs::read_to_string(data.path().join("outflow.log")).unwrap();
+    assert!(log.lines().count() > 3);
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
 
     let root = data.path().join("lake");
     let changes = lake_changes(&root, &format!("{prefix}.public.stock"), "id", "qty");

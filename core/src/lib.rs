@@ -35,7 +35,7 @@ pub use event::{
     SnapshotMark, TransactionBoundary,
 };
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
-pub use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
+pub use pipeline::{OpCounts, Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
 pub use position::{BinlogPosition, Lsn, PgPosition, SnapshotCursor, SourcePosition};
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
 pub use sink::{DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink};

@@ -24,8 +24,9 @@
 //! - **Shutdown**: cancelling stops the source; batches it already sent are still
 //!   written, flushed and committed before `run` returns.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::FuturesOrdered;
@@ -75,6 +76,127 @@ pub struct PipelineMetrics {
     pub batches_in_flight: AtomicU64,
     /// Offset commits that advanced the stored position.
     pub offset_commits: AtomicU64,
+    /// Batches durable in the sink.
+    pub batches_durable: AtomicU64,
+    /// Source transactions (Commit events) durable in the sink.
+    pub transactions_durable: AtomicU64,
+    /// Batches waiting in the channel between source and sink.
+    pub queue_batches: AtomicU64,
+    /// Source timestamp (µs since the epoch) of the last durable event that has one.
+    pub last_event_source_us: AtomicI64,
+    /// Wall-clock time (µs since the epoch) of the last offset commit.
+    pub last_commit_us: AtomicI64,
+    /// Durable row events per table and operation.
+    table_ops: Mutex<BTreeMap<String, OpCounts>>,
+}
+
+/// Durable row events of one table, by Debezium operation.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpCounts {
+    /// `c`: inserts.
+    pub create: u64,
+    /// `u`: updates.
+    pub update: u64,
+    /// `d`: deletes.
+    pub delete: u64,
+    /// `r`: snapshot reads.
+    pub read: u64,
+    /// `t`: truncates.
+    pub truncate: u64,
+}
+
+impl OpCounts {
+    fn add(&mut self, other: &Self) {
+        self.create += other.create;
+        self.update += other.update;
+        self.delete += other.delete;
+        self.read += other.read;
+        self.truncate += other.truncate;
+    }
+}
+
+impl PipelineMetrics {
+    /// Durable row events per table (`schema.table`) and operation.
+    pub fn table_ops(&self) -> BTreeMap<String, OpCounts> {
+        self.table_ops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What a batch holds, tallied when it is admitted and counted when it is durable.
+#[derive(Debug, Default)]
+struct BatchSummary {
+    events: u64,
+    transactions: u64,
+    last_source_us: Option<i64>,
+    tables: Vec<(Arc<crate::schema::TableSchema>, OpCounts)>,
+}
+
+impl BatchSummary {
+    fn of(batch: &EventBatch) -> Self {
+        use crate::event::EventKind;
+        let mut summary = Self {
+            events: batch.len() as u64,
+            ..Self::default()
+        };
+        for event in &batch.events {
+            if event.source_ts_us.is_some() {
+                summary.last_source_us = event.source_ts_us;
+            }
+            let (table, op): (&Arc<crate::schema::TableSchema>, fn(&mut OpCounts)) =
+                match &event.kind {
+                    EventKind::Commit(_) => {
+                        summary.transactions += 1;
+                        continue;
+                    }
+                    EventKind::Insert { table, .. } => (table, |c| c.create += 1),
+                    EventKind::Update { table, .. } => (table, |c| c.update += 1),
+                    EventKind::Delete { table, .. } => (table, |c| c.delete += 1),
+                    EventKind::Read { table, .. } => (table, |c| c.read += 1),
+                    _ => continue,
+                };
+            // Consecutive events of one table (the common case) share the last entry.
+            match summary.tables.last_mut() {
+                Some((last, counts)) if Arc::ptr_eq(last, table) => op(counts),
+                _ => {
+                    let mut counts = OpCounts::default();
+                    op(&mut counts);
+                    summary.tables.push((Arc::clone(table), counts));
+                }
+            }
+        }
+        summary
+    }
+
+    fn record(self, metrics: &PipelineMetrics) {
+        metrics
+            .events_durable
+            .fetch_add(self.events, Ordering::Relaxed);
+        metrics.batches_durable.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .transactions_durable
+            .fetch_add(self.transactions, Ordering::Relaxed);
+        if let Some(ts) = self.last_source_us {
+            metrics.last_event_source_us.store(ts, Ordering::Relaxed);
+        }
+        if !self.tables.is_empty() {
+            let mut tables = metrics
+                .table_ops
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (table, counts) in &self.tables {
+                tables.entry(table.id.to_string()).or_default().add(counts);
+            }
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// How a pipeline ended without error.
@@ -118,6 +240,13 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
     /// The pipeline's counters.
     pub fn metrics(&self) -> Arc<PipelineMetrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// Counts into `metrics` (kept by the caller across restarts of the connector).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<PipelineMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until the source ends, `shutdown` is cancelled, or something fails.
@@ -175,11 +304,12 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                         resolved.push(next);
                     }
                     let mut position = None;
-                    for ((last, count), outcome) in resolved {
+                    for ((last, summary), outcome) in resolved {
                         let outcome: Result<(), SinkError> = outcome;
                         outcome?;
                         metrics.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
-                        metrics.events_durable.fetch_add(count, Ordering::Relaxed);
+                        let summary: BatchSummary = summary;
+                        summary.record(&metrics);
                         position = Some(last);
                     }
                     let Some(position): Option<SourcePosition> = position else { continue };
@@ -187,6 +317,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                         == crate::offsets::CommitOutcome::Advanced
                     {
                         metrics.offset_commits.fetch_add(1, Ordering::Relaxed);
+                        metrics.last_commit_us.store(now_us(), Ordering::Relaxed);
                     }
                     tracing::debug!(connector = %connector, position = %position.to_json(), "durable");
                     durable = Some(position.clone());
@@ -203,12 +334,13 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                     };
                     metrics.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     let batch = admit(batch, resume.as_ref(), &mut last_emitted, &metrics)?;
+                    metrics.queue_batches.store(rx.len() as u64, Ordering::Relaxed);
                     let Some(last) = batch.last_position().cloned() else { continue };
-                    let count = batch.len() as u64;
+                    let summary = BatchSummary::of(&batch);
                     let handle = sink.write(batch).await?;
                     metrics.batches_in_flight.fetch_add(1, Ordering::Relaxed);
                     unflushed = true;
-                    in_flight.push_back(async move { ((last, count), handle.wait().await) });
+                    in_flight.push_back(async move { ((last, summary), handle.wait().await) });
                 }
                 _ = ticker.tick(), if unflushed => {
                     sink.flush().await?;
@@ -363,6 +495,21 @@ mod tests {
         assert_eq!(offsets.load("c1").await.unwrap(), Some(pos(6)));
         assert_eq!(metrics.events_durable.load(Ordering::Relaxed), 6);
         assert_eq!(metrics.batches_in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn durable_batches_are_counted_per_table_and_operation() {
+        let metrics = PipelineMetrics::default();
+        let events = crate::fixtures::inserts(0, 5);
+        let last_ts = events[4].source_ts_us;
+        BatchSummary::of(&EventBatch::new(events)).record(&metrics);
+        BatchSummary::of(&EventBatch::new(crate::fixtures::inserts(5, 2))).record(&metrics);
+        let ops = metrics.table_ops();
+        assert_eq!(ops["public.bench"].create, 7);
+        assert_eq!(ops["public.bench"].update, 0);
+        assert_eq!(metrics.events_durable.load(Ordering::Relaxed), 7);
+        assert_eq!(metrics.batches_durable.load(Ordering::Relaxed), 2);
+        assert!(metrics.last_event_source_us.load(Ordering::Relaxed) > last_ts.unwrap());
     }
 
     #[tokio::test]

@@ -307,6 +307,13 @@ impl LakeSink {
         })
     }
 
+    /// Counts into `metrics` (kept by the caller across restarts of the connector).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<LakeMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The sink's counters.
     pub fn metrics(&self) -> Arc<LakeMetrics> {
         Arc::clone(&self.metrics)

@@ -104,6 +104,9 @@ pub struct PostgresMetrics {
     pub snapshot_tables: AtomicU64,
     /// The snapshot is finished (or not taken) and changes are streaming.
     pub streaming: AtomicBool,
+    /// Bytes of WAL the server has that the slot has not confirmed (the server's last
+    /// reported WAL end minus the confirmed flush LSN), updated at each status update.
+    pub slot_lag_bytes: AtomicU64,
 }
 
 /// A Postgres change stream.
@@ -123,6 +126,13 @@ impl PostgresSource {
             metrics: Arc::default(),
             tls: None,
         }
+    }
+
+    /// Counts into `metrics` (kept by the caller across restarts of the connector).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<PostgresMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The source's counters, shared with the running source.
@@ -831,6 +841,10 @@ impl PostgresSource {
                     {
                         ack.flushed = ack.flushed.max(ack.idle_wal_end);
                     }
+                    self.metrics.slot_lag_bytes.store(
+                        ack.idle_wal_end.0.saturating_sub(ack.flushed.0),
+                        Ordering::Relaxed,
+                    );
                     send_status(&mut stream, ack).await?;
                     if self.config.publication_autocreate == PublicationAutocreate::Filtered {
                         self.refresh_publication(catalog).await?;

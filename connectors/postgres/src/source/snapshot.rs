@@ -596,6 +596,8 @@ impl PostgresSource {
             remaining.iter().map(|t| t.estimate).sum(),
             Ordering::Relaxed,
         );
+        // Rows done count against the estimate of this run's remaining tables.
+        self.metrics.snapshot_rows.store(0, Ordering::Relaxed);
         tracing::info!(
             tables = tables.len(),
             starting_at = first_table,

@@ -1,0 +1,350 @@
+//! Per-connector counters and their Prometheus text exposition (`GET /metrics`).
+//!
+//! A connector's [`ConnectorMetrics`] lives as long as the connector in this worker: its
+//! pipeline, source and sink count into the same atomics across task restarts, so the
+//! counters only reset when the worker restarts (Prometheus handles that). The text is
+//! built on request from the atomics; nothing is computed per event here.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use outflow_core::PipelineMetrics;
+use outflow_lake::LakeMetrics;
+use outflow_postgres::source::PostgresMetrics;
+use serde_json::{Value, json};
+
+/// Everything counted about one connector.
+#[derive(Debug, Default)]
+pub struct ConnectorMetrics {
+    /// The pipeline's counters.
+    pub pipeline: Arc<PipelineMetrics>,
+    /// The Postgres source's counters.
+    pub postgres: Arc<PostgresMetrics>,
+    /// The lake sink's counters (when the worker's sink is the lake).
+    pub lake: Arc<LakeMetrics>,
+    /// Task restarts after transient errors.
+    pub restarts: AtomicU64,
+    /// When the current task started (µs since the epoch), for the snapshot ETA.
+    pub task_started_us: AtomicI64,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl ConnectorMetrics {
+    /// Marks the start of a task.
+    pub fn task_started(&self) {
+        self.task_started_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    /// The `snapshot` object of the status while a snapshot runs: rows done, estimated
+    /// total, tables done and total, and an ETA from the rate so far.
+    pub fn snapshot_status(&self) -> Option<Value> {
+        let pg = &self.postgres;
+        let tables = pg.snapshot_tables.load(Ordering::Relaxed);
+        if pg.streaming.load(Ordering::Relaxed) || tables == 0 {
+            return None;
+        }
+        let rows = pg.snapshot_rows.load(Ordering::Relaxed);
+        let estimate = pg.snapshot_rows_estimate.load(Ordering::Relaxed);
+        let tables_done = pg.snapshot_tables_done.load(Ordering::Relaxed);
+        let elapsed_s =
+            (now_us() - self.task_started_us.load(Ordering::Relaxed)).max(1) as f64 / 1e6;
+        let rate = rows as f64 / elapsed_s;
+        let eta = (rate > 0.0 && estimate > rows).then(|| ((estimate - rows) as f64 / rate).ceil());
+        Some(json!({
+            "rows": rows,
+            "rows_estimate": estimate,
+            "tables": tables,
+            "tables_done": tables_done,
+            "rows_per_second": rate.round(),
+            "eta_seconds": eta,
+        }))
+    }
+}
+
+/// One connector as the exposition sees it.
+#[derive(Debug)]
+pub struct ConnectorSample<'a> {
+    /// Connector name.
+    pub name: &'a str,
+    /// Task state (RUNNING, FAILED, …).
+    pub state: &'static str,
+    /// Its counters.
+    pub metrics: &'a Arc<ConnectorMetrics>,
+}
+
+/// A label value escaped for the text format.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// A per-connector metric: name, type, help, value.
+type ConnectorGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ConnectorMetrics) -> f64,
+);
+
+fn load(v: &AtomicU64) -> f64 {
+    v.load(Ordering::Relaxed) as f64
+}
+
+const PER_CONNECTOR: &[ConnectorGauge] = &[
+    (
+        "outflow_connector_events_received_total",
+        "counter",
+        "Events received from the source.",
+        |m| load(&m.pipeline.events_received),
+    ),
+    (
+        "outflow_connector_events_skipped_total",
+        "counter",
+        "Events dropped as already delivered (at or before the resume position).",
+        |m| load(&m.pipeline.events_skipped),
+    ),
+    (
+        "outflow_connector_events_durable_total",
+        "counter",
+        "Events durable in the sink.",
+        |m| load(&m.pipeline.events_durable),
+    ),
+    (
+        "outflow_connector_batches_committed_total",
+        "counter",
+        "Batches durable in the sink.",
+        |m| load(&m.pipeline.batches_durable),
+    ),
+    (
+        "outflow_connector_transactions_committed_total",
+        "counter",
+        "Source transactions durable in the sink.",
+        |m| load(&m.pipeline.transactions_durable),
+    ),
+    (
+        "outflow_connector_offset_commits_total",
+        "counter",
+        "Offset commits that advanced the stored position.",
+        |m| load(&m.pipeline.offset_commits),
+    ),
+    (
+        "outflow_connector_queue_batches",
+        "gauge",
+        "Batches waiting between source and sink.",
+        |m| load(&m.pipeline.queue_batches),
+    ),
+    (
+        "outflow_connector_batches_in_flight",
+        "gauge",
+        "Batches accepted by the sink and not yet durable.",
+        |m| load(&m.pipeline.batches_in_flight),
+    ),
+    (
+        "outflow_connector_restarts_total",
+        "counter",
+        "Task restarts after transient errors.",
+        |m| load(&m.restarts),
+    ),
+    (
+        "outflow_connector_last_event_timestamp_seconds",
+        "gauge",
+        "Source timestamp of the last durable event.",
+        |m| m.pipeline.last_event_source_us.load(Ordering::Relaxed) as f64 / 1e6,
+    ),
+    (
+        "outflow_connector_last_commit_timestamp_seconds",
+        "gauge",
+        "Wall-clock time of the last offset commit.",
+        |m| m.pipeline.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+    ),
+    (
+        "outflow_connector_milliseconds_behind_source",
+        "gauge",
+        "Now minus the source timestamp of the last durable event.",
+        |m| {
+            let last = m.pipeline.last_event_source_us.load(Ordering::Relaxed);
+            if last == 0 {
+                0.0
+            } else {
+                ((now_us() - last).max(0) / 1000) as f64
+            }
+        },
+    ),
+    (
+        "outflow_snapshot_rows_done",
+        "gauge",
+        "Snapshot rows read in the current snapshot.",
+        |m| load(&m.postgres.snapshot_rows),
+    ),
+    (
+        "outflow_snapshot_rows_estimate",
+        "gauge",
+        "Estimated rows of the current snapshot.",
+        |m| load(&m.postgres.snapshot_rows_estimate),
+    ),
+    (
+        "outflow_snapshot_tables_remaining",
+        "gauge",
+        "Tables of the current snapshot not yet read.",
+        |m| {
+            (m.postgres.snapshot_tables.load(Ordering::Relaxed))
+                .saturating_sub(m.postgres.snapshot_tables_done.load(Ordering::Relaxed))
+                as f64
+        },
+    ),
+    (
+        "outflow_postgres_reconnects_total",
+        "counter",
+        "Replication stream reconnects after transient errors.",
+        |m| load(&m.postgres.reconnects),
+    ),
+    (
+        "outflow_postgres_slot_lag_bytes",
+        "gauge",
+        "WAL bytes the server holds that the slot has not confirmed.",
+        |m| load(&m.postgres.slot_lag_bytes),
+    ),
+    (
+        "outflow_lake_files_committed_total",
+        "counter",
+        "Lake files made visible.",
+        |m| load(&m.lake.files_committed),
+    ),
+    (
+        "outflow_lake_bytes_committed_total",
+        "counter",
+        "Bytes in visible lake files.",
+        |m| load(&m.lake.bytes_committed),
+    ),
+    (
+        "outflow_lake_records_written_total",
+        "counter",
+        "Records appended to lake files.",
+        |m| load(&m.lake.records_written),
+    ),
+];
+
+/// The Prometheus text exposition (format 0.0.4) of every connector.
+pub fn render(connectors: &[ConnectorSample<'_>]) -> String {
+    let mut x = Exposition {
+        out: String::with_capacity(4096),
+    };
+    x.family(
+        "outflow_connector_up",
+        "gauge",
+        "1 for the connector's task state, by state.",
+    );
+    for c in connectors {
+        x.sample(
+            "outflow_connector_up",
+            &[("connector", c.name), ("state", c.state)],
+            1.0,
+        );
+    }
+    for (name, kind, help, value) in PER_CONNECTOR {
+        x.family(name, kind, help);
+        for c in connectors {
+            x.sample(name, &[("connector", c.name)], value(c.metrics));
+        }
+    }
+    x.family(
+        "outflow_table_events_total",
+        "counter",
+        "Durable row events by table and operation (c, u, d, r, t).",
+    );
+    for c in connectors {
+        for (table, ops) in c.metrics.pipeline.table_ops() {
+            for (op, n) in [
+                ("c", ops.create),
+                ("u", ops.update),
+                ("d", ops.delete),
+                ("r", ops.read),
+                ("t", ops.truncate),
+            ] {
+                if n > 0 {
+                    x.sample(
+                        "outflow_table_events_total",
+                        &[("connector", c.name), ("table", &table), ("op", op)],
+                        n as f64,
+                    );
+                }
+            }
+        }
+    }
+    x.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_status_while_a_snapshot_runs() {
+        let m = ConnectorMetrics::default();
+        assert_eq!(m.snapshot_status(), None);
+        m.task_started_us
+            .store(now_us() - 2_000_000, Ordering::Relaxed);
+        m.postgres.snapshot_tables.store(3, Ordering::Relaxed);
+        m.postgres.snapshot_tables_done.store(1, Ordering::Relaxed);
+        m.postgres.snapshot_rows.store(1000, Ordering::Relaxed);
+        m.postgres
+            .snapshot_rows_estimate
+            .store(3000, Ordering::Relaxed);
+        let status = m.snapshot_status().unwrap();
+        assert_eq!(status["rows"], 1000);
+        assert_eq!(status["tables_done"], 1);
+        // 500 rows/s, 2000 rows to go.
+        let eta = status["eta_seconds"].as_f64().unwrap();
+        assert!((3.0..=5.0).contains(&eta), "{status}");
+        m.postgres.streaming.store(true, Ordering::Relaxed);
+        assert_eq!(m.snapshot_status(), None);
+    }
+
+    #[test]
+    fn exposition_has_help_type_and_escaped_labels() {
+        let metrics = Arc::new(ConnectorMetrics::default());
+        metrics.pipeline.events_received.store(5, Ordering::Relaxed);
+        let text = render(&[ConnectorSample {
+            name: "a\"b",
+            state: "RUNNING",
+            metrics: &metrics,
+        }]);
+        assert!(text.contains("# TYPE outflow_connector_events_received_total counter"));
+        assert!(text.contains("outflow_connector_events_received_total{connector=\"a\\\"b\"} 5"));
+        assert!(text.contains("outflow_connector_up{connector=\"a\\\"b\",state=\"RUNNING\"} 1"));
+    }
+}
