@@ -37,6 +37,15 @@ use crate::state::{StateStore, TargetState};
 /// Debezium's Postgres connector class.
 pub const POSTGRES_CLASS: &str = "io.debezium.connector.postgresql.PostgresConnector";
 
+/// The full class name of a connector class given by full name, simple class name, alias
+/// (simple name without `Connector`, as Kafka Connect accepts) or outflow's short name.
+pub fn canonical_class(class: &str) -> Option<&'static str> {
+    match class {
+        POSTGRES_CLASS | "PostgresConnector" | "Postgres" | "postgres" => Some(POSTGRES_CLASS),
+        _ => None,
+    }
+}
+
 /// Why a request about connectors failed (mapped to HTTP by the REST layer).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -210,7 +219,7 @@ fn validate(
         return Err(invalid("name", "a non-empty name without '/'"));
     }
     match config.get("connector.class").map(String::as_str) {
-        Some(POSTGRES_CLASS) => {}
+        Some(class) if canonical_class(class) == Some(POSTGRES_CLASS) => {}
         Some(
             "io.debezium.connector.mysql.MySqlConnector"
             | "io.debezium.connector.mariadb.MariaDbConnector",
@@ -255,6 +264,120 @@ fn validate(
         sink,
         converter: worker.converter,
         registry,
+    })
+}
+
+/// Checks a connector's config against the worker's, as creating it would; pure.
+pub fn check(
+    worker: &WorkerConfig,
+    name: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<(), RuntimeError> {
+    validate(worker, name, config).map(|_| ())
+}
+
+/// Reads a connector file: Kafka Connect's `{"name": …, "config": {…}}`, or a flat
+/// config object holding `name`. Values of any JSON type become strings, as Connect
+/// keeps them.
+pub fn parse_connector_json(text: &str) -> Result<(String, BTreeMap<String, String>), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let config = value.get("config").unwrap_or(&value);
+    let Some(object) = config.as_object() else {
+        return Err("expected a JSON object with \"name\" and \"config\"".to_owned());
+    };
+    let config: BTreeMap<String, String> = object
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    let name = value
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| config.get("name").cloned())
+        .ok_or_else(|| "the connector has no \"name\"".to_owned())?;
+    Ok((name, config))
+}
+
+/// `PUT /connector-plugins/{class}/config/validate` and `outflow validate`: Kafka
+/// Connect's `ConfigInfos` shape for `config` under this worker. Every given property is
+/// listed (secret values masked); the first invalid property found carries the error
+/// (validation stops there, so `error_count` is 0 or 1), and a required property that is
+/// missing is added with its error.
+pub fn validation_report(
+    worker: &WorkerConfig,
+    class: &str,
+    config: &BTreeMap<String, String>,
+) -> Value {
+    let mut config = config.clone();
+    config
+        .entry("connector.class".to_owned())
+        .or_insert_with(|| class.to_owned());
+    let name = config
+        .get("name")
+        .cloned()
+        .unwrap_or_else(|| "validate".to_owned());
+    let error = match config.get("connector.class") {
+        Some(given) if canonical_class(given) != canonical_class(class) => Some(invalid(
+            "connector.class",
+            format!("{given} does not match the plugin {class} of the request"),
+        )),
+        _ => validate(worker, &name, &config).err(),
+    };
+    let (bad_property, message) = match &error {
+        Some(RuntimeError::Invalid { property, message }) => {
+            (Some(property.clone()), Some(message.clone()))
+        }
+        Some(other) => (None, Some(other.to_string())),
+        None => (None, None),
+    };
+    if let Some(property) = &bad_property {
+        config.entry(property.clone()).or_default();
+    }
+    let shown = masked(&config);
+    let configs: Vec<Value> = shown
+        .iter()
+        .map(|(key, value)| {
+            let errors: Vec<&str> = match (&bad_property, &message) {
+                (Some(p), Some(m)) if p == key => vec![m.as_str()],
+                _ => Vec::new(),
+            };
+            json!({
+                "definition": {
+                    "name": key,
+                    "type": if is_secret(key) { "PASSWORD" } else { "STRING" },
+                    "required": key == "connector.class" || key == "topic.prefix",
+                    "default_value": null,
+                    "importance": "MEDIUM",
+                    "documentation": "",
+                    "group": "Common",
+                    "width": "NONE",
+                    "display_name": key,
+                    "dependents": [],
+                    "order": -1,
+                },
+                "value": {
+                    "name": key,
+                    "value": value,
+                    "recommended_values": [],
+                    "errors": errors,
+                    "visible": true,
+                },
+            })
+        })
+        .collect();
+    let error_count = usize::from(message.is_some());
+    json!({
+        "name": class,
+        "error_count": error_count,
+        "groups": ["Common"],
+        "configs": configs,
     })
 }
 
@@ -606,6 +729,11 @@ impl ConnectorRuntime {
             body["snapshot"] = snapshot;
         }
         Ok(body)
+    }
+
+    /// The worker's config (for validation requests).
+    pub fn worker(&self) -> &WorkerConfig {
+        &self.worker
     }
 
     /// `GET /metrics`: the Prometheus text of every connector.

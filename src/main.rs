@@ -42,8 +42,39 @@ enum Command {
         #[arg(long, short = 'c', value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Check a connector config (Kafka Connect's JSON: {"name", "config"}) against the
+    /// worker config; prints Kafka Connect's validation result. Exit 0 if valid, 1 if not.
+    Validate {
+        /// The connector file.
+        #[arg(long, short = 'f', value_name = "PATH")]
+        file: PathBuf,
+        /// Worker config file (TOML).
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Manage connectors stored in the data dir (Debezium Server style: they start with
+    /// the next `outflow serve`).
+    Connectors {
+        #[command(subcommand)]
+        action: ConnectorsCommand,
+    },
     /// Print version and build commit.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectorsCommand {
+    /// Validate and store a connector (Kafka Connect's JSON: {"name", "config"}); it runs
+    /// when the worker starts. Refused while a worker holds the data dir: POST the file
+    /// to its REST API instead.
+    Create {
+        /// The connector file.
+        #[arg(long, short = 'f', value_name = "PATH")]
+        file: PathBuf,
+        /// Worker config file (TOML).
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Why `serve` stopped with an error, and the exit code for it.
@@ -93,6 +124,10 @@ fn main() -> ExitCode {
             ));
             ExitCode::SUCCESS
         }
+        Command::Validate { file, config } => offline(|| validate_file(&file, config.as_deref())),
+        Command::Connectors {
+            action: ConnectorsCommand::Create { file, config },
+        } => offline(|| create_from_file(&file, config.as_deref())),
         Command::Serve { config } => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -115,6 +150,112 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Why an offline command failed; the exit code says which way.
+#[derive(Debug, thiserror::Error)]
+enum OfflineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs an offline command: prints its error and maps it to the exit code (2 for bad
+/// worker config, 1 otherwise).
+fn offline(command: impl FnOnce() -> Result<(), OfflineError>) -> ExitCode {
+    match command() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln_stderr(&format!("error: {e}"));
+            ExitCode::from(match e {
+                OfflineError::Config(_) => 2,
+                OfflineError::Failed(_) => 1,
+            })
+        }
+    }
+}
+
+fn load_connector_file(
+    file: &std::path::Path,
+) -> Result<(String, std::collections::BTreeMap<String, String>), OfflineError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| OfflineError::Failed(format!("cannot read {}: {e}", file.display())))?;
+    connectors::parse_connector_json(&text)
+        .map_err(|e| OfflineError::Failed(format!("{}: {e}", file.display())))
+}
+
+fn validate_file(
+    file: &std::path::Path,
+    config_path: Option<&std::path::Path>,
+) -> Result<(), OfflineError> {
+    let worker = RawWorkerConfig::load(config_path, std::env::vars())?.validate()?;
+    let (_, config) = load_connector_file(file)?;
+    let class = config
+        .get("connector.class")
+        .cloned()
+        .unwrap_or_else(|| connectors::POSTGRES_CLASS.to_owned());
+    let report = connectors::validation_report(&worker, &class, &config);
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    let _ = writeln_stdout(&text);
+    if report["error_count"].as_u64() == Some(0) {
+        Ok(())
+    } else {
+        Err(OfflineError::Failed(format!(
+            "{} is not valid (see configs[].value.errors)",
+            file.display()
+        )))
+    }
+}
+
+fn create_from_file(
+    file: &std::path::Path,
+    config_path: Option<&std::path::Path>,
+) -> Result<(), OfflineError> {
+    let worker = RawWorkerConfig::load(config_path, std::env::vars())?.validate()?;
+    let (name, config) = load_connector_file(file)?;
+    connectors::check(&worker, &name, &config).map_err(|e| OfflineError::Failed(e.to_string()))?;
+    let data_dir = worker.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        OfflineError::Failed(format!("cannot use data dir {}: {e}", data_dir.display()))
+    })?;
+    let lock_path = data_dir.join(".lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| OfflineError::Failed(format!("cannot open {}: {e}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(OfflineError::Failed(format!(
+            "a running outflow holds {}; POST the file to http://{}/connectors instead",
+            data_dir.display(),
+            worker.rest_listen
+        )));
+    }
+    let store =
+        state::StateStore::open(&data_dir).map_err(|e| OfflineError::Failed(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| OfflineError::Failed(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let existing = store
+            .connectors()
+            .await
+            .map_err(|e| OfflineError::Failed(e.to_string()))?;
+        if existing.iter().any(|c| c.name == name) {
+            return Err(OfflineError::Failed(format!(
+                "Connector {name} already exists"
+            )));
+        }
+        store
+            .put_connector(&name, &config, state::TargetState::Running)
+            .await
+            .map_err(|e| OfflineError::Failed(e.to_string()))
+    })?;
+    let _ = writeln_stdout(&format!(
+        "connector {name} stored in {}; it starts with `outflow serve`",
+        data_dir.display()
+    ));
+    drop(lock);
+    Ok(())
 }
 
 fn writeln_stdout(line: &str) -> std::io::Result<()> {

@@ -236,6 +236,24 @@ async fn reset_connector_offsets(
     Ok(axum::Json(state.runtime.reset_offsets(&name).await?).into_response())
 }
 
+async fn validate_config(
+    State(state): State<Arc<RestState>>,
+    Path(class): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let config = string_map(&parse_json(body)?, "Connector config")?;
+    if crate::connectors::canonical_class(&class).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Failed to find any class that implements Connector and which name matches {class}; available: {POSTGRES_CLASS}"
+            ),
+        ));
+    }
+    let report = crate::connectors::validation_report(state.runtime.worker(), &class, &config);
+    Ok(axum::Json(report).into_response())
+}
+
 async fn metrics(State(state): State<Arc<RestState>>) -> impl IntoResponse {
     (
         [(
@@ -302,6 +320,10 @@ pub fn router(state: Arc<RestState>) -> Router {
         )
         .route("/connector-plugins", get(connector_plugins))
         .route("/metrics", get(metrics))
+        .route(
+            "/connector-plugins/{class}/config/validate",
+            put(validate_config),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -412,7 +412,7 @@ async fn a_debezium_postgres_connector_runs_to_kafka_and_survives_kill_9() {
 }
 
 /// SIGTERM through the `kill` tool (the workspace denies unsafe code).
-fn sigterm(pid: u32) {
+pub(crate) fn sigterm(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
