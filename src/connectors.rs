@@ -843,6 +843,88 @@ impl ConnectorRuntime {
         Ok(json!({"message": "The offsets for this connector have been reset successfully"}))
     }
 
+    /// `PATCH /connectors/{name}/offsets` (KIP-875 alter): only while STOPPED. `body` is
+    /// `{"offsets": [{"partition": {"server": <topic.prefix>}, "offset": <Debezium offset
+    /// or null>}]}`; a null offset resets.
+    pub async fn alter_offsets(&self, name: &str, body: &Value) -> Result<Value, RuntimeError> {
+        let connectors = self.connectors.lock().await;
+        let managed = connectors
+            .get(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        if managed.target != TargetState::Stopped {
+            return Err(invalid(
+                "state",
+                format!(
+                    "Connectors must be in the STOPPED state before their offsets can be modified; stop {name} first (PUT /connectors/{name}/stop)"
+                ),
+            ));
+        }
+        let server = managed
+            .config
+            .get("topic.prefix")
+            .cloned()
+            .unwrap_or_default();
+        let Some(entries) = body.get("offsets").and_then(Value::as_array) else {
+            return Err(invalid(
+                "offsets",
+                "expected {\"offsets\": [{\"partition\", \"offset\"}]}",
+            ));
+        };
+        let [entry] = entries.as_slice() else {
+            return Err(invalid(
+                "offsets",
+                format!(
+                    "a Debezium connector has one source partition ({{\"server\": \"{server}\"}}); give exactly one entry"
+                ),
+            ));
+        };
+        if entry["partition"]["server"].as_str() != Some(server.as_str()) {
+            return Err(invalid(
+                "offsets",
+                format!(
+                    "the partition must be {{\"server\": \"{server}\"}} (the connector's topic.prefix)"
+                ),
+            ));
+        }
+        let offset = &entry["offset"];
+        if offset.is_null() {
+            self.store.reset_offsets(name).await?;
+        } else {
+            let position = outflow_kafka::offsets::parse_offset_value(&offset.to_string())
+                .ok_or_else(|| {
+                    invalid(
+                        "offsets",
+                        "the offset is not a Debezium Postgres offset (lsn, lsn_commit, txId, …)",
+                    )
+                })?;
+            self.store.set_offset(name, &position).await?;
+        }
+        drop(connectors);
+        tracing::info!(connector = %name, "offsets altered");
+        Ok(json!({"message": "The offsets for this connector have been altered successfully"}))
+    }
+
+    /// `GET /connectors/{name}/topics`: the topics of the tables the connector has
+    /// delivered events of since this worker started, named as the envelope names them.
+    pub async fn topics(&self, name: &str) -> Result<Value, RuntimeError> {
+        let connectors = self.connectors.lock().await;
+        let managed = connectors
+            .get(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let envelope = EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &managed.config)
+            .map_err(from_property_error)?;
+        let formatter = EnvelopeFormatter::new(envelope);
+        let topics: std::collections::BTreeSet<String> = managed
+            .metrics
+            .pipeline
+            .table_ops()
+            .keys()
+            .filter_map(|table| table.split_once('.'))
+            .map(|(schema, table)| formatter.topic_for(&outflow_core::TableId::new(schema, table)))
+            .collect();
+        Ok(json!({ name: {"topics": topics} }))
+    }
+
     /// Stops every task after its final flush (SIGTERM).
     pub async fn shutdown(&self) {
         let mut connectors = self.connectors.lock().await;

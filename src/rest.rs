@@ -264,6 +264,22 @@ async fn metrics(State(state): State<Arc<RestState>>) -> impl IntoResponse {
     )
 }
 
+async fn alter_connector_offsets(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = parse_json(body)?;
+    Ok(axum::Json(state.runtime.alter_offsets(&name, &body).await?).into_response())
+}
+
+async fn connector_topics(
+    State(state): State<Arc<RestState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.runtime.topics(&name).await?).into_response())
+}
+
 async fn connector_plugins() -> impl IntoResponse {
     axum::Json(json!([
         {"class": POSTGRES_CLASS, "type": "source", "version": env!("CARGO_PKG_VERSION")}
@@ -316,8 +332,11 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route("/connectors/{name}/restart", post(restart_connector))
         .route(
             "/connectors/{name}/offsets",
-            get(connector_offsets).delete(reset_connector_offsets),
+            get(connector_offsets)
+                .delete(reset_connector_offsets)
+                .patch(alter_connector_offsets),
         )
+        .route("/connectors/{name}/topics", get(connector_topics))
         .route("/connector-plugins", get(connector_plugins))
         .route("/metrics", get(metrics))
         .route(

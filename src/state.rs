@@ -262,6 +262,27 @@ impl StateStore {
         .await
     }
 
+    /// Replaces the connector's stored position (KIP-875 alter, by an operator while
+    /// the connector is stopped; may move it backward, which the pipeline never does).
+    pub async fn set_offset(
+        &self,
+        name: &str,
+        position: &SourcePosition,
+    ) -> Result<(), StateError> {
+        let name = name.to_owned();
+        let text = position.to_json();
+        self.with(move |c, s| {
+            c.execute(
+                "INSERT INTO offsets (connector, position) VALUES (?1, ?2) \
+                 ON CONFLICT (connector) DO UPDATE SET position = excluded.position",
+                params![name, text],
+            )
+            .map_err(|e| s.sqlite(e))?;
+            Ok(())
+        })
+        .await
+    }
+
     fn load_position(
         c: &Connection,
         s: &StateStore,

@@ -527,6 +527,40 @@ async fn the_default_worker_writes_a_debezium_postgres_connector_to_the_lake() {
         .unwrap();
     assert!(files >= 1.0, "{metrics}");
 
+    // Topics, and KIP-875 offsets: alter only while STOPPED.
+    let (code, topics) = api.get("/connectors/stock-lake/topics").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        topics,
+        json!({"stock-lake": {"topics": [format!("{prefix}.public.stock")]}})
+    );
+    let (_, stored) = api.get(offsets_path).await;
+    let patch = |body: &Value| {
+        api.client
+            .patch(format!("{}{offsets_path}", api.base))
+            .json(body)
+    };
+    let (code, body) = api.send(patch(&stored)).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("STOPPED"));
+    let stop = api
+        .client
+        .put(format!("{}/connectors/stock-lake/stop", api.base));
+    assert_eq!(api.send(stop).await.0, 202);
+    let (code, body) = api.send(patch(&stored)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(api.get(offsets_path).await.1, stored);
+    let mut wrong = stored.clone();
+    wrong["offsets"][0]["offset"] = json!({"nonsense": true});
+    assert_eq!(api.send(patch(&wrong)).await.0, 400);
+    let mut wrong = stored.clone();
+    wrong["offsets"][0]["partition"]["server"] = json!("elsewhere");
+    assert_eq!(api.send(patch(&wrong)).await.0, 400);
+    let mut reset = stored.clone();
+    reset["offsets"][0]["offset"] = Value::Null;
+    assert_eq!(api.send(patch(&reset)).await.0, 200);
+    assert_eq!(api.get(offsets_path).await.1, json!({"offsets": []}));
+
     let mut daemon = daemon;
     sigterm(daemon.child.id());
     let _ = daemon.child.wait();
