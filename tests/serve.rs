@@ -116,6 +116,26 @@ async fn serve_answers_like_kafka_connect_and_stops_on_sigterm() {
     let wrong_method = client.delete(&daemon.base).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
 
+    // The OpenAPI document, and a body over the limit (413 in Connect's shape).
+    let spec = client
+        .get(format!("{}/openapi.yaml", daemon.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spec.status(), 200);
+    assert_eq!(spec.headers()["content-type"], "application/yaml");
+    assert!(spec.text().await.unwrap().starts_with("openapi: 3"));
+    let huge = client
+        .post(format!("{}/connectors", daemon.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    let body: Value = huge.json().await.unwrap();
+    assert_eq!(body["error_code"], 413);
+
     assert!(
         daemon._data.path().join(".lock").exists(),
         "state dir not created"
