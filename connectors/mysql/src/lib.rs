@@ -1,9 +1,16 @@
 //! outflow-mysql: the MySQL 8 and MariaDB source connector.
 //!
-//! It will own the binlog client (mysql_async with the `binlog` feature, plus the MariaDB
-//! event types that mysql_common does not decode: GTID, GTID_LIST, BINLOG_CHECKPOINT,
-//! ANNOTATE_ROWS), preflight checks (`log_bin`, `binlog_format=ROW`, row image and
-//! metadata, privileges, server id), the consistent snapshot, the schema history (DDL
-//! parsing and storage so old binlog events decode with the schema of their time), MySQL
-//! type mapping into [`outflow_core::Value`], and GTID / file-position resume. It
-//! implements [`outflow_core::Source`] and emits [`outflow_core::BinlogPosition`]s.
+//! - [`config`]: Debezium's connector properties, validated;
+//! - [`mariadb`]: MariaDB binlog events mysql_common does not decode (GTID, GTID_LIST,
+//!   BINLOG_CHECKPOINT, ANNOTATE_ROWS);
+//! - [`types`]: column types and value decoding;
+//! - [`source`]: preflight, consistent snapshot and binlog streaming, implementing
+//!   [`outflow_core::Source`] with [`outflow_core::BinlogPosition`]s.
+
+pub mod config;
+pub mod mariadb;
+pub mod source;
+pub mod types;
+
+pub use config::{Flavor, MySqlConfig, SnapshotMode};
+pub use source::MySqlSource;

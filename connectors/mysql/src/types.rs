@@ -1,0 +1,636 @@
+//! MySQL / MariaDB column types → outflow's logical types, and server values → [`Value`].
+//!
+//! A column's type is read from `information_schema.COLUMNS` (`DATA_TYPE`, `COLUMN_TYPE`,
+//! precision, scale, charset) into a [`ColumnCodec`]: the logical [`DataType`] Debezium
+//! gives it plus what decoding needs (unsignedness, charset, enum/set labels, bit
+//! length). The same codec decodes values from the binlog (mysql_common's `BinlogValue`)
+//! and from snapshot reads (binary protocol), which differ for ENUM/SET (index and
+//! bitmask vs text), TIMESTAMP (epoch text vs date parts) and YEAR.
+//!
+//! Mapping (Debezium's defaults, `docs/types-mysql.md`): TINYINT → INT16 (also
+//! `tinyint(1)`, as Debezium's snapshot sees it), SMALLINT → INT16 (unsigned INT32),
+//! MEDIUMINT → INT32, INT → INT32 (unsigned INT64), BIGINT → INT64, FLOAT → FLOAT32
+//! (`FLOAT(M,D)` FLOAT64), DOUBLE → FLOAT64, DECIMAL → Decimal, BIT(1) → BOOLEAN, BIT(n)
+//! → Bits, CHAR/VARCHAR/TEXT → STRING (decoded from the column charset: utf8mb4,
+//! utf8mb3, latin1 = cp1252, ascii), BINARY/VARBINARY/BLOB → BYTES, ENUM → Enum, SET →
+//! Set, JSON → Json (MariaDB's JSON is LONGTEXT with a JSON check and arrives as text),
+//! DATE → Date, TIME → Time, DATETIME → Timestamp, TIMESTAMP → TimestampTz (UTC), YEAR
+//! → Year, GEOMETRY family → Geometry (WKB + SRID), MariaDB UUID → Uuid, INET6 → STRING.
+//! Zero dates become null in nullable columns and the epoch in NOT NULL ones.
+
+use mysql_async::Value as MyValue;
+use outflow_core::{DataType, Decimal, Value};
+
+/// How a column's bytes become text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    /// utf8mb4, utf8mb3, ascii (a subset), and anything else treated as UTF-8.
+    Utf8,
+    /// MySQL's latin1, which is Windows-1252.
+    Latin1,
+    /// `binary`: no text.
+    Binary,
+}
+
+impl Charset {
+    /// From `CHARACTER_SET_NAME`.
+    pub fn from_name(name: Option<&str>) -> Self {
+        match name.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("binary") => Self::Binary,
+            Some("latin1") => Self::Latin1,
+            _ => Self::Utf8,
+        }
+    }
+}
+
+/// What decoding a column needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnCodec {
+    /// Logical type.
+    pub data_type: DataType,
+    /// UNSIGNED integer.
+    pub unsigned: bool,
+    /// Text encoding of string columns.
+    pub charset: Charset,
+    /// Column admits NULL.
+    pub nullable: bool,
+}
+
+/// A value that does not fit its column (a server or decoder bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode {value} as {expected}")]
+pub struct ValueError {
+    /// What the column expects.
+    pub expected: String,
+    /// What arrived (shortened).
+    pub value: String,
+}
+
+fn labels(column_type: &str) -> Vec<String> {
+    // enum('a','b''c') / set('x','y')
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let inner = column_type[open + 1..].trim_end_matches(')');
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_quote = false;
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, in_quote) {
+            ('\'', false) => in_quote = true,
+            ('\'', true) if chars.peek() == Some(&'\'') => {
+                current.push('\'');
+                chars.next();
+            }
+            ('\'', true) => {
+                in_quote = false;
+                out.push(std::mem::take(&mut current));
+            }
+            ('\\', true) => {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            (c, true) => current.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn parenthesised(column_type: &str) -> Option<(u32, Option<u32>)> {
+    let open = column_type.find('(')?;
+    let close = column_type[open..].find(')')? + open;
+    let inner = &column_type[open + 1..close];
+    let mut parts = inner.split(',').map(|p| p.trim().parse::<u32>());
+    let first = parts.next()?.ok()?;
+    let second = parts.next().and_then(Result::ok);
+    Some((first, second))
+}
+
+impl ColumnCodec {
+    /// From `information_schema.COLUMNS`: `DATA_TYPE`, `COLUMN_TYPE`, `IS_NULLABLE`,
+    /// `NUMERIC_PRECISION`, `NUMERIC_SCALE`, `DATETIME_PRECISION`, `CHARACTER_SET_NAME`,
+    /// `CHARACTER_MAXIMUM_LENGTH`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_information_schema(
+        data_type: &str,
+        column_type: &str,
+        nullable: bool,
+        precision: Option<u32>,
+        scale: Option<u32>,
+        datetime_precision: Option<u32>,
+        charset: Option<&str>,
+        max_length: Option<u64>,
+    ) -> Self {
+        let data_type = data_type.to_ascii_lowercase();
+        let column_type = column_type.to_ascii_lowercase();
+        let unsigned = column_type.contains("unsigned");
+        let fsp = datetime_precision.and_then(|p| u8::try_from(p).ok());
+        let length = max_length.and_then(|l| u32::try_from(l).ok());
+        let charset = Charset::from_name(charset);
+        let logical = match data_type.as_str() {
+            "tinyint" => DataType::Int16,
+            "smallint" if unsigned => DataType::Int32,
+            "smallint" => DataType::Int16,
+            "mediumint" => DataType::Int32,
+            "int" | "integer" if unsigned => DataType::Int64,
+            "int" | "integer" => DataType::Int32,
+            "bigint" => DataType::Int64,
+            "float" if parenthesised(&column_type).is_some_and(|(_, d)| d.is_some()) => {
+                DataType::Float64
+            }
+            "float" => DataType::Float32,
+            "double" | "real" => DataType::Float64,
+            "decimal" | "numeric" => DataType::Decimal {
+                precision,
+                scale: Some(scale.unwrap_or(0)),
+            },
+            "bit" => match parenthesised(&column_type).map(|(n, _)| n).unwrap_or(1) {
+                1 => DataType::Bool,
+                n => DataType::Bits { length: n },
+            },
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
+                if charset == Charset::Binary {
+                    DataType::Bytes { length }
+                } else {
+                    DataType::String { length }
+                }
+            }
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+                DataType::Bytes { length }
+            }
+            "enum" => DataType::Enum {
+                labels: labels(&column_type),
+            },
+            "set" => DataType::Set {
+                labels: labels(&column_type),
+            },
+            "json" => DataType::Json,
+            "date" => DataType::Date,
+            "time" => DataType::Time { precision: fsp },
+            "datetime" => DataType::Timestamp { precision: fsp },
+            "timestamp" => DataType::TimestampTz { precision: fsp },
+            "year" => DataType::Year,
+            "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+            | "multipolygon" | "geometrycollection" | "geomcollection" => {
+                DataType::Geometry { geography: false }
+            }
+            "uuid" => DataType::Uuid,
+            _ => DataType::String { length },
+        };
+        Self {
+            data_type: logical,
+            unsigned,
+            charset: if matches!(data_type.as_str(), "enum" | "set" | "json") {
+                Charset::Utf8
+            } else {
+                charset
+            },
+            nullable,
+        }
+    }
+
+    fn error(&self, value: &MyValue) -> ValueError {
+        let mut shown = format!("{value:?}");
+        shown.truncate(80);
+        ValueError {
+            expected: format!("{:?}", self.data_type),
+            value: shown,
+        }
+    }
+
+    fn text(&self, bytes: &[u8]) -> String {
+        match self.charset {
+            Charset::Latin1 => bytes.iter().map(|&b| cp1252(b)).collect(),
+            Charset::Utf8 | Charset::Binary => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+
+    fn integer(&self, value: &MyValue) -> Option<i64> {
+        match value {
+            MyValue::Int(i) => Some(*i),
+            MyValue::UInt(u) => Some(*u as i64),
+            MyValue::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The epoch for NOT NULL columns, null otherwise (a zero date).
+    fn zero_date(&self, epoch: Value) -> Value {
+        if self.nullable { Value::Null } else { epoch }
+    }
+
+    /// Decodes a value as the server sent it. `binlog` says where it came from: the
+    /// binlog encodes ENUM as its index, SET as a bitmask and TIMESTAMP as epoch text;
+    /// the binary protocol sends the label(s) and the date parts.
+    pub fn decode(&self, value: &MyValue, binlog: bool) -> Result<Value, ValueError> {
+        if matches!(value, MyValue::NULL) {
+            return Ok(Value::Null);
+        }
+        let bad = || self.error(value);
+        let decoded = match &self.data_type {
+            DataType::Bool => match value {
+                MyValue::Bytes(b) => Value::Bool(b.iter().any(|&x| x != 0)),
+                other => Value::Bool(self.integer(other).ok_or_else(bad)? != 0),
+            },
+            DataType::Int16 => {
+                let i = self.integer(value).ok_or_else(bad)?;
+                // TINYINT UNSIGNED (0..=255) fits; a signed view of it is fixed up.
+                let i = if self.unsigned && i < 0 { i + 256 } else { i };
+                Value::Int16(i16::try_from(i).map_err(|_| bad())?)
+            }
+            DataType::Int32 => {
+                let i = self.integer(value).ok_or_else(bad)?;
+                let i = if self.unsigned && i < 0 {
+                    // SMALLINT/MEDIUMINT UNSIGNED seen signed.
+                    if i >= -32_768 {
+                        i + 65_536
+                    } else {
+                        i + 16_777_216
+                    }
+                } else {
+                    i
+                };
+                Value::Int32(i32::try_from(i).map_err(|_| bad())?)
+            }
+            DataType::Int64 => {
+                let i = self.integer(value).ok_or_else(bad)?;
+                let i = if self.unsigned && i < 0 && i >= i64::from(i32::MIN) {
+                    // INT UNSIGNED seen signed.
+                    i + (1i64 << 32)
+                } else {
+                    i
+                };
+                Value::Int64(i)
+            }
+            DataType::Float32 => match value {
+                MyValue::Float(f) => Value::Float32(*f),
+                MyValue::Double(d) => Value::Float32(*d as f32),
+                _ => return Err(bad()),
+            },
+            DataType::Float64 => match value {
+                MyValue::Float(f) => Value::Float64(f64::from(*f)),
+                MyValue::Double(d) => Value::Float64(*d),
+                _ => return Err(bad()),
+            },
+            DataType::Decimal { .. } => match value {
+                MyValue::Bytes(b) => Value::Decimal(
+                    std::str::from_utf8(b)
+                        .ok()
+                        .and_then(Decimal::parse)
+                        .ok_or_else(bad)?,
+                ),
+                MyValue::Int(i) => Value::Decimal(Decimal::new(*i, 0)),
+                MyValue::UInt(u) => Value::Decimal(Decimal::new(*u, 0)),
+                _ => return Err(bad()),
+            },
+            DataType::Bits { length } => match value {
+                // Big-endian on the wire; Debezium writes little-endian, sized to the bits.
+                MyValue::Bytes(b) => {
+                    let size = usize::try_from(length.div_ceil(8)).unwrap_or(0);
+                    let mut le: Vec<u8> = b.iter().rev().copied().collect();
+                    le.resize(size.max(1), 0);
+                    Value::Bytes(le)
+                }
+                MyValue::Int(_) | MyValue::UInt(_) => {
+                    let n = self.integer(value).ok_or_else(bad)? as u64;
+                    let size = usize::try_from(length.div_ceil(8)).unwrap_or(8).min(8);
+                    Value::Bytes(n.to_le_bytes()[..size.max(1)].to_vec())
+                }
+                _ => return Err(bad()),
+            },
+            DataType::String { .. } => match value {
+                MyValue::Bytes(b) => Value::String(self.text(b)),
+                _ => return Err(bad()),
+            },
+            DataType::Bytes { .. } => match value {
+                MyValue::Bytes(b) => Value::Bytes(b.clone()),
+                _ => return Err(bad()),
+            },
+            DataType::Json => match value {
+                MyValue::Bytes(b) => Value::Json(String::from_utf8_lossy(b).into_owned()),
+                _ => return Err(bad()),
+            },
+            DataType::Enum { labels } => match value {
+                MyValue::Bytes(b) if !binlog => Value::Enum(self.text(b)),
+                other => {
+                    let index = self.integer(other).ok_or_else(bad)?;
+                    let label = usize::try_from(index)
+                        .ok()
+                        .and_then(|i| i.checked_sub(1))
+                        .and_then(|i| labels.get(i))
+                        .cloned()
+                        .unwrap_or_default();
+                    Value::Enum(label)
+                }
+            },
+            DataType::Set { labels } => match value {
+                MyValue::Bytes(b) if !binlog => Value::String(self.text(b)),
+                MyValue::Bytes(b) => {
+                    let mut bits = [0u8; 8];
+                    for (i, byte) in b.iter().take(8).enumerate() {
+                        bits[i] = *byte;
+                    }
+                    let mask = u64::from_le_bytes(bits);
+                    let members: Vec<&str> = labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i < 64 && mask & (1 << i) != 0)
+                        .map(|(_, l)| l.as_str())
+                        .collect();
+                    Value::String(members.join(","))
+                }
+                other => {
+                    let mask = self.integer(other).ok_or_else(bad)? as u64;
+                    let members: Vec<&str> = labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i < 64 && mask & (1 << i) != 0)
+                        .map(|(_, l)| l.as_str())
+                        .collect();
+                    Value::String(members.join(","))
+                }
+            },
+            DataType::Year => {
+                let year = self.integer(value).ok_or_else(bad)?;
+                Value::Int32(i32::try_from(year).map_err(|_| bad())?)
+            }
+            DataType::Date => match value {
+                MyValue::Date(0, 0, 0, ..) => self.zero_date(Value::Date(0)),
+                MyValue::Date(y, m, d, ..) => Value::Date(
+                    i32::try_from(days_from_civil(i64::from(*y), u32::from(*m), u32::from(*d)))
+                        .map_err(|_| bad())?,
+                ),
+                _ => return Err(bad()),
+            },
+            DataType::Time { .. } => match value {
+                MyValue::Time(negative, days, h, m, s, us) => {
+                    let micros = ((i64::from(*days) * 24 + i64::from(*h)) * 3600
+                        + i64::from(*m) * 60
+                        + i64::from(*s))
+                        * 1_000_000
+                        + i64::from(*us);
+                    Value::Time(if *negative { -micros } else { micros })
+                }
+                _ => return Err(bad()),
+            },
+            DataType::Timestamp { .. } => match value {
+                MyValue::Date(0, 0, 0, ..) => self.zero_date(Value::Timestamp(0)),
+                MyValue::Date(y, mo, d, h, mi, s, us) => {
+                    Value::Timestamp(micros_from_parts(*y, *mo, *d, *h, *mi, *s, *us))
+                }
+                _ => return Err(bad()),
+            },
+            DataType::TimestampTz { .. } => match value {
+                // Binlog: "<epoch seconds>[.<micros>]".
+                MyValue::Bytes(b) => {
+                    let text = std::str::from_utf8(b).map_err(|_| bad())?;
+                    let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
+                    let secs: i64 = secs.parse().map_err(|_| bad())?;
+                    let mut frac = frac.to_owned();
+                    frac.truncate(6);
+                    while frac.len() < 6 {
+                        frac.push('0');
+                    }
+                    let micros: i64 = frac.parse().map_err(|_| bad())?;
+                    if secs == 0 && micros == 0 {
+                        self.zero_date(Value::TimestampTz(0))
+                    } else {
+                        Value::TimestampTz(secs * 1_000_000 + micros)
+                    }
+                }
+                MyValue::Date(0, 0, 0, ..) => self.zero_date(Value::TimestampTz(0)),
+                // Binary protocol: the session time zone is UTC.
+                MyValue::Date(y, mo, d, h, mi, s, us) => {
+                    Value::TimestampTz(micros_from_parts(*y, *mo, *d, *h, *mi, *s, *us))
+                }
+                _ => return Err(bad()),
+            },
+            DataType::Geometry { .. } => match value {
+                // MySQL's internal format: 4-byte little-endian SRID, then WKB.
+                MyValue::Bytes(b) if b.len() >= 4 => {
+                    let srid = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    Value::Geometry {
+                        wkb: b[4..].to_vec(),
+                        srid: Some(srid),
+                        point: None,
+                    }
+                }
+                _ => return Err(bad()),
+            },
+            DataType::Uuid => match value {
+                MyValue::Bytes(b) if b.len() == 16 => {
+                    let mut u = [0u8; 16];
+                    u.copy_from_slice(b);
+                    Value::Uuid(u)
+                }
+                MyValue::Bytes(b) => Value::Uuid(parse_uuid(b).ok_or_else(bad)?),
+                _ => return Err(bad()),
+            },
+            _ => match value {
+                MyValue::Bytes(b) => Value::String(self.text(b)),
+                _ => return Err(bad()),
+            },
+        };
+        Ok(decoded)
+    }
+}
+
+fn parse_uuid(text: &[u8]) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.iter().copied().filter(|c| *c != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn micros_from_parts(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> i64 {
+    let days = days_from_civil(i64::from(y), u32::from(mo), u32::from(d));
+    ((days * 24 + i64::from(h)) * 60 + i64::from(mi)) * 60_000_000
+        + i64::from(s) * 1_000_000
+        + i64::from(us)
+}
+
+/// Windows-1252, which MySQL calls latin1.
+fn cp1252(b: u8) -> char {
+    const HIGH: [char; 32] = [
+        '\u{20AC}', '\u{81}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{8D}',
+        '\u{017D}', '\u{8F}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}',
+        '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}',
+        '\u{9D}', '\u{017E}', '\u{0178}',
+    ];
+    match b {
+        0x80..=0x9F => HIGH[usize::from(b - 0x80)],
+        _ => char::from(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(data_type: &str, column_type: &str) -> ColumnCodec {
+        ColumnCodec::from_information_schema(
+            data_type,
+            column_type,
+            true,
+            Some(10),
+            Some(2),
+            Some(3),
+            Some("utf8mb4"),
+            Some(20),
+        )
+    }
+
+    #[test]
+    fn types_map_as_debezium_maps_them() {
+        assert_eq!(codec("tinyint", "tinyint(1)").data_type, DataType::Int16);
+        assert_eq!(
+            codec("smallint", "smallint(5) unsigned").data_type,
+            DataType::Int32
+        );
+        assert_eq!(codec("int", "int(10) unsigned").data_type, DataType::Int64);
+        assert_eq!(codec("float", "float").data_type, DataType::Float32);
+        assert_eq!(codec("float", "float(7,2)").data_type, DataType::Float64);
+        assert_eq!(codec("bit", "bit(1)").data_type, DataType::Bool);
+        assert_eq!(
+            codec("bit", "bit(12)").data_type,
+            DataType::Bits { length: 12 }
+        );
+        assert_eq!(
+            codec("enum", "enum('a','it''s')").data_type,
+            DataType::Enum {
+                labels: vec!["a".into(), "it's".into()]
+            }
+        );
+        assert_eq!(
+            codec("datetime", "datetime(3)").data_type,
+            DataType::Timestamp { precision: Some(3) }
+        );
+        assert_eq!(
+            codec("timestamp", "timestamp(3)").data_type,
+            DataType::TimestampTz { precision: Some(3) }
+        );
+    }
+
+    #[test]
+    fn values_decode_from_binlog_and_protocol_forms() {
+        let tiny = ColumnCodec {
+            unsigned: true,
+            ..codec("tinyint", "tinyint(3) unsigned")
+        };
+        assert_eq!(
+            tiny.decode(&MyValue::Int(-56), true).unwrap(),
+            Value::Int16(200)
+        );
+        let int = ColumnCodec {
+            unsigned: true,
+            ..codec("int", "int unsigned")
+        };
+        assert_eq!(
+            int.decode(&MyValue::Int(-1), true).unwrap(),
+            Value::Int64(4_294_967_295)
+        );
+        let dec = codec("decimal", "decimal(10,2)");
+        assert_eq!(
+            dec.decode(&MyValue::Bytes(b"-12.50".to_vec()), true)
+                .unwrap(),
+            Value::Decimal(Decimal::new(-1250, 2))
+        );
+        let e = codec("enum", "enum('x','y')");
+        assert_eq!(
+            e.decode(&MyValue::Int(2), true).unwrap(),
+            Value::Enum("y".into())
+        );
+        assert_eq!(
+            e.decode(&MyValue::Bytes(b"x".to_vec()), false).unwrap(),
+            Value::Enum("x".into())
+        );
+        let s = codec("set", "set('a','b','c')");
+        assert_eq!(
+            s.decode(&MyValue::Bytes(vec![0b101]), true).unwrap(),
+            Value::String("a,c".into())
+        );
+        assert_eq!(
+            s.decode(&MyValue::Bytes(b"a,c".to_vec()), false).unwrap(),
+            Value::String("a,c".into())
+        );
+        let ts = codec("timestamp", "timestamp(3)");
+        assert_eq!(
+            ts.decode(&MyValue::Bytes(b"1700000000.5".to_vec()), true)
+                .unwrap(),
+            Value::TimestampTz(1_700_000_000_500_000)
+        );
+        assert_eq!(
+            ts.decode(&MyValue::Date(2023, 11, 14, 22, 13, 20, 500_000), false)
+                .unwrap(),
+            Value::TimestampTz(1_700_000_000_500_000)
+        );
+        let d = codec("date", "date");
+        assert_eq!(
+            d.decode(&MyValue::Date(1970, 1, 2, 0, 0, 0, 0), true)
+                .unwrap(),
+            Value::Date(1)
+        );
+        assert_eq!(
+            d.decode(&MyValue::Date(0, 0, 0, 0, 0, 0, 0), true).unwrap(),
+            Value::Null
+        );
+        let not_null = ColumnCodec {
+            nullable: false,
+            ..d
+        };
+        assert_eq!(
+            not_null
+                .decode(&MyValue::Date(0, 0, 0, 0, 0, 0, 0), true)
+                .unwrap(),
+            Value::Date(0)
+        );
+        let bits = codec("bit", "bit(12)");
+        assert_eq!(
+            bits.decode(&MyValue::Bytes(vec![0x0a, 0xbc]), true)
+                .unwrap(),
+            Value::Bytes(vec![0xbc, 0x0a])
+        );
+        let latin = ColumnCodec {
+            charset: Charset::Latin1,
+            ..codec("varchar", "varchar(10)")
+        };
+        assert_eq!(
+            latin
+                .decode(&MyValue::Bytes(vec![0x63, 0x61, 0x66, 0xe9, 0x80]), true)
+                .unwrap(),
+            Value::String("café€".into())
+        );
+        let time = codec("time", "time(6)");
+        assert_eq!(
+            time.decode(&MyValue::Time(true, 1, 2, 0, 0, 5), true)
+                .unwrap(),
+            Value::Time(-(26 * 3600 * 1_000_000 + 5))
+        );
+        assert!(
+            codec("int", "int")
+                .decode(&MyValue::Bytes(b"x".to_vec()), true)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the MySQL / MariaDB source against the testkit's MariaDB.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
+
+mod mariadb_live;
