@@ -20,11 +20,14 @@ use std::time::Duration;
 use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
 use outflow_core::transforms::TransformChain;
 use outflow_core::{Classify, ErrorClass, Pipeline, PipelineConfig, PipelineError};
-use outflow_core::{DurableHandle, EventBatch, OffsetStore, Sink, SinkError};
+use outflow_core::{
+    DurableHandle, EventBatch, OffsetStore, Sink, SinkError, Source, SourceContext, SourceError,
+};
 use outflow_kafka::{
     HttpSchemaRegistry, KafkaSink, KafkaSinkConfig, RecordEncoder, RegistryClientConfig,
 };
 use outflow_lake::{LakeSink, LakeSinkConfig};
+use outflow_mysql::{MySqlConfig, MySqlSource};
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
 use serde_json::{Value, json};
@@ -36,13 +39,28 @@ use crate::state::{StateStore, TargetState};
 
 /// Debezium's Postgres connector class.
 pub const POSTGRES_CLASS: &str = "io.debezium.connector.postgresql.PostgresConnector";
+pub use outflow_mysql::config::{MARIADB_CLASS, MYSQL_CLASS};
 
 /// The full class name of a connector class given by full name, simple class name, alias
 /// (simple name without `Connector`, as Kafka Connect accepts) or outflow's short name.
 pub fn canonical_class(class: &str) -> Option<&'static str> {
     match class {
         POSTGRES_CLASS | "PostgresConnector" | "Postgres" | "postgres" => Some(POSTGRES_CLASS),
+        MYSQL_CLASS | "MySqlConnector" | "MySql" | "mysql" => Some(MYSQL_CLASS),
+        MARIADB_CLASS | "MariaDbConnector" | "MariaDb" | "mariadb" => Some(MARIADB_CLASS),
         _ => None,
+    }
+}
+
+/// The connector classes this worker runs.
+pub const CLASSES: [&str; 3] = [POSTGRES_CLASS, MYSQL_CLASS, MARIADB_CLASS];
+
+/// The envelope flavor of a (canonical) class.
+fn flavor_of(class: &str) -> ConnectorFlavor {
+    match canonical_class(class) {
+        Some(MYSQL_CLASS) => ConnectorFlavor::MySql,
+        Some(MARIADB_CLASS) => ConnectorFlavor::MariaDb,
+        _ => ConnectorFlavor::Postgres,
     }
 }
 
@@ -94,6 +112,29 @@ pub fn masked(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The validated source of a connector.
+#[derive(Debug, Clone)]
+enum SourceSettings {
+    Postgres(PostgresConfig),
+    MySql(MySqlConfig),
+}
+
+/// The source a connector's pipeline reads.
+#[derive(Debug)]
+enum ConnectorSource {
+    Postgres(Box<PostgresSource>),
+    MySql(Box<MySqlSource>),
+}
+
+impl Source for ConnectorSource {
+    async fn run(&mut self, ctx: SourceContext) -> Result<(), SourceError> {
+        match self {
+            Self::Postgres(source) => source.run(ctx).await,
+            Self::MySql(source) => source.run(ctx).await,
+        }
+    }
+}
+
 /// The validated sink of a connector.
 #[derive(Debug, Clone)]
 enum SinkSettings {
@@ -127,7 +168,7 @@ impl Sink for ConnectorSink {
 /// Everything a connector's task needs, checked before anything connects.
 #[derive(Debug, Clone)]
 struct Validated {
-    source: PostgresConfig,
+    source: SourceSettings,
     envelope: EnvelopeConfig,
     props: BTreeMap<String, String>,
     sink: SinkSettings,
@@ -218,28 +259,28 @@ fn validate(
     if name.trim().is_empty() || name.contains('/') {
         return Err(invalid("name", "a non-empty name without '/'"));
     }
-    match config.get("connector.class").map(String::as_str) {
-        Some(class) if canonical_class(class) == Some(POSTGRES_CLASS) => {}
-        Some(
-            "io.debezium.connector.mysql.MySqlConnector"
-            | "io.debezium.connector.mariadb.MariaDbConnector",
-        ) => {
-            return Err(invalid(
+    let class = match config.get("connector.class").map(String::as_str) {
+        Some(class) => canonical_class(class).ok_or_else(|| {
+            invalid(
                 "connector.class",
-                "MySQL/MariaDB connectors are not available in this version yet",
-            ));
-        }
-        Some(other) => {
-            return Err(invalid(
-                "connector.class",
-                format!("unknown class {other}; available: {POSTGRES_CLASS}"),
-            ));
-        }
+                format!("unknown class {class}; available: {}", CLASSES.join(", ")),
+            )
+        })?,
         None => return Err(invalid("connector.class", "required")),
-    }
-    let source = PostgresConfig::from_properties(config).map_err(from_property_error)?;
-    let envelope = EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, config)
-        .map_err(from_property_error)?;
+    };
+    // Connectors see the canonical class (the MySQL config tells MariaDB by it).
+    let mut config = config.clone();
+    config.insert("connector.class".to_owned(), class.to_owned());
+    let config = &config;
+    let source = if class == POSTGRES_CLASS {
+        SourceSettings::Postgres(
+            PostgresConfig::from_properties(config).map_err(from_property_error)?,
+        )
+    } else {
+        SourceSettings::MySql(MySqlConfig::from_properties(config).map_err(from_property_error)?)
+    };
+    let envelope =
+        EnvelopeConfig::from_properties(flavor_of(class), config).map_err(from_property_error)?;
     TransformChain::from_properties(config).map_err(from_property_error)?;
     let sink = match worker.sink {
         SinkKind::Kafka => SinkSettings::Kafka(kafka_settings(worker, name, config)?),
@@ -482,8 +523,15 @@ async fn run_connector(
             };
             Pipeline::new(
                 name.clone(),
-                PostgresSource::new(validated.source.clone())
-                    .with_metrics(Arc::clone(&metrics.postgres)),
+                match &validated.source {
+                    SourceSettings::Postgres(config) => ConnectorSource::Postgres(Box::new(
+                        PostgresSource::new(config.clone())
+                            .with_metrics(Arc::clone(&metrics.postgres)),
+                    )),
+                    SourceSettings::MySql(config) => ConnectorSource::MySql(Box::new(
+                        MySqlSource::new(config.clone()).with_metrics(Arc::clone(&metrics.mysql)),
+                    )),
+                },
                 sink,
                 store.clone(),
                 pipeline_config,
@@ -911,7 +959,11 @@ impl ConnectorRuntime {
         let managed = connectors
             .get(name)
             .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
-        let envelope = EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &managed.config)
+        let class = managed
+            .config
+            .get("connector.class")
+            .map_or(POSTGRES_CLASS, String::as_str);
+        let envelope = EnvelopeConfig::from_properties(flavor_of(class), &managed.config)
             .map_err(from_property_error)?;
         let formatter = EnvelopeFormatter::new(envelope);
         let topics: std::collections::BTreeSet<String> = managed

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use outflow_core::PipelineMetrics;
 use outflow_lake::LakeMetrics;
+use outflow_mysql::source::MySqlMetrics;
 use outflow_postgres::source::PostgresMetrics;
 use serde_json::{Value, json};
 
@@ -21,6 +22,8 @@ pub struct ConnectorMetrics {
     pub pipeline: Arc<PipelineMetrics>,
     /// The Postgres source's counters.
     pub postgres: Arc<PostgresMetrics>,
+    /// The MySQL / MariaDB source's counters.
+    pub mysql: Arc<MySqlMetrics>,
     /// The lake sink's counters (when the worker's sink is the lake).
     pub lake: Arc<LakeMetrics>,
     /// Task restarts after transient errors.
@@ -44,14 +47,20 @@ impl ConnectorMetrics {
     /// The `snapshot` object of the status while a snapshot runs: rows done, estimated
     /// total, tables done and total, and an ETA from the rate so far.
     pub fn snapshot_status(&self) -> Option<Value> {
-        let pg = &self.postgres;
-        let tables = pg.snapshot_tables.load(Ordering::Relaxed);
-        if pg.streaming.load(Ordering::Relaxed) || tables == 0 {
+        let (pg, my) = (&self.postgres, &self.mysql);
+        let tables =
+            pg.snapshot_tables.load(Ordering::Relaxed) + my.snapshot_tables.load(Ordering::Relaxed);
+        if pg.streaming.load(Ordering::Relaxed)
+            || my.streaming.load(Ordering::Relaxed)
+            || tables == 0
+        {
             return None;
         }
-        let rows = pg.snapshot_rows.load(Ordering::Relaxed);
+        let rows =
+            pg.snapshot_rows.load(Ordering::Relaxed) + my.snapshot_rows.load(Ordering::Relaxed);
         let estimate = pg.snapshot_rows_estimate.load(Ordering::Relaxed);
-        let tables_done = pg.snapshot_tables_done.load(Ordering::Relaxed);
+        let tables_done = pg.snapshot_tables_done.load(Ordering::Relaxed)
+            + my.snapshot_tables_done.load(Ordering::Relaxed);
         let elapsed_s =
             (now_us() - self.task_started_us.load(Ordering::Relaxed)).max(1) as f64 / 1e6;
         let rate = rows as f64 / elapsed_s;

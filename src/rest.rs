@@ -21,7 +21,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::RestAuth;
-use crate::connectors::{ConnectorRuntime, POSTGRES_CLASS, RuntimeError};
+use crate::connectors::{ConnectorRuntime, RuntimeError};
 use crate::state::TargetState;
 
 /// Shared state of the REST handlers.
@@ -246,7 +246,8 @@ async fn validate_config(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
-                "Failed to find any class that implements Connector and which name matches {class}; available: {POSTGRES_CLASS}"
+                "Failed to find any class that implements Connector and which name matches {class}; available: {}",
+                crate::connectors::CLASSES.join(", ")
             ),
         ));
     }
@@ -294,9 +295,13 @@ async fn connector_topics(
 }
 
 async fn connector_plugins() -> impl IntoResponse {
-    axum::Json(json!([
-        {"class": POSTGRES_CLASS, "type": "source", "version": env!("CARGO_PKG_VERSION")}
-    ]))
+    let plugins: Vec<Value> = crate::connectors::CLASSES
+        .iter()
+        .map(
+            |class| json!({"class": class, "type": "source", "version": env!("CARGO_PKG_VERSION")}),
+        )
+        .collect();
+    axum::Json(Value::Array(plugins))
 }
 
 /// An API error in Kafka Connect's shape.

@@ -8,4 +8,5 @@ pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_n
 mod cli;
 mod connectors;
 mod crash;
+mod mariadb;
 mod serve;
