@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -109,26 +109,34 @@ async fn create_connector(
     Ok((StatusCode::CREATED, axum::Json(info)).into_response())
 }
 
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    expand: Option<String>,
+/// The `expand` values of a query string: `?expand=status&expand=info` (Kafka Connect's
+/// form) or `?expand=status,info`.
+fn expand_values(query: Option<&str>) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("expand="))
+        .flat_map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 async fn list_connectors(
     State(state): State<Arc<RestState>>,
-    Query(query): Query<ListQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let names = state.runtime.names().await;
-    let Some(expand) = query.expand else {
+    let expand = expand_values(query.as_deref());
+    if expand.is_empty() {
         return Ok(axum::Json(names).into_response());
-    };
+    }
     let mut out = serde_json::Map::new();
     for name in names {
         let mut entry = serde_json::Map::new();
-        if expand.split(',').any(|e| e == "status") {
+        if expand.iter().any(|e| e == "status") {
             entry.insert("status".into(), state.runtime.status(&name).await?);
         }
-        if expand.split(',').any(|e| e == "info") {
+        if expand.iter().any(|e| e == "info") {
             entry.insert("info".into(), state.runtime.info(&name).await?);
         }
         out.insert(name, Value::Object(entry));

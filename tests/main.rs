@@ -8,5 +8,6 @@ pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_n
 mod cli;
 mod connectors;
 mod crash;
+mod lifecycle;
 mod mariadb;
 mod serve;
