@@ -84,7 +84,7 @@ async fn pause_resume_restart_stop_delete_and_their_errors() {
             .get::<_, bool>(0)
     };
     assert!(
-        wait_for(Duration::from_secs(30), || slot_active()).await,
+        wait_for(Duration::from_secs(30), &slot_active).await,
         "slot never active"
     );
     admin
