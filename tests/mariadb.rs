@@ -1,5 +1,6 @@
-//! Debezium MariaDB connectors through the daemon: into the lake with the default worker
-//! config, and into Kafka as Avro through the schema registry.
+//! Debezium MariaDB connectors through the daemon, into the lake with the default worker
+//! config and into Kafka as Avro through the schema registry; and a Postgres connector
+//! into Kafka as Avro (its lake path is in `connectors.rs`).
 
 use std::time::Duration;
 
@@ -202,4 +203,82 @@ async fn a_debezium_mariadb_connector_runs_to_kafka_in_avro() {
         .unwrap();
     assert!(subjects.contains(&format!("{topic}-value")), "{subjects:?}");
     assert!(subjects.contains(&format!("{topic}-key")), "{subjects:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debezium_postgres_connector_runs_to_kafka_in_avro() {
+    let _shared = crate::BROKER.read().await;
+    let db = outflow_testkit::postgres()
+        .create_database("e2epgavro")
+        .await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute("CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL); INSERT INTO stock VALUES (1, 10);")
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let servers = broker().bootstrap_servers();
+    let registry_url = registry().url();
+    let daemon = start_with(
+        data.path(),
+        free_port(),
+        &[
+            ("OUTFLOW_SINK", "kafka"),
+            ("OUTFLOW_KAFKA_BOOTSTRAP_SERVERS", servers.as_str()),
+            ("OUTFLOW_SCHEMA_REGISTRY_URL", registry_url.as_str()),
+        ],
+    );
+    up(&daemon).await;
+    let api = Api::new(&daemon.base);
+    let prefix = unique_name("pgavro");
+    let (code, body) = api
+        .send(
+            api.post("/connectors")
+                .json(&json!({"name": "pg-avro", "config": {
+                    "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                    "database.hostname": "127.0.0.1",
+                    "database.port": db.server().port(),
+                    "database.user": "postgres",
+                    "database.dbname": db.name(),
+                    "topic.prefix": prefix,
+                    "slot.name": db.name(),
+                }})),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    wait_durable(&api, "pg-avro", "public.stock", &[("r", 1)]).await;
+    admin
+        .batch_execute("INSERT INTO stock VALUES (2, 20); UPDATE stock SET qty = 11 WHERE id = 1; DELETE FROM stock WHERE id = 2;")
+        .await
+        .unwrap();
+    wait_durable(
+        &api,
+        "pg-avro",
+        "public.stock",
+        &[("r", 1), ("c", 1), ("u", 1), ("d", 1)],
+    )
+    .await;
+    let mut daemon = daemon;
+    sigterm(daemon.child.id());
+    let _ = daemon.child.wait();
+    let topic = format!("{prefix}.public.stock");
+    let t = topic.clone();
+    // r, c, u, d (the delete's tombstone has no value).
+    let values = tokio::task::spawn_blocking(move || raw_values(&t, 4))
+        .await
+        .unwrap();
+    assert_eq!(values.len(), 4);
+    assert!(
+        values
+            .iter()
+            .filter(|v| !v.is_empty())
+            .all(|v| v.len() > 5 && v[0] == 0)
+    );
+    let subjects: Vec<String> = reqwest::get(format!("{registry_url}/subjects"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(subjects.contains(&format!("{topic}-value")), "{subjects:?}");
 }
