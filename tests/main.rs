@@ -8,6 +8,7 @@ pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_n
 mod cli;
 mod connectors;
 mod crash;
+mod crash_mariadb;
 mod lifecycle;
 mod mariadb;
 mod serve;

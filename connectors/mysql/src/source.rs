@@ -9,7 +9,9 @@
 //! (0 for BEGIN, 1.. for the rows events, the last + 1 for COMMIT), `row` the row within
 //! a rows event. Re-reading a transaction assigns the same positions, so after a restart
 //! from `(file, pos)` the pipeline drops exactly what was already delivered. Snapshot rows
-//! carry the snapshot's binlog coordinates with `snapshot = true` and a running `event`.
+//! carry the snapshot's binlog coordinates with `snapshot = true` and a running `event`;
+//! the last one has `row = 1` ([`SNAPSHOT_COMPLETE_ROW`]), so a restart after a complete
+//! snapshot streams from its coordinates.
 //!
 //! Snapshot (MariaDB): `START TRANSACTION WITH CONSISTENT SNAPSHOT`, then the binlog
 //! coordinates of exactly that view from `binlog_snapshot_file`/`binlog_snapshot_position`
@@ -40,6 +42,9 @@ use outflow_core::{
 use crate::config::{Flavor, MySqlConfig, SnapshotMode};
 use crate::mariadb;
 use crate::types::ColumnCodec;
+
+/// `row` of the last snapshot row's position: the snapshot is complete.
+pub const SNAPSHOT_COMPLETE_ROW: u32 = 1;
 
 /// Events per batch sent to the pipeline.
 const BATCH_EVENTS: usize = 1024;
@@ -615,6 +620,11 @@ impl MySqlSource {
             if let EventKind::Read { mark, .. } = &mut last.kind {
                 *mark = SnapshotMark::Last;
             }
+            // `row = 1` on the last snapshot row marks the snapshot complete: a restart
+            // whose stored position is this one streams instead of snapshotting again.
+            if let SourcePosition::Binlog(p) = &mut last.position {
+                p.row = SNAPSHOT_COMPLETE_ROW;
+            }
             batch.push(last);
         }
         self.metrics
@@ -1075,7 +1085,7 @@ impl Source for MySqlSource {
         };
         let mode = self.config.snapshot_mode;
         let (file, pos) = match resume {
-            Some(p) if !p.snapshot => {
+            Some(p) if !p.snapshot || p.row == SNAPSHOT_COMPLETE_ROW => {
                 if Self::binlog_exists(&mut admin, &p.file).await? {
                     (p.file.clone(), p.pos)
                 } else if mode == SnapshotMode::WhenNeeded {
