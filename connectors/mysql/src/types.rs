@@ -54,6 +54,15 @@ pub struct ColumnCodec {
     pub charset: Charset,
     /// Column admits NULL.
     pub nullable: bool,
+    /// Fixed byte length (BINARY(n), UUID, INET6): the binlog drops trailing zero bytes,
+    /// so values are padded back to it.
+    pub fixed_length: Option<usize>,
+    /// MariaDB INET6: 16 bytes in the binlog, text in the protocol; decoded to text.
+    pub inet6: bool,
+    /// Width of an integer column (8, 16, 24, 32, 64), 0 for other types: the binlog
+    /// decoder's signedness can disagree with the column's (MariaDB), so integers are
+    /// re-read in the column's width and signedness.
+    pub int_bits: u32,
 }
 
 /// A value that does not fit its column (a server or decoder bug).
@@ -180,7 +189,23 @@ impl ColumnCodec {
             "uuid" => DataType::Uuid,
             _ => DataType::String { length },
         };
+        let fixed_length = match data_type.as_str() {
+            "binary" => length.and_then(|l| usize::try_from(l).ok()),
+            "uuid" | "inet6" => Some(16),
+            _ => None,
+        };
+        let int_bits = match data_type.as_str() {
+            "tinyint" => 8,
+            "smallint" => 16,
+            "mediumint" => 24,
+            "int" | "integer" => 32,
+            "bigint" => 64,
+            _ => 0,
+        };
         Self {
+            int_bits,
+            inet6: data_type == "inet6",
+            fixed_length,
             data_type: logical,
             unsigned,
             charset: if matches!(data_type.as_str(), "enum" | "set" | "json") {
@@ -201,10 +226,12 @@ impl ColumnCodec {
         }
     }
 
-    fn text(&self, bytes: &[u8]) -> String {
+    /// Text of a string value: the binlog holds the column's charset; the protocol
+    /// converts to the connection's (utf8mb4).
+    fn text(&self, bytes: &[u8], binlog: bool) -> String {
         match self.charset {
-            Charset::Latin1 => bytes.iter().map(|&b| cp1252(b)).collect(),
-            Charset::Utf8 | Charset::Binary => String::from_utf8_lossy(bytes).into_owned(),
+            Charset::Latin1 if binlog => bytes.iter().map(|&b| cp1252(b)).collect(),
+            _ => String::from_utf8_lossy(bytes).into_owned(),
         }
     }
 
@@ -215,6 +242,22 @@ impl ColumnCodec {
             MyValue::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
             _ => None,
         }
+    }
+
+    /// An integer in the column's width and signedness, whatever signedness the decoder
+    /// assumed (BIGINT UNSIGNED above `i64::MAX` wraps, Debezium's long mode).
+    fn column_integer(&self, value: &MyValue) -> Option<i64> {
+        let raw = self.integer(value)?;
+        if self.int_bits == 0 || self.int_bits >= 64 {
+            return Some(raw);
+        }
+        let span = 1i64 << self.int_bits;
+        let half = span / 2;
+        Some(match (self.unsigned, raw) {
+            (true, r) if r < 0 => r + span,
+            (false, r) if r >= half && r < span => r - span,
+            (_, r) => r,
+        })
     }
 
     /// The epoch for NOT NULL columns, null otherwise (a zero date).
@@ -229,6 +272,22 @@ impl ColumnCodec {
         if matches!(value, MyValue::NULL) {
             return Ok(Value::Null);
         }
+        if let (Some(size), MyValue::Bytes(b)) = (self.fixed_length, value)
+            && binlog
+            && b.len() < size
+        {
+            let mut padded = b.clone();
+            padded.resize(size, 0);
+            return self.decode(&MyValue::Bytes(padded), binlog);
+        }
+        if self.inet6
+            && let MyValue::Bytes(b) = value
+        {
+            return Ok(Value::String(match <[u8; 16]>::try_from(b.as_slice()) {
+                Ok(raw) if binlog => std::net::Ipv6Addr::from(raw).to_string(),
+                _ => self.text(b, binlog),
+            }));
+        }
         let bad = || self.error(value);
         let decoded = match &self.data_type {
             DataType::Bool => match value {
@@ -236,35 +295,14 @@ impl ColumnCodec {
                 other => Value::Bool(self.integer(other).ok_or_else(bad)? != 0),
             },
             DataType::Int16 => {
-                let i = self.integer(value).ok_or_else(bad)?;
-                // TINYINT UNSIGNED (0..=255) fits; a signed view of it is fixed up.
-                let i = if self.unsigned && i < 0 { i + 256 } else { i };
+                let i = self.column_integer(value).ok_or_else(bad)?;
                 Value::Int16(i16::try_from(i).map_err(|_| bad())?)
             }
             DataType::Int32 => {
-                let i = self.integer(value).ok_or_else(bad)?;
-                let i = if self.unsigned && i < 0 {
-                    // SMALLINT/MEDIUMINT UNSIGNED seen signed.
-                    if i >= -32_768 {
-                        i + 65_536
-                    } else {
-                        i + 16_777_216
-                    }
-                } else {
-                    i
-                };
+                let i = self.column_integer(value).ok_or_else(bad)?;
                 Value::Int32(i32::try_from(i).map_err(|_| bad())?)
             }
-            DataType::Int64 => {
-                let i = self.integer(value).ok_or_else(bad)?;
-                let i = if self.unsigned && i < 0 && i >= i64::from(i32::MIN) {
-                    // INT UNSIGNED seen signed.
-                    i + (1i64 << 32)
-                } else {
-                    i
-                };
-                Value::Int64(i)
-            }
+            DataType::Int64 => Value::Int64(self.column_integer(value).ok_or_else(bad)?),
             DataType::Float32 => match value {
                 MyValue::Float(f) => Value::Float32(*f),
                 MyValue::Double(d) => Value::Float32(*d as f32),
@@ -302,7 +340,7 @@ impl ColumnCodec {
                 _ => return Err(bad()),
             },
             DataType::String { .. } => match value {
-                MyValue::Bytes(b) => Value::String(self.text(b)),
+                MyValue::Bytes(b) => Value::String(self.text(b, binlog)),
                 _ => return Err(bad()),
             },
             DataType::Bytes { .. } => match value {
@@ -314,7 +352,7 @@ impl ColumnCodec {
                 _ => return Err(bad()),
             },
             DataType::Enum { labels } => match value {
-                MyValue::Bytes(b) if !binlog => Value::Enum(self.text(b)),
+                MyValue::Bytes(b) if !binlog => Value::Enum(self.text(b, binlog)),
                 other => {
                     let index = self.integer(other).ok_or_else(bad)?;
                     let label = usize::try_from(index)
@@ -327,7 +365,7 @@ impl ColumnCodec {
                 }
             },
             DataType::Set { labels } => match value {
-                MyValue::Bytes(b) if !binlog => Value::String(self.text(b)),
+                MyValue::Bytes(b) if !binlog => Value::String(self.text(b, binlog)),
                 MyValue::Bytes(b) => {
                     let mut bits = [0u8; 8];
                     for (i, byte) in b.iter().take(8).enumerate() {
@@ -430,7 +468,7 @@ impl ColumnCodec {
                 _ => return Err(bad()),
             },
             _ => match value {
-                MyValue::Bytes(b) => Value::String(self.text(b)),
+                MyValue::Bytes(b) => Value::String(self.text(b, binlog)),
                 _ => return Err(bad()),
             },
         };
