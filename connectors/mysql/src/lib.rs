@@ -8,6 +8,7 @@
 //!   [`outflow_core::Source`] with [`outflow_core::BinlogPosition`]s.
 
 pub mod config;
+pub mod ddl;
 pub mod mariadb;
 pub mod source;
 pub mod types;

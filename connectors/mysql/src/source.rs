@@ -33,7 +33,9 @@ use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Row as MyRow, Value as MyValue};
-use outflow_core::event::{BinlogDetail, SnapshotMark, TransactionBoundary};
+use outflow_core::event::{
+    BinlogDetail, SchemaChange, SchemaChangeKind, SnapshotMark, TransactionBoundary,
+};
 use outflow_core::{
     BinlogPosition, ChangeEvent, ColumnSchema, EventBatch, EventKind, SchemaVersion, Source,
     SourceContext, SourceError, SourcePosition, TableId, TableSchema, Value,
@@ -733,6 +735,61 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// Applies a DDL statement: re-reads the shapes of the captured tables it names and
+    /// emits a schema-change event for each (Debezium's `<topic.prefix>` topic).
+    async fn schema_changes(&mut self, ddl: &str, default_db: &str) -> Result<(), SourceError> {
+        for change in crate::ddl::table_changes(ddl, default_db) {
+            if !self.source.config.captures(&change.database, &change.table) {
+                continue;
+            }
+            let key = (change.database.clone(), change.table.clone());
+            let table = match change.kind {
+                SchemaChangeKind::Drop => match self.tables.remove(&key) {
+                    Some(table) => table,
+                    None => continue,
+                },
+                SchemaChangeKind::Create | SchemaChangeKind::Alter => {
+                    let version = self.versions.get(&key).copied().unwrap_or(0) + 1;
+                    let Some(table) = MySqlSource::load_table(
+                        &mut self.admin,
+                        self.source.config.flavor,
+                        &change.database,
+                        &change.table,
+                        version,
+                    )
+                    .await?
+                    else {
+                        continue;
+                    };
+                    self.versions.insert(key.clone(), version);
+                    let table = Arc::new(table);
+                    self.tables.insert(key, Arc::clone(&table));
+                    table
+                }
+            };
+            tracing::info!(table = %table.schema.id, kind = ?change.kind, "table shape changed");
+            let Some(txn) = self.txn.as_mut() else {
+                continue;
+            };
+            txn.rows_events += 1;
+            let position = Self::position(txn, txn.rows_events, 0);
+            if let SourcePosition::Binlog(p) = &position {
+                self.last = Some(p.clone());
+            }
+            self.batch.push(ChangeEvent {
+                position,
+                source_ts_us: Some(txn.ts_us),
+                kind: EventKind::SchemaChange(SchemaChange {
+                    table: Arc::clone(&table.schema),
+                    kind: change.kind,
+                    ddl: Some(ddl.to_owned()),
+                }),
+                binlog: Some(Arc::clone(&txn.detail)),
+            });
+        }
+        Ok(())
+    }
+
     async fn table(
         &mut self,
         database: &str,
@@ -840,9 +897,13 @@ impl Stream<'_> {
                 } else if statement.eq_ignore_ascii_case("COMMIT") {
                     self.commit().await?;
                 } else {
-                    // DDL (or a statement outside a transaction): shapes may have changed.
-                    self.tables.clear();
-                    tracing::debug!(statement = %statement.chars().take(200).collect::<String>(), "DDL or standalone statement; table shapes will be reloaded");
+                    // DDL (or a statement outside a transaction).
+                    let default_db = query.schema().into_owned();
+                    let ddl = statement.to_owned();
+                    if self.txn.is_none() {
+                        self.begin(start, None, true, header.server_id(), ts_us);
+                    }
+                    self.schema_changes(&ddl, &default_db).await?;
                     if self.txn.as_ref().is_none_or(|t| t.standalone) {
                         self.commit().await?;
                     }
