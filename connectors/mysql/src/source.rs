@@ -659,6 +659,8 @@ struct Stream<'a> {
     admin: Conn,
     file: String,
     tables: HashMap<(String, String), Arc<Table>>,
+    /// Shapes by TABLE_MAP table id (cleared on DDL and rotation).
+    by_table_id: HashMap<u64, Arc<Table>>,
     versions: HashMap<(String, String), u64>,
     txn: Option<OpenTransaction>,
     batch: Vec<ChangeEvent>,
@@ -790,42 +792,90 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// The shape to decode a rows event of `database.name` with: the cached one, or
+    /// `information_schema`'s when its columns are the TABLE_MAP's, else the TABLE_MAP's
+    /// own (the table changed since this part of the binlog was written).
     async fn table(
         &mut self,
         database: &str,
         name: &str,
-        columns: usize,
+        tme: &mysql_async::binlog::events::TableMapEvent<'_>,
     ) -> Result<Option<Arc<Table>>, SourceError> {
         let key = (database.to_owned(), name.to_owned());
-        if let Some(table) = self.tables.get(&key)
-            && table.codecs.len() == columns
-        {
+        if let Some(table) = self.by_table_id.get(&tme.table_id()) {
             return Ok(Some(Arc::clone(table)));
         }
-        let version = self.versions.get(&key).copied().unwrap_or(0) + 1;
-        let Some(table) = MySqlSource::load_table(
-            &mut self.admin,
-            self.source.config.flavor,
-            database,
-            name,
-            version,
-        )
-        .await?
-        else {
-            return Ok(None);
+        let shape = crate::types::table_map_shape(tme).map_err(|e| {
+            SourceError::definite_with(
+                format!("reading the table map of {database}.{name}"),
+                "set binlog_row_metadata=FULL on the server",
+                e,
+            )
+        })?;
+        let same = |table: &Table| {
+            table.schema.columns.len() == shape.names.len()
+                && table
+                    .schema
+                    .columns
+                    .iter()
+                    .zip(&shape.names)
+                    .all(|(c, n)| c.name == *n)
         };
-        if table.codecs.len() != columns {
-            return Err(SourceError::definite(
-                format!(
-                    "{database}.{name} has {} columns now but {columns} in the binlog event being read",
-                    table.codecs.len()
-                ),
-                "the table changed since this part of the binlog was written; restart from a newer position with a new snapshot (reset the offsets)",
-            ));
-        }
-        self.versions.insert(key.clone(), version);
-        let table = Arc::new(table);
-        self.tables.insert(key, Arc::clone(&table));
+        let table = match self.tables.get(&key) {
+            Some(table) if same(table) => Arc::clone(table),
+            _ => {
+                let version = self.versions.get(&key).copied().unwrap_or(0) + 1;
+                let current = MySqlSource::load_table(
+                    &mut self.admin,
+                    self.source.config.flavor,
+                    database,
+                    name,
+                    version,
+                )
+                .await?;
+                let table = match current {
+                    Some(table) if same(&table) => table,
+                    _ => {
+                        tracing::warn!(table = %format!("{database}.{name}"), "the table has changed since this part of the binlog was written; decoding with the binlog's table map");
+                        let columns: Vec<ColumnSchema> = shape
+                            .names
+                            .iter()
+                            .zip(&shape.codecs)
+                            .map(|(n, c)| {
+                                ColumnSchema::new(n.clone(), c.data_type.clone(), c.nullable)
+                            })
+                            .collect();
+                        let keys: Vec<&str> = shape
+                            .key
+                            .iter()
+                            .filter_map(|&k| shape.names.get(k).map(String::as_str))
+                            .collect();
+                        let schema = TableSchema::new(
+                            TableId::new(database, name),
+                            SchemaVersion(version),
+                            columns,
+                            &keys,
+                        )
+                        .map_err(|e| {
+                            SourceError::definite_with(
+                                format!("reading {database}.{name}"),
+                                "report this as a bug",
+                                e,
+                            )
+                        })?;
+                        Table {
+                            schema: Arc::new(schema),
+                            codecs: shape.codecs.clone(),
+                        }
+                    }
+                };
+                self.versions.insert(key.clone(), version);
+                let table = Arc::new(table);
+                self.tables.insert(key, Arc::clone(&table));
+                table
+            }
+        };
+        self.by_table_id.insert(tme.table_id(), Arc::clone(&table));
         Ok(Some(table))
     }
 
@@ -877,6 +927,7 @@ impl Stream<'_> {
         let Some(data) = data else { return Ok(()) };
         match data {
             EventData::RotateEvent(rotate) => {
+                self.by_table_id.clear();
                 self.file = clean_binlog_name(rotate.name_raw());
             }
             EventData::QueryEvent(query) => {
@@ -903,6 +954,7 @@ impl Stream<'_> {
                     if self.txn.is_none() {
                         self.begin(start, None, true, header.server_id(), ts_us);
                     }
+                    self.by_table_id.clear();
                     self.schema_changes(&ddl, &default_db).await?;
                     if self.txn.as_ref().is_none_or(|t| t.standalone) {
                         self.commit().await?;
@@ -938,14 +990,13 @@ impl Stream<'_> {
         };
         let database = tme.database_name().into_owned();
         let name = tme.table_name().into_owned();
-        let columns = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
         if let Some(txn) = self.txn.as_mut() {
             txn.rows_events += 1;
         }
         if !self.source.config.captures(&database, &name) {
             return Ok(());
         }
-        let Some(table) = self.table(&database, &name, columns).await? else {
+        let Some(table) = self.table(&database, &name, tme).await? else {
             return Ok(());
         };
         let mut decoded = Vec::new();
@@ -1068,6 +1119,7 @@ impl MySqlSource {
             admin,
             file,
             tables: HashMap::new(),
+            by_table_id: HashMap::new(),
             versions: HashMap::new(),
             txn: None,
             batch: Vec::with_capacity(BATCH_EVENTS),

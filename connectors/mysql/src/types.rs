@@ -672,3 +672,173 @@ mod tests {
         );
     }
 }
+
+/// Column names, codecs and key columns of a table as a TABLE_MAP event with FULL
+/// metadata describes it: the shape at that binlog position, whatever the table looks
+/// like now.
+#[derive(Debug, Clone)]
+pub struct TableMapShape {
+    /// Column names (`@<n>` when the server sends none).
+    pub names: Vec<String>,
+    /// Codecs in column order.
+    pub codecs: Vec<ColumnCodec>,
+    /// Indices of the primary-key columns.
+    pub key: Vec<usize>,
+}
+
+fn charset_of(id: u16) -> Charset {
+    match id {
+        63 => Charset::Binary,
+        5 | 8 | 15 | 31 | 47 | 48 | 49 | 94 => Charset::Latin1,
+        _ => Charset::Utf8,
+    }
+}
+
+/// Reads the shape from a TABLE_MAP event (`binlog_row_metadata=FULL`).
+pub fn table_map_shape(
+    tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+) -> Result<TableMapShape, std::io::Error> {
+    use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField};
+    use mysql_async::consts::ColumnType as T;
+    let count = usize::try_from(tme.columns_count()).unwrap_or(0);
+    let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
+    let mut names: Vec<String> = Vec::with_capacity(count);
+    for name in meta.iter_column_name() {
+        names.push(name?.name().into_owned());
+    }
+    let mut signedness = meta.iter_signedness();
+    let mut charsets = meta.iter_charset();
+    let mut key = Vec::new();
+    for index in meta.iter_primary_key() {
+        key.push(usize::try_from(index?).unwrap_or(usize::MAX));
+    }
+    let (mut enums, mut sets): (Vec<Vec<String>>, Vec<Vec<String>>) = (Vec::new(), Vec::new());
+    for field in tme.iter_optional_meta() {
+        match field? {
+            OptionalMetadataField::EnumStrValue(values) => {
+                for labels in values.iter_values() {
+                    enums.push(
+                        labels?
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(values) => {
+                for labels in values.iter_values() {
+                    sets.push(
+                        labels?
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
+    let nulls = tme.null_bitmask();
+    let mut codecs = Vec::with_capacity(count);
+    for i in 0..count {
+        let kind = tme
+            .get_column_type(i)
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .unwrap_or(T::MYSQL_TYPE_VARCHAR);
+        let metadata = tme.get_column_metadata(i).unwrap_or(&[]);
+        let unsigned = kind.is_numeric_type() && signedness.next().unwrap_or(false);
+        let charset = if kind.is_character_type() {
+            charsets
+                .next()
+                .transpose()?
+                .map_or(Charset::Utf8, charset_of)
+        } else {
+            Charset::Utf8
+        };
+        let byte = |n: usize| metadata.get(n).copied().map(u32::from);
+        let binary = charset == Charset::Binary;
+        let (data_type, column_type): (&str, String) = match kind {
+            T::MYSQL_TYPE_TINY => ("tinyint", String::new()),
+            T::MYSQL_TYPE_SHORT => ("smallint", String::new()),
+            T::MYSQL_TYPE_INT24 => ("mediumint", String::new()),
+            T::MYSQL_TYPE_LONG => ("int", String::new()),
+            T::MYSQL_TYPE_LONGLONG => ("bigint", String::new()),
+            T::MYSQL_TYPE_FLOAT => ("float", String::new()),
+            T::MYSQL_TYPE_DOUBLE => ("double", String::new()),
+            T::MYSQL_TYPE_NEWDECIMAL | T::MYSQL_TYPE_DECIMAL => ("decimal", String::new()),
+            T::MYSQL_TYPE_YEAR => ("year", String::new()),
+            T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE => ("date", String::new()),
+            T::MYSQL_TYPE_TIME | T::MYSQL_TYPE_TIME2 => ("time", String::new()),
+            T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_DATETIME2 => ("datetime", String::new()),
+            T::MYSQL_TYPE_TIMESTAMP | T::MYSQL_TYPE_TIMESTAMP2 => ("timestamp", String::new()),
+            T::MYSQL_TYPE_BIT => {
+                let bits = byte(1).unwrap_or(0) * 8 + byte(0).unwrap_or(1);
+                ("bit", format!("bit({bits})"))
+            }
+            T::MYSQL_TYPE_ENUM => ("enum", String::new()),
+            T::MYSQL_TYPE_SET => ("set", String::new()),
+            T::MYSQL_TYPE_STRING if binary => ("binary", String::new()),
+            T::MYSQL_TYPE_STRING => ("char", String::new()),
+            T::MYSQL_TYPE_VARCHAR | T::MYSQL_TYPE_VAR_STRING if binary => {
+                ("varbinary", String::new())
+            }
+            T::MYSQL_TYPE_BLOB if binary => ("blob", String::new()),
+            T::MYSQL_TYPE_BLOB => ("text", String::new()),
+            T::MYSQL_TYPE_JSON => ("json", String::new()),
+            T::MYSQL_TYPE_GEOMETRY => ("geometry", String::new()),
+            _ => ("varchar", String::new()),
+        };
+        let column_type = if unsigned {
+            format!("{data_type} unsigned")
+        } else if column_type.is_empty() {
+            data_type.to_owned()
+        } else {
+            column_type
+        };
+        let (precision, scale, fsp) = match kind {
+            T::MYSQL_TYPE_NEWDECIMAL => (byte(0), byte(1), None),
+            T::MYSQL_TYPE_TIME2 | T::MYSQL_TYPE_DATETIME2 | T::MYSQL_TYPE_TIMESTAMP2 => {
+                (None, None, byte(0))
+            }
+            _ => (None, None, None),
+        };
+        let charset_name = match charset {
+            Charset::Binary => "binary",
+            Charset::Latin1 => "latin1",
+            Charset::Utf8 => "utf8mb4",
+        };
+        let nullable = nulls.get(i).is_some_and(|b| *b);
+        let mut codec = ColumnCodec::from_information_schema(
+            data_type,
+            &column_type,
+            nullable,
+            precision,
+            scale,
+            fsp,
+            (kind.is_character_type() || kind.is_enum_or_set_type()).then_some(charset_name),
+            None,
+        );
+        match kind {
+            T::MYSQL_TYPE_ENUM => {
+                codec.data_type = DataType::Enum {
+                    labels: enums.next().unwrap_or_default(),
+                }
+            }
+            T::MYSQL_TYPE_SET => {
+                codec.data_type = DataType::Set {
+                    labels: sets.next().unwrap_or_default(),
+                }
+            }
+            _ => {}
+        }
+        codecs.push(codec);
+    }
+    while names.len() < count {
+        names.push(format!("@{}", names.len() + 1));
+    }
+    key.retain(|k| *k < count);
+    Ok(TableMapShape { names, codecs, key })
+}

@@ -382,3 +382,84 @@ async fn ddl_while_streaming_changes_the_shape_with_schema_change_events() {
         ]
     );
 }
+
+/// DDL written while the connector was stopped: on restart the old rows are decoded with
+/// the shape their TABLE_MAP describes, not with today's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_before_later_ddl_decode_with_their_own_shape() {
+    let db = mariadb().create_database("myhist").await;
+    let mut conn = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, a INT); INSERT INTO t VALUES (1, 10)")
+        .await
+        .unwrap();
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    let run = |sink: MemorySink| {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Pipeline::new(
+                "hist",
+                source(db.name(), 5404, &[]),
+                sink,
+                offsets.clone(),
+                PipelineConfig::default(),
+            )
+            .run(shutdown.clone()),
+        );
+        (shutdown, task)
+    };
+    let first = MemorySink::new(MemorySinkMode::Immediate);
+    let (shutdown, task) = run(first.clone());
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let sink = first.clone();
+            async move { !row_ops(&sink.durable()).is_empty() }
+        })
+        .await
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    conn.query_drop(
+        "INSERT INTO t VALUES (2, 20); ALTER TABLE t ADD COLUMN b VARCHAR(10); INSERT INTO t VALUES (3, 30, 'x'); \
+         ALTER TABLE t DROP COLUMN a; INSERT INTO t VALUES (4, 'y');",
+    )
+    .await
+    .unwrap();
+    let second = MemorySink::new(MemorySinkMode::Immediate);
+    let (shutdown, task) = run(second.clone());
+    let arrived = wait_for(Duration::from_secs(30), || {
+        let sink = second.clone();
+        async move { row_ops(&sink.durable()).len() >= 3 }
+    })
+    .await;
+    shutdown.cancel();
+    let outcome = task.await.unwrap();
+    assert!(arrived, "{outcome:?} {:?}", row_ops(&second.durable()));
+    let rows: Vec<(Vec<String>, Vec<Value>)> = second
+        .durable()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Insert { table, after } => Some((
+                table.columns.iter().map(|c| c.name.clone()).collect(),
+                after.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                vec!["id".into(), "a".into()],
+                vec![Value::Int32(2), Value::Int32(20)]
+            ),
+            (
+                vec!["id".into(), "a".into(), "b".into()],
+                vec![Value::Int32(3), Value::Int32(30), Value::String("x".into())]
+            ),
+            (
+                vec!["id".into(), "b".into()],
+                vec![Value::Int32(4), Value::String("y".into())]
+            ),
+        ]
+    );
+}
