@@ -125,6 +125,19 @@ fn clean_binlog_name(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
+/// A MySQL GTID as text: `uuid:gno`.
+fn mysql_gtid(sid: &[u8; 16], gno: u64) -> String {
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}:{gno}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// The transaction being read from the binlog.
 #[derive(Debug)]
 struct OpenTransaction {
@@ -134,6 +147,8 @@ struct OpenTransaction {
     standalone: bool,
     /// Rows events seen so far (the index of the last one).
     rows_events: u64,
+    /// A `BEGIN` query opened the transaction (DDL has none).
+    begin_seen: bool,
     /// Row events emitted (captured rows).
     emitted: u64,
     began: bool,
@@ -695,6 +710,7 @@ impl Stream<'_> {
             gtid,
             standalone,
             rows_events: 0,
+            begin_seen: false,
             emitted: 0,
             began: false,
             detail: Arc::new(BinlogDetail {
@@ -939,6 +955,7 @@ impl Stream<'_> {
                     }
                     if let Some(txn) = self.txn.as_mut() {
                         txn.standalone = false;
+                        txn.begin_seen = true;
                         txn.detail = Arc::new(BinlogDetail {
                             server_id: header.server_id(),
                             thread: Some(u64::from(query.thread_id())),
@@ -956,12 +973,22 @@ impl Stream<'_> {
                     }
                     self.by_table_id.clear();
                     self.schema_changes(&ddl, &default_db).await?;
-                    if self.txn.as_ref().is_none_or(|t| t.standalone) {
+                    // A DDL is its own transaction (no BEGIN before it, no XID after).
+                    if self
+                        .txn
+                        .as_ref()
+                        .is_none_or(|t| t.standalone || !t.begin_seen)
+                    {
                         self.commit().await?;
                     }
                 }
             }
             EventData::XidEvent(_) => self.commit().await?,
+            // MySQL's GTID event opens the transaction (MariaDB's is decoded above).
+            EventData::GtidEvent(gtid) => {
+                let text = mysql_gtid(&gtid.sid(), gtid.gno());
+                self.begin(start, Some(text), false, header.server_id(), ts_us);
+            }
             EventData::RowsEvent(rows) => {
                 self.rows(&rows, stream, header.server_id(), start, ts_us)
                     .await?
@@ -1234,6 +1261,18 @@ impl Source for MySqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysql_gtids_read_as_uuid_and_sequence() {
+        let sid = [
+            0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
+            0x95, 0x62,
+        ];
+        assert_eq!(
+            mysql_gtid(&sid, 23),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:23"
+        );
+    }
 
     #[test]
     fn binlog_names_lose_the_checksum_of_the_fake_rotate() {
