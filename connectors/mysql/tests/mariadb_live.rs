@@ -463,3 +463,48 @@ async fn rows_written_before_later_ddl_decode_with_their_own_shape() {
         ]
     );
 }
+
+/// While nothing changes, heartbeats arrive at the last position and keep increasing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_while_idle() {
+    let db = mariadb().create_database("myhb").await;
+    let mut conn = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let sink = MemorySink::new(MemorySinkMode::Immediate);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        Pipeline::new(
+            "hb",
+            source(db.name(), 5405, &[("heartbeat.interval.ms", "100")]),
+            sink.clone(),
+            Arc::new(MemoryOffsetStore::new()),
+            PipelineConfig::default(),
+        )
+        .run(shutdown.clone()),
+    );
+    // A change first, so there is a position to beat at.
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let sink = sink.clone();
+            async move { !row_ops(&sink.durable()).is_empty() }
+        })
+        .await
+    );
+    conn.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let beats = wait_for(Duration::from_secs(30), || {
+        let sink = sink.clone();
+        async move {
+            sink.durable()
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Heartbeat))
+                .count()
+                >= 3
+        }
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert!(beats);
+}
