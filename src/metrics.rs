@@ -248,6 +248,12 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
         |m| load(&m.postgres.slot_lag_bytes),
     ),
     (
+        "outflow_mysql_binlog_streams_by_gtid_total",
+        "counter",
+        "Binlog dumps started by GTID (resume from stored GTIDs).",
+        |m| load(&m.mysql.streams_by_gtid),
+    ),
+    (
         "outflow_lake_files_committed_total",
         "counter",
         "Lake files made visible.",

@@ -114,7 +114,12 @@ impl PartialOrd for PgPosition {
 
 /// Position of an event in a MySQL or MariaDB binlog, or in a snapshot taken at a binlog
 /// position.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Equality and order are those of the place in the binlog (`file`, `pos`, `snapshot`,
+/// `event`, `row`); `gtid` and `gtids` describe that place and do not take part, so an
+/// offset stored without GTIDs (an older offset, one set by hand) still matches the same
+/// event read again with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BinlogPosition {
     /// Binlog file name, e.g. `binlog.000012`.
     pub file: String,
@@ -128,8 +133,9 @@ pub struct BinlogPosition {
     /// GTID of the transaction: MySQL `uuid:n` or MariaDB `domain-server-seq`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
-    /// GTID set (MySQL) or GTID state (MariaDB) that includes this transaction; what a
-    /// GTID-based restart asks the server for.
+    /// GTID set (MySQL) or GTID position (MariaDB) of the transactions completed before
+    /// this event's transaction: a restart asks the server for what follows it, so the
+    /// interrupted transaction is sent again and `event`/`row` skip what was delivered.
     #[serde(rename = "gtids", default, skip_serializing_if = "Option::is_none")]
     pub gtid_set: Option<String>,
     /// True for rows read by the snapshot.
@@ -157,9 +163,24 @@ impl Ord for BinlogPosition {
             .then_with(|| other.snapshot.cmp(&self.snapshot))
             .then_with(|| self.event.cmp(&other.event))
             .then_with(|| self.row.cmp(&other.row))
-            // Tie-breakers so that the order agrees with `Eq`.
-            .then_with(|| self.gtid.cmp(&other.gtid))
-            .then_with(|| self.gtid_set.cmp(&other.gtid_set))
+    }
+}
+
+impl PartialEq for BinlogPosition {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for BinlogPosition {}
+
+impl std::hash::Hash for BinlogPosition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.file.hash(state);
+        self.pos.hash(state);
+        self.snapshot.hash(state);
+        self.event.hash(state);
+        self.row.hash(state);
     }
 }
 

@@ -3,12 +3,14 @@
 //! - [`config`]: Debezium's connector properties, validated;
 //! - [`mariadb`]: MariaDB binlog events mysql_common does not decode (GTID, GTID_LIST,
 //!   BINLOG_CHECKPOINT, ANNOTATE_ROWS);
+//! - [`gtid`]: GTID positions (MariaDB) and sets (MySQL) for exact resume by GTID;
 //! - [`types`]: column types and value decoding;
 //! - [`source`]: preflight, consistent snapshot and binlog streaming, implementing
 //!   [`outflow_core::Source`] with [`outflow_core::BinlogPosition`]s.
 
 pub mod config;
 pub mod ddl;
+pub mod gtid;
 pub mod mariadb;
 pub mod source;
 pub mod types;

@@ -42,6 +42,7 @@ use outflow_core::{
 };
 
 use crate::config::{Flavor, MySqlConfig, SnapshotMode};
+use crate::gtid::{GtidState, MariaDbGtidPosition, MySqlGtidSet};
 use crate::mariadb;
 use crate::types::ColumnCodec;
 
@@ -64,6 +65,10 @@ pub struct MySqlMetrics {
     pub streaming: AtomicBool,
     /// Seconds between the last event's binlog timestamp and its arrival.
     pub seconds_behind: AtomicU64,
+    /// Binlog dumps started by GTID (a resume from stored GTIDs).
+    pub streams_by_gtid: AtomicU64,
+    /// Binlog dumps started by file and position.
+    pub streams_by_position: AtomicU64,
 }
 
 /// A MySQL / MariaDB change stream.
@@ -138,12 +143,25 @@ fn mysql_gtid(sid: &[u8; 16], gno: u64) -> String {
     )
 }
 
+/// Where streaming starts: binlog coordinates and, when known, the GTIDs completed
+/// before them (a GTID-based dump is used when that is non-empty).
+#[derive(Debug, Clone)]
+struct StreamStart {
+    file: String,
+    pos: u64,
+    gtids: Option<GtidState>,
+    /// Ask the server by `gtids` instead of `file`/`pos`.
+    by_gtid: bool,
+}
+
 /// The transaction being read from the binlog.
 #[derive(Debug)]
 struct OpenTransaction {
     file: String,
     pos: u64,
     gtid: Option<String>,
+    /// GTIDs completed before this transaction (the positions' `gtids`).
+    gtids_before: Option<String>,
     standalone: bool,
     /// Rows events seen so far (the index of the last one).
     rows_events: u64,
@@ -306,6 +324,50 @@ impl MySqlSource {
                 "reading the binlog position",
                 "unexpected SHOW MASTER STATUS result",
             )),
+        }
+    }
+
+    /// The stored offset's `gtids`, read in this server family's shape.
+    fn parse_gtids(&self, text: Option<&str>) -> Result<Option<GtidState>, SourceError> {
+        let Some(text) = text else { return Ok(None) };
+        let state = match self.config.flavor {
+            Flavor::MariaDb => MariaDbGtidPosition::parse(text).map(GtidState::MariaDb),
+            Flavor::MySql => MySqlGtidSet::parse(text).map(GtidState::MySql),
+        };
+        state.map(Some).map_err(|e| {
+            SourceError::definite_with(
+                "reading the stored offset's gtids",
+                "correct the offset (PATCH /connectors/{name}/offsets while stopped) or reset it",
+                e,
+            )
+        })
+    }
+
+    /// The GTIDs completed before binlog coordinates `file:pos`: MariaDB computes them
+    /// (`BINLOG_GTID_POS`); MySQL cannot, so they are not tracked (None) there unless a
+    /// snapshot or a stored offset gave them.
+    async fn gtid_state_at(
+        &self,
+        conn: &mut Conn,
+        file: &str,
+        pos: u64,
+    ) -> Result<Option<GtidState>, SourceError> {
+        if self.config.flavor != Flavor::MariaDb {
+            return Ok(None);
+        }
+        let text: Option<Option<String>> = conn
+            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
+            .await
+            .map_err(|e| mysql_error("reading the GTID position of the binlog coordinates", e))?;
+        match text.flatten() {
+            Some(text) => match MariaDbGtidPosition::parse(&text) {
+                Ok(p) => Ok(Some(GtidState::MariaDb(p))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the server's GTID position is unreadable; positions carry no gtids");
+                    Ok(None)
+                }
+            },
+            None => Ok(None),
         }
     }
 
@@ -476,11 +538,12 @@ impl MySqlSource {
         &self,
         admin: &mut Conn,
         ctx: &SourceContext,
-    ) -> Result<(String, u64), SourceError> {
+    ) -> Result<StreamStart, SourceError> {
         let mut conn = self.connect("snapshot").await?;
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await
             .map_err(|e| mysql_error("starting the snapshot", e))?;
+        let mut mysql_gtids = None;
         let (file, pos) = match self.config.flavor {
             Flavor::MariaDb => {
                 conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -512,12 +575,26 @@ impl MySqlSource {
                     .await
                     .map_err(|e| mysql_error("starting the snapshot", e))?;
                 let position = Self::current_position(&mut conn).await;
+                let executed: Result<Option<(String, String)>, _> = conn
+                    .query_first("SELECT @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed")
+                    .await;
                 conn.query_drop("UNLOCK TABLES")
                     .await
                     .map_err(|e| mysql_error("unlocking after the snapshot started", e))?;
+                mysql_gtids = match executed {
+                    Ok(Some((mode, set))) if mode.eq_ignore_ascii_case("ON") => {
+                        MySqlGtidSet::parse(&set).ok().map(GtidState::MySql)
+                    }
+                    _ => None,
+                };
                 position?
             }
         };
+        let gtids = match self.config.flavor {
+            Flavor::MariaDb => self.gtid_state_at(admin, &file, pos).await?,
+            Flavor::MySql => mysql_gtids,
+        };
+        let gtid_text = gtids.as_ref().map(ToString::to_string);
         let tables = self.captured_tables(admin).await?;
         self.metrics
             .snapshot_tables
@@ -539,7 +616,7 @@ impl MySqlSource {
                 event: seq,
                 row: 0,
                 gtid: None,
-                gtid_set: None,
+                gtid_set: gtid_text.clone(),
                 snapshot: true,
             })
         };
@@ -653,7 +730,12 @@ impl MySqlSource {
             .map_err(|e| mysql_error("ending the snapshot", e))?;
         let _ = conn.disconnect().await;
         tracing::info!(rows = seq, "snapshot finished");
-        Ok((file, pos))
+        Ok(StreamStart {
+            file,
+            pos,
+            gtids,
+            by_gtid: false,
+        })
     }
 }
 
@@ -681,6 +763,8 @@ struct Stream<'a> {
     batch: Vec<ChangeEvent>,
     last: Option<BinlogPosition>,
     heartbeat_seq: u64,
+    /// GTIDs completed so far (None when not tracked: MySQL without GTIDs).
+    gtids: Option<GtidState>,
 }
 
 impl Stream<'_> {
@@ -691,7 +775,7 @@ impl Stream<'_> {
             event,
             row,
             gtid: txn.gtid.clone(),
-            gtid_set: None,
+            gtid_set: txn.gtids_before.clone(),
             snapshot: false,
         })
     }
@@ -708,6 +792,7 @@ impl Stream<'_> {
             file: self.file.clone(),
             pos,
             gtid,
+            gtids_before: self.gtids.as_ref().map(ToString::to_string),
             standalone,
             rows_events: 0,
             begin_seen: false,
@@ -732,11 +817,19 @@ impl Stream<'_> {
         let Some(txn) = self.txn.take() else {
             return Ok(());
         };
+        let position = Self::position(&txn, txn.rows_events + 1, 0);
+        // Heartbeats carry the last commit read, captured or not, so an idle connector's
+        // stored position follows the binlog.
+        if let SourcePosition::Binlog(p) = &position {
+            self.last = Some(p.clone());
+        }
+        if let (Some(state), Some(gtid)) = (self.gtids.as_mut(), txn.gtid.as_deref())
+            && let Err(e) = state.apply(gtid)
+        {
+            tracing::warn!(error = %e, "cannot track GTIDs any more; a restart resumes by file and position");
+            self.gtids = None;
+        }
         if txn.began {
-            let position = Self::position(&txn, txn.rows_events + 1, 0);
-            if let SourcePosition::Binlog(p) = &position {
-                self.last = Some(p.clone());
-            }
             self.batch.push(ChangeEvent {
                 position,
                 source_ts_us: Some(txn.ts_us),
@@ -1112,15 +1205,33 @@ impl MySqlSource {
         &self,
         ctx: &SourceContext,
         admin: Conn,
-        file: String,
-        pos: u64,
+        start: StreamStart,
     ) -> Result<(), SourceError> {
+        let StreamStart {
+            file,
+            pos,
+            gtids,
+            by_gtid,
+        } = start;
         let mut conn = self.connect("binlog").await?;
         if self.config.flavor == Flavor::MariaDb {
             conn.query_drop("SET @mariadb_slave_capability = 4")
                 .await
                 .map_err(|e| mysql_error("preparing the binlog dump", e))?;
         }
+        // Resume by GTID when the GTIDs before the start are known: the server sends
+        // the first transaction not in them (the interrupted one), wherever it is now.
+        let by_gtid = by_gtid
+            && match &gtids {
+                Some(GtidState::MariaDb(position)) if !position.is_empty() => {
+                    conn.exec_drop("SET @slave_connect_state = ?", (position.to_string(),))
+                        .await
+                        .map_err(|e| mysql_error("preparing the binlog dump by GTID", e))?;
+                    true
+                }
+                Some(GtidState::MySql(set)) if !set.is_empty() => true,
+                _ => false,
+            };
         let heartbeat = self.config.heartbeat_interval;
         let keepalive = heartbeat
             .unwrap_or(Duration::from_secs(10))
@@ -1131,15 +1242,41 @@ impl MySqlSource {
         ))
         .await
         .map_err(|e| mysql_error("preparing the binlog dump", e))?;
-        let request = BinlogStreamRequest::new(self.config.server_id)
+        let mut request = BinlogStreamRequest::new(self.config.server_id)
             .with_filename(file.as_bytes())
             .with_pos(pos);
-        let mut stream = conn
-            .get_binlog_stream(request)
-            .await
-            .map_err(|e| mysql_error(format!("starting the binlog stream at {file}:{pos}"), e))?;
+        if let Some(GtidState::MySql(set)) = &gtids
+            && by_gtid
+        {
+            let sids = set.sids().map_err(|e| {
+                SourceError::definite_with(
+                    "reading the stored GTID set",
+                    "reset the connector's offsets",
+                    e,
+                )
+            })?;
+            request = request.with_gtid().with_gtid_set(sids);
+        }
+        let gtid_text = gtids.as_ref().map(ToString::to_string).unwrap_or_default();
+        let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
+            if by_gtid {
+                mysql_error(
+                    format!("starting the binlog stream after GTIDs {gtid_text}"),
+                    e,
+                )
+            } else {
+                mysql_error(format!("starting the binlog stream at {file}:{pos}"), e)
+            }
+        })?;
         self.metrics.streaming.store(true, Ordering::Relaxed);
-        tracing::info!(file = %file, pos, "binlog streaming started");
+        if by_gtid {
+            self.metrics.streams_by_gtid.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.metrics
+                .streams_by_position
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!(file = %file, pos, by_gtid, gtids = %gtid_text, "binlog streaming started");
         let mut state = Stream {
             source: self,
             ctx,
@@ -1152,6 +1289,7 @@ impl MySqlSource {
             batch: Vec::with_capacity(BATCH_EVENTS),
             last: None,
             heartbeat_seq: 0,
+            gtids,
         };
         let mut flush = tokio::time::interval(Duration::from_millis(20));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1224,13 +1362,33 @@ impl Source for MySqlSource {
             None => None,
         };
         let mode = self.config.snapshot_mode;
-        let (file, pos) = match resume {
+        let start = match resume {
             Some(p) if !p.snapshot || p.row == SNAPSHOT_COMPLETE_ROW => {
+                let stored = self.parse_gtids(p.gtid_set.as_deref())?;
+                let by_gtid = stored.as_ref().is_some_and(|g| !g.to_string().is_empty());
                 if Self::binlog_exists(&mut admin, &p.file).await? {
-                    (p.file.clone(), p.pos)
+                    let gtids = match stored {
+                        Some(g) => Some(g),
+                        None => self.gtid_state_at(&mut admin, &p.file, p.pos).await?,
+                    };
+                    StreamStart {
+                        file: p.file.clone(),
+                        pos: p.pos,
+                        gtids,
+                        by_gtid,
+                    }
                 } else if mode == SnapshotMode::WhenNeeded {
                     tracing::warn!(file = %p.file, "the stored binlog file is gone; taking a new snapshot (snapshot.mode=when_needed)");
                     self.snapshot(&mut admin, &ctx).await?
+                } else if by_gtid {
+                    // The file is gone here, but the GTIDs may be elsewhere (a new
+                    // primary): the server decides, and says 1236 if they are purged.
+                    StreamStart {
+                        file: p.file.clone(),
+                        pos: p.pos,
+                        gtids: stored,
+                        by_gtid,
+                    }
                 } else {
                     return Err(SourceError::definite(
                         format!(
@@ -1247,14 +1405,21 @@ impl Source for MySqlSource {
                     self.snapshot(&mut admin, &ctx).await?
                 }
                 SnapshotMode::NoData | SnapshotMode::Never => {
-                    Self::current_position(&mut admin).await?
+                    let (file, pos) = Self::current_position(&mut admin).await?;
+                    let gtids = self.gtid_state_at(&mut admin, &file, pos).await?;
+                    StreamStart {
+                        file,
+                        pos,
+                        gtids,
+                        by_gtid: false,
+                    }
                 }
             },
         };
         if mode == SnapshotMode::InitialOnly {
             return Ok(());
         }
-        self.stream(&ctx, admin, file, pos).await
+        self.stream(&ctx, admin, start).await
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use outflow_core::{
-    ChangeEvent, EventKind, MemoryOffsetStore, MemorySink, MemorySinkMode, Pipeline,
+    ChangeEvent, EventKind, MemoryOffsetStore, MemorySink, MemorySinkMode, OffsetStore, Pipeline,
     PipelineConfig, SourcePosition, Value,
 };
 use outflow_mysql::{MySqlConfig, MySqlSource};
@@ -507,4 +507,144 @@ async fn heartbeats_while_idle() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert!(beats);
+}
+
+/// Runs a pipeline from `offsets` until `done` holds for its durable events; returns them.
+async fn drain_until(
+    name: &str,
+    source: MySqlSource,
+    offsets: Arc<MemoryOffsetStore>,
+    done: impl Fn(&[ChangeEvent]) -> bool,
+) -> Vec<ChangeEvent> {
+    let sink = MemorySink::new(MemorySinkMode::Immediate);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        Pipeline::new(
+            name,
+            source,
+            sink.clone(),
+            offsets,
+            PipelineConfig::default(),
+        )
+        .run(shutdown.clone()),
+    );
+    let reached = wait_for(Duration::from_secs(30), || {
+        let events = sink.durable();
+        let ok = done(&events);
+        async move { ok }
+    })
+    .await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert!(reached, "{:?}", row_ops(&sink.durable()));
+    sink.durable()
+}
+
+fn binlog_position(event: &ChangeEvent) -> outflow_core::BinlogPosition {
+    match &event.position {
+        SourcePosition::Binlog(p) => p.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A stop inside a multi-statement transaction, inside a multi-row event: resuming from
+/// the stored position by GTID (MariaDB `@slave_connect_state`) and by file/pos gives
+/// exactly the events after it, with the same positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_inside_a_transaction_by_gtid_and_by_file_position() {
+    let db = mariadb().create_database("myresume").await;
+    let mut conn = db.connect().await;
+    conn.query_drop(
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT); CREATE TABLE other (id INT PRIMARY KEY);
+         INSERT INTO t VALUES (0, 0);",
+    )
+    .await
+    .unwrap();
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    let all_read = |events: &[ChangeEvent]| row_ops(events).contains(&("r".to_owned(), 0));
+    drain_until(
+        "res",
+        source(db.name(), 5411, &[]),
+        offsets.clone(),
+        all_read,
+    )
+    .await;
+    conn.query_drop(
+        "START TRANSACTION;
+         INSERT INTO t VALUES (1, 1), (2, 2), (3, 3);
+         INSERT INTO other VALUES (1);
+         UPDATE t SET v = v + 10 WHERE id IN (1, 2, 3);
+         INSERT INTO t VALUES (4, 4);
+         COMMIT;
+         INSERT INTO t VALUES (5, 5);",
+    )
+    .await
+    .unwrap();
+    let last = |e: &[ChangeEvent]| {
+        row_ops(e).contains(&("c".to_owned(), 5))
+            && matches!(e.last().map(|e| &e.kind), Some(EventKind::Commit(_)))
+    };
+    let reference = drain_until("res", source(db.name(), 5411, &[]), offsets.clone(), last).await;
+    assert_eq!(
+        row_ops(&reference),
+        // `other`'s row (id 1) between the insert and the update.
+        [
+            ("c", 1),
+            ("c", 2),
+            ("c", 3),
+            ("c", 1),
+            ("u", 1),
+            ("u", 2),
+            ("u", 3),
+            ("c", 4),
+            ("c", 5)
+        ]
+        .map(|(o, i)| (o.to_owned(), i))
+        .to_vec()
+    );
+    // Every streamed position knows the GTIDs before its transaction.
+    assert!(
+        reference
+            .iter()
+            .all(|e| binlog_position(e).gtid_set.is_some())
+    );
+    let first_txn = binlog_position(&reference[0]);
+    let second = binlog_position(reference.last().unwrap());
+    assert_ne!(first_txn.gtid_set, second.gtid_set);
+    // Cut after: the BEGIN, the second row of the first rows event, the `other` table's
+    // event, the second row of the update event, the COMMIT.
+    for cut in [0, 2, 4, 6, 9] {
+        for by_gtid in [true, false] {
+            let mut stored = binlog_position(&reference[cut]);
+            if !by_gtid {
+                stored.gtid_set = None;
+            }
+            let offsets = Arc::new(MemoryOffsetStore::new());
+            offsets
+                .commit("res", &SourcePosition::Binlog(stored))
+                .await
+                .unwrap();
+            let source = source(db.name(), 5411, &[]);
+            let metrics = source.metrics();
+            let resumed = drain_until("res", source, offsets, last).await;
+            let by =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(
+                (
+                    by(&metrics.streams_by_gtid),
+                    by(&metrics.streams_by_position)
+                ),
+                if by_gtid { (1, 0) } else { (0, 1) }
+            );
+            let positions = |events: &[ChangeEvent]| -> Vec<outflow_core::BinlogPosition> {
+                events.iter().map(binlog_position).collect()
+            };
+            assert_eq!(
+                positions(&resumed),
+                positions(&reference[cut + 1..]),
+                "cut {cut}, by gtid {by_gtid}"
+            );
+            assert_eq!(row_ops(&resumed), row_ops(&reference[cut + 1..]));
+        }
+    }
 }
