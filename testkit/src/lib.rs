@@ -52,6 +52,12 @@ pub fn mariadb() -> &'static MariaDbServer {
     &MARIADB
 }
 
+/// A MariaDB server of its own, for a test that changes server-wide state (purges
+/// binlogs, restarts it): started now, stopped when the test process exits.
+pub fn dedicated_mariadb() -> &'static MariaDbServer {
+    Box::leak(Box::new(MariaDbServer::start()))
+}
+
 /// The process's Kafka-API broker (started on first use).
 pub fn broker() -> &'static KafkaBroker {
     &BROKER

@@ -1258,6 +1258,7 @@ impl MySqlSource {
             request = request.with_gtid().with_gtid_set(sids);
         }
         let gtid_text = gtids.as_ref().map(ToString::to_string).unwrap_or_default();
+        let dump_thread = conn.id();
         let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
             if by_gtid {
                 mysql_error(
@@ -1296,54 +1297,67 @@ impl MySqlSource {
         let mut beat = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         beat.reset();
-        loop {
-            tokio::select! {
-                () = ctx.shutdown.cancelled() => {
-                    // Whole transactions only: a partly read one is read again next time.
-                    send(ctx, &mut state.batch).await?;
-                    let _ = stream.close().await;
-                    return Ok(());
-                }
-                _ = flush.tick(), if !state.batch.is_empty() && state.txn.is_none() => {
-                    send(ctx, &mut state.batch).await?;
-                }
-                _ = beat.tick(), if heartbeat.is_some() && state.txn.is_none() => {
-                    if let Some(last) = state.last.clone() {
-                        state.heartbeat_seq += 1;
-                        let position = BinlogPosition {
-                            event: last.event.max(1 << 32) + state.heartbeat_seq,
-                            ..last
+        let result: Result<(), SourceError> = async {
+            loop {
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => {
+                        // Whole transactions only: a partly read one is read again next time.
+                        send(ctx, &mut state.batch).await?;
+                        return Ok(());
+                    }
+                    _ = flush.tick(), if !state.batch.is_empty() && state.txn.is_none() => {
+                        send(ctx, &mut state.batch).await?;
+                    }
+                    _ = beat.tick(), if heartbeat.is_some() && state.txn.is_none() => {
+                        if let Some(last) = state.last.clone() {
+                            state.heartbeat_seq += 1;
+                            let position = BinlogPosition {
+                                event: last.event.max(1 << 32) + state.heartbeat_seq,
+                                ..last
+                            };
+                            state.last = Some(position.clone());
+                            state.batch.push(ChangeEvent {
+                                position: SourcePosition::Binlog(position),
+                                source_ts_us: Some(now_micros()),
+                                kind: EventKind::Heartbeat,
+                                binlog: None,
+                            });
+                            send(ctx, &mut state.batch).await?;
+                        }
+                    }
+                    next = tokio::time::timeout(keepalive * 3, stream.next()) => {
+                        let event = match next {
+                            Err(_) => return Err(SourceError::transient("reading the binlog stream", "no event or heartbeat from the server in time")),
+                            Ok(None) => return Err(SourceError::transient("reading the binlog stream", "the server ended the stream")),
+                            Ok(Some(Err(e))) => return Err(mysql_error("reading the binlog stream", e)),
+                            Ok(Some(Ok(event))) => event,
                         };
-                        state.last = Some(position.clone());
-                        state.batch.push(ChangeEvent {
-                            position: SourcePosition::Binlog(position),
-                            source_ts_us: Some(now_micros()),
-                            kind: EventKind::Heartbeat,
-                            binlog: None,
-                        });
-                        send(ctx, &mut state.batch).await?;
-                    }
-                }
-                next = tokio::time::timeout(keepalive * 3, stream.next()) => {
-                    let event = match next {
-                        Err(_) => return Err(SourceError::transient("reading the binlog stream", "no event or heartbeat from the server in time")),
-                        Ok(None) => return Err(SourceError::transient("reading the binlog stream", "the server ended the stream")),
-                        Ok(Some(Err(e))) => return Err(mysql_error("reading the binlog stream", e)),
-                        Ok(Some(Ok(event))) => event,
-                    };
-                    if event.header().event_type() == Ok(EventType::HEARTBEAT_EVENT) {
-                        continue;
-                    }
-                    state.handle(event, &stream).await?;
-                    if state.batch.len() >= BATCH_EVENTS * 4 {
-                        // A very large transaction: pass rows on as they come (bounded
-                        // memory); a restart inside it re-reads it and the pipeline drops
-                        // what was delivered.
-                        send(ctx, &mut state.batch).await?;
+                        if event.header().event_type() == Ok(EventType::HEARTBEAT_EVENT) {
+                            continue;
+                        }
+                        state.handle(event, &stream).await?;
+                        if state.batch.len() >= BATCH_EVENTS * 4 {
+                            // A very large transaction: pass rows on as they come (bounded
+                            // memory); a restart inside it re-reads it and the pipeline drops
+                            // what was delivered.
+                            send(ctx, &mut state.batch).await?;
+                        }
                     }
                 }
             }
         }
+        .await;
+        // A dump thread on the server does not end when its client goes away quietly
+        // (it only notices on its next write), and mysql_async's close waits on it: end
+        // it from the admin connection so it neither lingers nor pins binlog files
+        // against PURGE.
+        drop(stream);
+        let kill = state
+            .admin
+            .query_drop(format!("KILL CONNECTION {dump_thread}"));
+        let _ = tokio::time::timeout(Duration::from_secs(2), kill).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.admin.disconnect()).await;
+        result
     }
 }
 

@@ -11,11 +11,22 @@ use outflow_core::{
     PipelineConfig, SourcePosition, Value,
 };
 use outflow_mysql::{MySqlConfig, MySqlSource};
-use outflow_testkit::{CDC_PASSWORD, CDC_USER, mariadb, wait_for};
+use outflow_testkit::{
+    CDC_PASSWORD, CDC_USER, MariaDbServer, dedicated_mariadb, mariadb, wait_for,
+};
 use tokio_util::sync::CancellationToken;
 
 fn source(database: &str, server_id: u32, extra: &[(&str, &str)]) -> MySqlSource {
-    let port = mariadb().port().to_string();
+    source_on(mariadb(), database, server_id, extra)
+}
+
+fn source_on(
+    server: &MariaDbServer,
+    database: &str,
+    server_id: u32,
+    extra: &[(&str, &str)],
+) -> MySqlSource {
+    let port = server.port().to_string();
     let server_id = server_id.to_string();
     let include = format!("{database}\\..*");
     let mut props: BTreeMap<String, String> = [
@@ -647,4 +658,110 @@ async fn resume_inside_a_transaction_by_gtid_and_by_file_position() {
             assert_eq!(row_ops(&resumed), row_ops(&reference[cut + 1..]));
         }
     }
+}
+
+/// Binlogs purged past the stored offset: a definite error that says so and names
+/// `snapshot.mode=when_needed`, for a GTID offset and a file/pos offset alike; with
+/// `when_needed` a new snapshot is taken and streaming goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_binlog_is_a_definite_error_unless_when_needed() {
+    let server = dedicated_mariadb();
+    let db = server.create_database("mypurge").await;
+    let mut conn = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    let source = || source_on(server, db.name(), 5421, &[]);
+    drain_until("purge", source(), offsets.clone(), |e| {
+        row_ops(e).contains(&("r".to_owned(), 1))
+    })
+    .await;
+    conn.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let streamed = drain_until("purge", source(), offsets.clone(), |e| {
+        row_ops(e).contains(&("c".to_owned(), 2))
+    })
+    .await;
+    let stored = binlog_position(streamed.last().unwrap());
+    assert!(stored.gtid_set.is_some());
+    // Written while stopped, then every binlog the offset needs is purged.
+    for statement in [
+        "INSERT INTO t VALUES (3)",
+        "FLUSH BINARY LOGS",
+        "INSERT INTO t VALUES (4)",
+        "FLUSH BINARY LOGS",
+    ] {
+        conn.query_drop(statement).await.unwrap();
+    }
+    let (current,): (String,) = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .map(|row: mysql_async::Row| (row.get::<String, _>(0).unwrap(),))
+        .unwrap();
+    // PURGE skips files still in use (a dump thread that is ending, the binlog
+    // checkpoint not yet past them): repeat until they are gone.
+    let purged = wait_for(Duration::from_secs(30), || {
+        let current = current.clone();
+        async move {
+            let mut admin = server.connect(None).await;
+            admin
+                .query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
+                .await
+                .unwrap();
+            let first: Option<mysql_async::Row> =
+                admin.query_first("SHOW BINARY LOGS").await.unwrap();
+            first.and_then(|r| r.get::<String, _>(0)) == Some(current)
+        }
+    })
+    .await;
+    assert!(purged);
+    for by_gtid in [true, false] {
+        let mut position = stored.clone();
+        if !by_gtid {
+            position.gtid_set = None;
+        }
+        let offsets = Arc::new(MemoryOffsetStore::new());
+        offsets
+            .commit("purge", &SourcePosition::Binlog(position))
+            .await
+            .unwrap();
+        let sink = MemorySink::new(MemorySinkMode::Immediate);
+        let result = Pipeline::new(
+            "purge",
+            source(),
+            sink.clone(),
+            offsets,
+            PipelineConfig::default(),
+        )
+        .run(CancellationToken::new())
+        .await;
+        let error = result.expect_err("a purged binlog must stop the connector");
+        let text = error.to_string();
+        assert!(
+            text.contains("purged") && text.contains("snapshot.mode=when_needed"),
+            "by gtid {by_gtid}: {text}"
+        );
+        assert!(sink.durable().is_empty());
+    }
+    // when_needed: a new snapshot (every row, as reads), then streaming.
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    offsets
+        .commit("purge", &SourcePosition::Binlog(stored.clone()))
+        .await
+        .unwrap();
+    let when_needed = || source_on(server, db.name(), 5421, &[("snapshot.mode", "when_needed")]);
+    let read = drain_until("purge", when_needed(), offsets.clone(), |e| {
+        row_ops(e).len() >= 4
+    })
+    .await;
+    assert_eq!(
+        row_ops(&read),
+        [("r", 1), ("r", 2), ("r", 3), ("r", 4)]
+            .map(|(o, i)| (o.to_owned(), i))
+            .to_vec()
+    );
+    conn.query_drop("INSERT INTO t VALUES (5)").await.unwrap();
+    let after = drain_until("purge", when_needed(), offsets, |e| !row_ops(e).is_empty()).await;
+    assert_eq!(row_ops(&after), [("c".to_owned(), 5)]);
 }
