@@ -217,7 +217,7 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
         "outflow_snapshot_rows_done",
         "gauge",
         "Snapshot rows read in the current snapshot.",
-        |m| load(&m.postgres.snapshot_rows),
+        |m| load(&m.postgres.snapshot_rows) + load(&m.mysql.snapshot_rows),
     ),
     (
         "outflow_snapshot_rows_estimate",
@@ -230,9 +230,14 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
         "gauge",
         "Tables of the current snapshot not yet read.",
         |m| {
-            (m.postgres.snapshot_tables.load(Ordering::Relaxed))
-                .saturating_sub(m.postgres.snapshot_tables_done.load(Ordering::Relaxed))
-                as f64
+            let (pg, my) = (&m.postgres, &m.mysql);
+            (pg.snapshot_tables.load(Ordering::Relaxed))
+                .saturating_sub(pg.snapshot_tables_done.load(Ordering::Relaxed))
+                .saturating_add(
+                    my.snapshot_tables
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(my.snapshot_tables_done.load(Ordering::Relaxed)),
+                ) as f64
         },
     ),
     (

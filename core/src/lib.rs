@@ -36,7 +36,9 @@ pub use event::{
 };
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
 pub use pipeline::{OpCounts, Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
-pub use position::{BinlogPosition, Lsn, PgPosition, SnapshotCursor, SourcePosition};
+pub use position::{
+    BinlogPosition, Lsn, PgPosition, SnapshotCursor, SnapshotReads, SnapshotSegment, SourcePosition,
+};
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
 pub use sink::{DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink};
 pub use source::{DurableWatch, EventSender, Source, SourceContext};

@@ -141,6 +141,39 @@ pub struct BinlogPosition {
     /// True for rows read by the snapshot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot: bool,
+    /// What the snapshot has read and in which view, when that matters for a restart: on
+    /// snapshot rows that end a batch (to continue after them), and on streamed positions
+    /// before the last view of a resumed snapshot (to drop changes it already read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_reads: Option<Box<SnapshotReads>>,
+}
+
+/// The parts of a snapshot read so far, in read order (tables by `(database, table)`,
+/// rows by key), each with the binlog coordinates of the consistent view it was read in.
+/// A snapshot resumed after a stop reads the rest in a new view: one more segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct SnapshotReads {
+    /// Segments in read order; segment *i* covers what follows segment *i − 1*'s end, up
+    /// to and including its own end.
+    pub segments: Vec<SnapshotSegment>,
+}
+
+/// One part of a snapshot read in one consistent view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotSegment {
+    /// Binlog file of the view: changes committed before (`file`, `pos`) are in what
+    /// the segment read.
+    pub file: String,
+    /// Binlog offset of the view.
+    pub pos: u64,
+    /// Database of the last table the segment reached.
+    pub database: String,
+    /// The last table the segment reached.
+    pub table: String,
+    /// Primary-key values (integers, as text) of the last row read of `table`; `None`:
+    /// the whole table was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
 }
 
 impl BinlogPosition {
@@ -269,6 +302,7 @@ mod tests {
             gtid: None,
             gtid_set: None,
             snapshot: false,
+            snapshot_reads: None,
         }
     }
 
@@ -362,6 +396,7 @@ mod tests {
                         gtid_set: gtid.clone(),
                         gtid,
                         snapshot,
+                        snapshot_reads: None,
                     })
                 }),
         ]

@@ -136,6 +136,7 @@ pub fn parse_offset_value(text: &str) -> Option<SourcePosition> {
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned),
         snapshot: false,
+        snapshot_reads: None,
     }))
 }
 

@@ -173,6 +173,7 @@ mod tests {
             gtid: None,
             gtid_set: None,
             snapshot,
+            snapshot_reads: None,
         })
     }
 

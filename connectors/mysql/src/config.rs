@@ -57,6 +57,9 @@ pub struct MySqlConfig {
     pub snapshot_mode: SnapshotMode,
     /// `snapshot.fetch.size` (default 10240): rows per batch of a snapshot read.
     pub snapshot_fetch_size: usize,
+    /// `snapshot.max.threads` (default 1): connections reading tables (and key ranges of
+    /// large tables) at once, all in one consistent view.
+    pub snapshot_max_threads: usize,
     /// `heartbeat.interval.ms` (0 = off).
     pub heartbeat_interval: Option<Duration>,
     /// `connect.timeout.ms` (default 30 s).
@@ -191,6 +194,13 @@ impl MySqlConfig {
                 10_240,
                 |n| *n > 0,
                 "expected a positive number",
+            )?,
+            snapshot_max_threads: number(
+                props,
+                "snapshot.max.threads",
+                1,
+                |n| (1..=64).contains(n),
+                "expected a number of threads from 1 to 64",
             )?,
             heartbeat_interval: (heartbeat_ms > 0).then(|| Duration::from_millis(heartbeat_ms)),
             connect_timeout: Duration::from_millis(number(

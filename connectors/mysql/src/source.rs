@@ -33,18 +33,18 @@ use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Row as MyRow, Value as MyValue};
-use outflow_core::event::{
-    BinlogDetail, SchemaChange, SchemaChangeKind, SnapshotMark, TransactionBoundary,
-};
+use outflow_core::event::{BinlogDetail, SchemaChange, SchemaChangeKind, TransactionBoundary};
 use outflow_core::{
-    BinlogPosition, ChangeEvent, ColumnSchema, EventBatch, EventKind, SchemaVersion, Source,
-    SourceContext, SourceError, SourcePosition, TableId, TableSchema, Value,
+    BinlogPosition, ChangeEvent, ColumnSchema, EventBatch, EventKind, SchemaVersion, SnapshotReads,
+    Source, SourceContext, SourceError, SourcePosition, TableId, TableSchema, Value,
 };
 
 use crate::config::{Flavor, MySqlConfig, SnapshotMode};
 use crate::gtid::{GtidState, MariaDbGtidPosition, MySqlGtidSet};
 use crate::mariadb;
 use crate::types::ColumnCodec;
+
+mod snapshot;
 
 /// `row` of the last snapshot row's position: the snapshot is complete.
 pub const SNAPSHOT_COMPLETE_ROW: u32 = 1;
@@ -61,6 +61,10 @@ pub struct MySqlMetrics {
     pub snapshot_tables: AtomicU64,
     /// Tables completely read.
     pub snapshot_tables_done: AtomicU64,
+    /// Parts the snapshot is read in (tables, and key ranges of large tables).
+    pub snapshot_units: AtomicU64,
+    /// Connections reading the snapshot at once.
+    pub snapshot_connections: AtomicU64,
     /// Streaming the binlog.
     pub streaming: AtomicBool,
     /// Seconds between the last event's binlog timestamp and its arrival.
@@ -152,6 +156,9 @@ struct StreamStart {
     gtids: Option<GtidState>,
     /// Ask the server by `gtids` instead of `file`/`pos`.
     by_gtid: bool,
+    /// What a resumed snapshot read in later views: changes it already shows are dropped
+    /// until the stream passes the last view.
+    reads: Option<SnapshotReads>,
 }
 
 /// The transaction being read from the binlog.
@@ -162,6 +169,8 @@ struct OpenTransaction {
     gtid: Option<String>,
     /// GTIDs completed before this transaction (the positions' `gtids`).
     gtids_before: Option<String>,
+    /// Inside a resumed snapshot's window: its reads (on every position).
+    reads: Option<Box<SnapshotReads>>,
     standalone: bool,
     /// Rows events seen so far (the index of the last one).
     rows_events: u64,
@@ -392,10 +401,13 @@ impl MySqlSource {
             )
             .await
             .map_err(|e| mysql_error("listing tables", e))?;
-        Ok(rows
+        // Byte order (not the server's collation): the order snapshot segments compare in.
+        let mut tables: Vec<(String, String)> = rows
             .into_iter()
             .filter(|(db, t)| self.config.captures(db, t))
-            .collect())
+            .collect();
+        tables.sort();
+        Ok(tables)
     }
 
     /// A table's shape from `information_schema`; `None` if it does not exist.
@@ -531,212 +543,6 @@ impl MySqlSource {
             })
             .collect()
     }
-
-    /// Reads every captured table inside one consistent-snapshot transaction; returns
-    /// the binlog coordinates the stream continues from.
-    async fn snapshot(
-        &self,
-        admin: &mut Conn,
-        ctx: &SourceContext,
-    ) -> Result<StreamStart, SourceError> {
-        let mut conn = self.connect("snapshot").await?;
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .await
-            .map_err(|e| mysql_error("starting the snapshot", e))?;
-        let mut mysql_gtids = None;
-        let (file, pos) = match self.config.flavor {
-            Flavor::MariaDb => {
-                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await
-                    .map_err(|e| mysql_error("starting the snapshot", e))?;
-                let status: Vec<(String, String)> = conn
-                    .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-                    .await
-                    .map_err(|e| mysql_error("reading the snapshot's binlog position", e))?;
-                let get = |name: &str| {
-                    status
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| v.clone())
-                };
-                let file = get("binlog_snapshot_file").unwrap_or_default();
-                let pos = get("binlog_snapshot_position")
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(4);
-                (file, pos)
-            }
-            Flavor::MySql => {
-                conn.query_drop("FLUSH TABLES WITH READ LOCK")
-                    .await
-                    .map_err(|e| {
-                        mysql_error("locking for the snapshot (FLUSH TABLES WITH READ LOCK)", e)
-                    })?;
-                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await
-                    .map_err(|e| mysql_error("starting the snapshot", e))?;
-                let position = Self::current_position(&mut conn).await;
-                let executed: Result<Option<(String, String)>, _> = conn
-                    .query_first("SELECT @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed")
-                    .await;
-                conn.query_drop("UNLOCK TABLES")
-                    .await
-                    .map_err(|e| mysql_error("unlocking after the snapshot started", e))?;
-                mysql_gtids = match executed {
-                    Ok(Some((mode, set))) if mode.eq_ignore_ascii_case("ON") => {
-                        MySqlGtidSet::parse(&set).ok().map(GtidState::MySql)
-                    }
-                    _ => None,
-                };
-                position?
-            }
-        };
-        let gtids = match self.config.flavor {
-            Flavor::MariaDb => self.gtid_state_at(admin, &file, pos).await?,
-            Flavor::MySql => mysql_gtids,
-        };
-        let gtid_text = gtids.as_ref().map(ToString::to_string);
-        let tables = self.captured_tables(admin).await?;
-        self.metrics
-            .snapshot_tables
-            .store(tables.len() as u64, Ordering::Relaxed);
-        self.metrics
-            .snapshot_tables_done
-            .store(0, Ordering::Relaxed);
-        self.metrics.snapshot_rows.store(0, Ordering::Relaxed);
-        tracing::info!(tables = tables.len(), file = %file, pos, "snapshot started");
-        let started_us = now_micros();
-        let mut seq = 0u64;
-        let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH_EVENTS);
-        // One row is held back so the last row of a table (and of the snapshot) is known.
-        let mut held: Option<ChangeEvent> = None;
-        let position = |seq: u64| {
-            SourcePosition::Binlog(BinlogPosition {
-                file: file.clone(),
-                pos,
-                event: seq,
-                row: 0,
-                gtid: None,
-                gtid_set: gtid_text.clone(),
-                snapshot: true,
-            })
-        };
-        for (index, (database, name)) in tables.iter().enumerate() {
-            let Some(table) =
-                Self::load_table(admin, self.config.flavor, database, name, 1).await?
-            else {
-                continue;
-            };
-            let table = Arc::new(table);
-            let order = if table.schema.primary_key.is_empty() {
-                String::new()
-            } else {
-                let keys: Vec<String> = table
-                    .schema
-                    .primary_key
-                    .iter()
-                    .map(|&i| quote_ident(&table.schema.columns[i].name))
-                    .collect();
-                format!(" ORDER BY {}", keys.join(", "))
-            };
-            let columns: Vec<String> = table
-                .schema
-                .columns
-                .iter()
-                .map(|c| quote_ident(&c.name))
-                .collect();
-            let query = format!(
-                "SELECT {} FROM {}.{}{order}",
-                columns.join(", "),
-                quote_ident(database),
-                quote_ident(name)
-            );
-            let mut result = conn
-                .exec_iter(query.as_str(), ())
-                .await
-                .map_err(|e| mysql_error(format!("reading {database}.{name}"), e))?;
-            let mut first_in_table = true;
-            while let Some(row) = result
-                .next()
-                .await
-                .map_err(|e| mysql_error(format!("reading {database}.{name}"), e))?
-            {
-                let after = Self::decode_row(&table, row.unwrap(), false)?;
-                seq += 1;
-                let mark = if seq == 1 {
-                    SnapshotMark::First
-                } else if first_in_table {
-                    SnapshotMark::FirstInDataCollection
-                } else {
-                    SnapshotMark::True
-                };
-                first_in_table = false;
-                if let Some(previous) = held.replace(ChangeEvent {
-                    position: position(seq),
-                    source_ts_us: Some(started_us),
-                    kind: EventKind::Read {
-                        table: Arc::clone(&table.schema),
-                        after,
-                        mark,
-                    },
-                    binlog: None,
-                }) {
-                    batch.push(previous);
-                }
-                if batch.len() >= BATCH_EVENTS {
-                    self.metrics
-                        .snapshot_rows
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    send(ctx, &mut batch).await?;
-                }
-            }
-            drop(result);
-            // The held row is the table's last.
-            if let Some(ChangeEvent {
-                kind: EventKind::Read { mark, .. },
-                ..
-            }) = held.as_mut()
-                && !first_in_table
-                && *mark != SnapshotMark::First
-            {
-                *mark = SnapshotMark::LastInDataCollection;
-            }
-            self.metrics
-                .snapshot_tables_done
-                .store(index as u64 + 1, Ordering::Relaxed);
-            if ctx.shutdown.is_cancelled() {
-                return Err(SourceError::transient(
-                    "the snapshot was interrupted",
-                    "shutdown",
-                ));
-            }
-        }
-        if let Some(mut last) = held.take() {
-            if let EventKind::Read { mark, .. } = &mut last.kind {
-                *mark = SnapshotMark::Last;
-            }
-            // `row = 1` on the last snapshot row marks the snapshot complete: a restart
-            // whose stored position is this one streams instead of snapshotting again.
-            if let SourcePosition::Binlog(p) = &mut last.position {
-                p.row = SNAPSHOT_COMPLETE_ROW;
-            }
-            batch.push(last);
-        }
-        self.metrics
-            .snapshot_rows
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        send(ctx, &mut batch).await?;
-        conn.query_drop("COMMIT")
-            .await
-            .map_err(|e| mysql_error("ending the snapshot", e))?;
-        let _ = conn.disconnect().await;
-        tracing::info!(rows = seq, "snapshot finished");
-        Ok(StreamStart {
-            file,
-            pos,
-            gtids,
-            by_gtid: false,
-        })
-    }
 }
 
 async fn send(ctx: &SourceContext, batch: &mut Vec<ChangeEvent>) -> Result<(), SourceError> {
@@ -765,6 +571,9 @@ struct Stream<'a> {
     heartbeat_seq: u64,
     /// GTIDs completed so far (None when not tracked: MySQL without GTIDs).
     gtids: Option<GtidState>,
+    /// A resumed snapshot's reads and the coordinates of its last view, until the stream
+    /// passes them.
+    window: Option<(SnapshotReads, (String, u64))>,
 }
 
 impl Stream<'_> {
@@ -777,6 +586,7 @@ impl Stream<'_> {
             gtid: txn.gtid.clone(),
             gtid_set: txn.gtids_before.clone(),
             snapshot: false,
+            snapshot_reads: txn.reads.clone(),
         })
     }
 
@@ -788,11 +598,21 @@ impl Stream<'_> {
         server_id: u32,
         ts_us: i64,
     ) {
+        let in_window = self.window.as_ref().is_some_and(|(_, (file, end))| {
+            snapshot::coordinates_before((&self.file, pos), (file, *end))
+        });
+        if !in_window {
+            self.window = None;
+        }
         self.txn = Some(OpenTransaction {
             file: self.file.clone(),
             pos,
             gtid,
             gtids_before: self.gtids.as_ref().map(ToString::to_string),
+            reads: self
+                .window
+                .as_ref()
+                .map(|(reads, _)| Box::new(reads.clone())),
             standalone,
             rows_events: 0,
             begin_seen: false,
@@ -1154,11 +974,35 @@ impl Stream<'_> {
                 };
             let before = before.map(convert).transpose()?;
             let after = after.map(convert).transpose()?;
+            // Inside a resumed snapshot's window: a change to a row that a later view
+            // read is already in the snapshot (every key of the change must be).
+            if let (Some(txn), Some((reads, _))) = (self.txn.as_ref(), self.window.as_ref())
+                && txn.reads.is_some()
+            {
+                let covered = |values: &Option<Vec<Value>>| {
+                    values.as_ref().is_none_or(|v| {
+                        let key = snapshot::int_key(&table, v);
+                        snapshot::already_read(
+                            reads,
+                            (&txn.file, txn.pos),
+                            &database,
+                            &name,
+                            key.as_deref(),
+                        )
+                    })
+                };
+                if covered(&before) && covered(&after) {
+                    continue;
+                }
+            }
             decoded.push((u32::try_from(row_index).unwrap_or(u32::MAX), before, after));
         }
         let Some(txn) = self.txn.as_mut() else {
             return Ok(());
         };
+        if decoded.is_empty() {
+            return Ok(());
+        }
         if !txn.began {
             txn.began = true;
             self.batch.push(ChangeEvent {
@@ -1212,7 +1056,9 @@ impl MySqlSource {
             pos,
             gtids,
             by_gtid,
+            reads,
         } = start;
+        let window = reads.and_then(|r| snapshot::window_end(&r).map(|end| (r, end)));
         let mut conn = self.connect("binlog").await?;
         if self.config.flavor == Flavor::MariaDb {
             conn.query_drop("SET @mariadb_slave_capability = 4")
@@ -1291,6 +1137,7 @@ impl MySqlSource {
             last: None,
             heartbeat_seq: 0,
             gtids,
+            window,
         };
         let mut flush = tokio::time::interval(Duration::from_millis(20));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1376,8 +1223,14 @@ impl Source for MySqlSource {
             None => None,
         };
         let mode = self.config.snapshot_mode;
-        let start = match resume {
+        let start = match &resume {
             Some(p) if !p.snapshot || p.row == SNAPSHOT_COMPLETE_ROW => {
+                // Inside (or at the end of) a resumed snapshot's window: keep filtering.
+                let reads = p
+                    .snapshot_reads
+                    .as_deref()
+                    .cloned()
+                    .filter(|r| r.segments.len() > 1);
                 let stored = self.parse_gtids(p.gtid_set.as_deref())?;
                 let by_gtid = stored.as_ref().is_some_and(|g| !g.to_string().is_empty());
                 if Self::binlog_exists(&mut admin, &p.file).await? {
@@ -1390,10 +1243,11 @@ impl Source for MySqlSource {
                         pos: p.pos,
                         gtids,
                         by_gtid,
+                        reads,
                     }
                 } else if mode == SnapshotMode::WhenNeeded {
                     tracing::warn!(file = %p.file, "the stored binlog file is gone; taking a new snapshot (snapshot.mode=when_needed)");
-                    self.snapshot(&mut admin, &ctx).await?
+                    self.snapshot(&mut admin, &ctx, None).await?
                 } else if by_gtid {
                     // The file is gone here, but the GTIDs may be elsewhere (a new
                     // primary): the server decides, and says 1236 if they are purged.
@@ -1402,6 +1256,7 @@ impl Source for MySqlSource {
                         pos: p.pos,
                         gtids: stored,
                         by_gtid,
+                        reads,
                     }
                 } else {
                     return Err(SourceError::definite(
@@ -1413,10 +1268,11 @@ impl Source for MySqlSource {
                     ));
                 }
             }
-            // No offset, or one inside an unfinished snapshot: (re)take the snapshot.
+            // No offset, or one inside an unfinished snapshot: take the snapshot, or
+            // continue it after what the stored position says was read.
             _ => match mode {
                 SnapshotMode::Initial | SnapshotMode::InitialOnly | SnapshotMode::WhenNeeded => {
-                    self.snapshot(&mut admin, &ctx).await?
+                    self.snapshot(&mut admin, &ctx, resume.as_ref()).await?
                 }
                 SnapshotMode::NoData | SnapshotMode::Never => {
                     let (file, pos) = Self::current_position(&mut admin).await?;
@@ -1426,6 +1282,7 @@ impl Source for MySqlSource {
                         pos,
                         gtids,
                         by_gtid: false,
+                        reads: None,
                     }
                 }
             },

@@ -390,6 +390,7 @@ fn mariadb_source_block_and_snapshot_marker() {
         gtid: Some("0-1-37".into()),
         gtid_set: None,
         snapshot: false,
+        snapshot_reads: None,
     });
     let mut e = event(
         position,
@@ -442,6 +443,7 @@ fn mariadb_source_block_and_snapshot_marker() {
         gtid: None,
         gtid_set: None,
         snapshot: true,
+        snapshot_reads: None,
     });
     let mut out = Vec::new();
     f.format(&event(snapshot_position, read), 0, &mut out)
@@ -785,6 +787,7 @@ fn mysql_schema_change_record() {
         gtid: None,
         gtid_set: None,
         snapshot: false,
+        snapshot_reads: None,
     });
     let ddl = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))";
     let change = EventKind::SchemaChange(SchemaChange {
@@ -848,6 +851,7 @@ fn mysql_avro_source_and_key_schemas_match_debezium() {
         gtid: None,
         gtid_set: None,
         snapshot: false,
+        snapshot_reads: None,
     });
     let mut out = Vec::new();
     f.format(
