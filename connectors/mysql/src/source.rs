@@ -902,6 +902,12 @@ impl Stream<'_> {
                 let text = mysql_gtid(&gtid.sid(), gtid.gno());
                 self.begin(start, Some(text), false, header.server_id(), ts_us);
             }
+            // MySQL without GTIDs writes an anonymous GTID event first: the transaction
+            // starts there (also when its body is a compressed TRANSACTION_PAYLOAD, whose
+            // inner events have no binlog offsets of their own).
+            EventData::AnonymousGtidEvent(_) => {
+                self.begin(start, None, false, header.server_id(), ts_us);
+            }
             EventData::RowsEvent(rows) => {
                 self.rows(&rows, stream, header.server_id(), start, ts_us)
                     .await?
