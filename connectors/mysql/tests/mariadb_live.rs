@@ -1044,7 +1044,7 @@ async fn snapshot_to_stream_handover_under_writes_ten_runs() {
         .await;
         writes.await.unwrap();
         let mut state: BTreeMap<i64, i64> = BTreeMap::new();
-        let (mut read_twice, mut insert_present, mut change_missing) = (0, 0, 0);
+        let (mut read_twice, mut insert_present, mut change_missing) = (0u32, 0u32, 0u32);
         for e in &events {
             let int = |v: &Value| match v {
                 Value::Int32(i) => i64::from(*i),
@@ -1052,24 +1052,18 @@ async fn snapshot_to_stream_handover_under_writes_ten_runs() {
             };
             match &e.kind {
                 EventKind::Read { after, .. } => {
-                    if state.insert(int(&after[0]), int(&after[1])).is_some() {
-                        read_twice += 1;
-                    }
+                    read_twice += u32::from(state.insert(int(&after[0]), int(&after[1])).is_some());
                 }
                 EventKind::Insert { after, .. } => {
-                    if state.insert(int(&after[0]), int(&after[1])).is_some() {
-                        insert_present += 1;
-                    }
+                    insert_present +=
+                        u32::from(state.insert(int(&after[0]), int(&after[1])).is_some());
                 }
                 EventKind::Update { after, .. } => {
-                    if state.insert(int(&after[0]), int(&after[1])).is_none() {
-                        change_missing += 1;
-                    }
+                    change_missing +=
+                        u32::from(state.insert(int(&after[0]), int(&after[1])).is_none());
                 }
                 EventKind::Delete { before, .. } => {
-                    if state.remove(&int(&before[0])).is_none() {
-                        change_missing += 1;
-                    }
+                    change_missing += u32::from(state.remove(&int(&before[0])).is_none());
                 }
                 _ => {}
             }
