@@ -30,7 +30,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
-use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Row as MyRow, Value as MyValue};
 use outflow_core::event::{BinlogDetail, SchemaChange, SchemaChangeKind, TransactionBoundary};
@@ -956,27 +955,13 @@ impl Stream<'_> {
             })?;
             let convert =
                 |row: mysql_async::binlog::row::BinlogRow| -> Result<Vec<Value>, SourceError> {
-                    let values: Vec<MyValue> = row
-                        .unwrap()
-                        .into_iter()
-                        .map(|v| match v {
-                            BinlogValue::Value(v) => Ok(v),
-                            BinlogValue::Jsonb(j) => serde_json::Value::try_from(j)
-                                .map(|j| MyValue::Bytes(j.to_string().into_bytes()))
-                                .map_err(|e| {
-                                    SourceError::definite_with(
-                                        "decoding a JSON value",
-                                        "report this as a bug",
-                                        e,
-                                    )
-                                }),
-                            BinlogValue::JsonDiff(_) => Err(SourceError::definite(
-                                "a partial JSON update in the binlog",
-                                "set binlog_row_value_options='' (no PARTIAL_JSON) on the server",
-                            )),
-                        })
-                        .collect::<Result<_, _>>()?;
-                    MySqlSource::decode_row(&table, values, true)
+                    crate::types::binlog_row_values(row, &table.codecs).map_err(|e| {
+                        SourceError::definite_with(
+                            format!("decoding a row of {database}.{name}"),
+                            "report this as a bug with the table's definition",
+                            e,
+                        )
+                    })
                 };
             let before = before.map(convert).transpose()?;
             let after = after.map(convert).transpose()?;

@@ -522,6 +522,58 @@ fn cp1252(b: u8) -> char {
     }
 }
 
+/// Why a binlog row could not be turned into values.
+#[derive(Debug, thiserror::Error)]
+pub enum RowDecodeError {
+    /// The row has another number of values than the shape has columns.
+    #[error("the row has {values} values for {columns} columns")]
+    Width {
+        /// Values in the row.
+        values: usize,
+        /// Columns of the shape.
+        columns: usize,
+    },
+    /// A value does not fit its column.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// MySQL binary JSON that does not decode.
+    #[error("undecodable binary JSON: {0}")]
+    Json(String),
+    /// A partial JSON update (`binlog_row_value_options=PARTIAL_JSON`), which carries no
+    /// full value.
+    #[error("a partial JSON update; set binlog_row_value_options='' on the server")]
+    PartialJson,
+}
+
+/// Turns one row image of a rows event into values with `codecs` (the shape of the
+/// event's TABLE_MAP or of the table): the hot path of binlog decoding.
+pub fn binlog_row_values(
+    row: mysql_async::binlog::row::BinlogRow,
+    codecs: &[ColumnCodec],
+) -> Result<Vec<Value>, RowDecodeError> {
+    use mysql_async::binlog::value::BinlogValue;
+    let values = row.unwrap();
+    if values.len() != codecs.len() {
+        return Err(RowDecodeError::Width {
+            values: values.len(),
+            columns: codecs.len(),
+        });
+    }
+    values
+        .into_iter()
+        .zip(codecs)
+        .map(|(value, codec)| match value {
+            BinlogValue::Value(v) => Ok(codec.decode(&v, true)?),
+            BinlogValue::Jsonb(j) => {
+                let json = serde_json::Value::try_from(j)
+                    .map_err(|e| RowDecodeError::Json(e.to_string()))?;
+                Ok(codec.decode(&MyValue::Bytes(json.to_string().into_bytes()), true)?)
+            }
+            BinlogValue::JsonDiff(_) => Err(RowDecodeError::PartialJson),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
