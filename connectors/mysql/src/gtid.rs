@@ -206,6 +206,27 @@ impl MySqlGtidSet {
         self.sources.is_empty()
     }
 
+    /// The set a MySQL PREVIOUS_GTIDS event (type 35, at the start of every binlog file)
+    /// carries: every GTID executed before the file. Intervals there are half-open.
+    pub fn from_previous_gtids(
+        event: &mysql_async::binlog::events::PreviousGtidsEvent<'_>,
+    ) -> Self {
+        let mut set = Self::default();
+        for sid in event.sids() {
+            let text = crate::source::uuid_text(&sid.uuid());
+            let source = match sid.tag() {
+                Some(tag) => format!("{text}:{tag}"),
+                None => text,
+            };
+            for interval in sid.intervals() {
+                if interval.end() > interval.start() && interval.start() > 0 {
+                    set.insert(&source, interval.start(), interval.end() - 1);
+                }
+            }
+        }
+        set
+    }
+
     /// The members as `COM_BINLOG_DUMP_GTID` wants them (one per source).
     pub fn sids(&self) -> Result<Vec<mysql_async::Sid<'static>>, GtidError> {
         self.sources

@@ -45,6 +45,9 @@ use crate::types::ColumnCodec;
 
 mod snapshot;
 
+#[cfg(test)]
+mod mysql8_fixtures;
+
 /// `row` of the last snapshot row's position: the snapshot is complete.
 pub const SNAPSHOT_COMPLETE_ROW: u32 = 1;
 
@@ -133,17 +136,22 @@ fn clean_binlog_name(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
-/// A MySQL GTID as text: `uuid:gno`.
-fn mysql_gtid(sid: &[u8; 16], gno: u64) -> String {
+/// A server UUID as MySQL prints it (lowercase, 8-4-4-4-12).
+pub(crate) fn uuid_text(sid: &[u8; 16]) -> String {
     let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
     format!(
-        "{}-{}-{}-{}-{}:{gno}",
+        "{}-{}-{}-{}-{}",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// A MySQL GTID as text: `uuid:gno`.
+fn mysql_gtid(sid: &[u8; 16], gno: u64) -> String {
+    format!("{}:{gno}", uuid_text(sid))
 }
 
 /// Where streaming starts: binlog coordinates and, when known, the GTIDs completed
@@ -573,6 +581,9 @@ struct Stream<'a> {
     /// A resumed snapshot's reads and the coordinates of its last view, until the stream
     /// passes them.
     window: Option<(SnapshotReads, (String, u64))>,
+    /// Every event of the current file since its start has been read (so its
+    /// PREVIOUS_GTIDS event, MySQL, gives the GTIDs before it).
+    at_file_start: bool,
 }
 
 impl Stream<'_> {
@@ -597,6 +608,7 @@ impl Stream<'_> {
         server_id: u32,
         ts_us: i64,
     ) {
+        self.at_file_start = false;
         let in_window = self.window.as_ref().is_some_and(|(_, (file, end))| {
             snapshot::coordinates_before((&self.file, pos), (file, *end))
         });
@@ -855,6 +867,9 @@ impl Stream<'_> {
         let Some(data) = data else { return Ok(()) };
         match data {
             EventData::RotateEvent(rotate) => {
+                if !artificial {
+                    self.at_file_start = true;
+                }
                 self.by_table_id.clear();
                 self.file = clean_binlog_name(rotate.name_raw());
             }
@@ -896,6 +911,18 @@ impl Stream<'_> {
                 }
             }
             EventData::XidEvent(_) => self.commit().await?,
+            // MySQL starts every file with the GTIDs executed before it: where GTIDs are
+            // not yet tracked (a start by file/pos), they are from here on.
+            EventData::PreviousGtidsEvent(previous) => {
+                if self.gtids.is_none()
+                    && self.at_file_start
+                    && self.source.config.flavor == Flavor::MySql
+                {
+                    self.gtids = Some(GtidState::MySql(MySqlGtidSet::from_previous_gtids(
+                        &previous,
+                    )));
+                }
+            }
             // MySQL's GTID event opens the transaction (MariaDB's is decoded above).
             EventData::GtidEvent(gtid) => {
                 let text = mysql_gtid(&gtid.sid(), gtid.gno());
@@ -1127,6 +1154,7 @@ impl MySqlSource {
             batch: Vec::with_capacity(BATCH_EVENTS),
             last: None,
             heartbeat_seq: 0,
+            at_file_start: pos <= 4,
             gtids,
             window,
         };
