@@ -913,15 +913,15 @@ impl Stream<'_> {
             EventData::XidEvent(_) => self.commit().await?,
             // MySQL starts every file with the GTIDs executed before it: where GTIDs are
             // not yet tracked (a start by file/pos), they are from here on.
-            EventData::PreviousGtidsEvent(previous) => {
+            EventData::PreviousGtidsEvent(previous)
                 if self.gtids.is_none()
                     && self.at_file_start
-                    && self.source.config.flavor == Flavor::MySql
-                {
-                    self.gtids = Some(GtidState::MySql(MySqlGtidSet::from_previous_gtids(
-                        &previous,
-                    )));
-                }
+                    && self.source.config.flavor == Flavor::MySql =>
+            {
+                self.gtids = Some(GtidState::MySql(MySqlGtidSet::from_previous_gtids(
+                    &previous,
+                )));
+            }
             }
             // MySQL's GTID event opens the transaction (MariaDB's is decoded above).
             EventData::GtidEvent(gtid) => {
