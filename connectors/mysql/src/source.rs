@@ -922,7 +922,6 @@ impl Stream<'_> {
                     &previous,
                 )));
             }
-            }
             // MySQL's GTID event opens the transaction (MariaDB's is decoded above).
             EventData::GtidEvent(gtid) => {
                 let text = mysql_gtid(&gtid.sid(), gtid.gno());
