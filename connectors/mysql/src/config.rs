@@ -66,6 +66,9 @@ pub struct MySqlConfig {
     pub connect_timeout: Duration,
     /// `include.query`: fill `source.query` (needs the statement in the binlog).
     pub include_query: bool,
+    /// `bigint.unsigned.handling.mode`: `precise` (BIGINT UNSIGNED as a decimal) rather
+    /// than `long` (the default; values above 2^63 − 1 wrap).
+    pub bigint_unsigned_precise: bool,
 }
 
 impl fmt::Debug for MySqlConfig {
@@ -154,6 +157,18 @@ impl MySqlConfig {
                 ));
             }
         };
+        let bigint_unsigned_precise =
+            match props.get("bigint.unsigned.handling.mode").map(|v| v.trim()) {
+                None | Some("long") => false,
+                Some("precise") => true,
+                Some(other) => {
+                    return Err(PropertyError::new(
+                        "bigint.unsigned.handling.mode",
+                        other,
+                        "expected long or precise",
+                    ));
+                }
+            };
         let heartbeat_ms: u64 = number(
             props,
             "heartbeat.interval.ms",
@@ -211,6 +226,7 @@ impl MySqlConfig {
                 "expected milliseconds",
             )?),
             include_query,
+            bigint_unsigned_precise,
         })
     }
 
@@ -253,6 +269,8 @@ mod tests {
             ("database.server.id", "x"),
             ("database.port", "70000"),
             ("snapshot.mode", "sometimes"),
+            ("bigint.unsigned.handling.mode", "huge"),
+            ("snapshot.max.threads", "0"),
             ("include.query", "yes"),
             ("table.include.list", "(("),
         ] {

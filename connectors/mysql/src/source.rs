@@ -420,7 +420,7 @@ impl MySqlSource {
     /// A table's shape from `information_schema`; `None` if it does not exist.
     async fn load_table(
         conn: &mut Conn,
-        flavor: Flavor,
+        config: &MySqlConfig,
         database: &str,
         table: &str,
         version: u64,
@@ -459,7 +459,7 @@ impl MySqlSource {
             .map_err(|e| mysql_error(format!("reading the key of {database}.{table}"), e))?;
         // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check; Debezium reports it
         // as JSON.
-        let json_columns: Vec<String> = if flavor == Flavor::MariaDb {
+        let json_columns: Vec<String> = if config.flavor == Flavor::MariaDb {
             let clauses: Vec<String> = conn
                 .exec(
                     "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
@@ -494,7 +494,8 @@ impl MySqlSource {
                 fsp,
                 charset.as_deref(),
                 length,
-            );
+            )
+            .with_bigint_unsigned_precise(config.bigint_unsigned_precise);
             let mut column = ColumnSchema::new(name, codec.data_type.clone(), codec.nullable);
             column.source_type = column_type.to_ascii_uppercase();
             schema_columns.push(column);
@@ -694,7 +695,7 @@ impl Stream<'_> {
                     let version = self.versions.get(&key).copied().unwrap_or(0) + 1;
                     let Some(table) = MySqlSource::load_table(
                         &mut self.admin,
-                        self.source.config.flavor,
+                        &self.source.config,
                         &change.database,
                         &change.table,
                         version,
@@ -745,7 +746,16 @@ impl Stream<'_> {
         if let Some(table) = self.by_table_id.get(&tme.table_id()) {
             return Ok(Some(Arc::clone(table)));
         }
-        let shape = crate::types::table_map_shape(tme).map_err(|e| {
+        let precise = self.source.config.bigint_unsigned_precise;
+        let shape = crate::types::table_map_shape(tme).map(|mut shape| {
+            shape.codecs = shape
+                .codecs
+                .into_iter()
+                .map(|c| c.with_bigint_unsigned_precise(precise))
+                .collect();
+            shape
+        });
+        let shape = shape.map_err(|e| {
             SourceError::definite_with(
                 format!("reading the table map of {database}.{name}"),
                 "set binlog_row_metadata=FULL on the server",
@@ -767,7 +777,7 @@ impl Stream<'_> {
                 let version = self.versions.get(&key).copied().unwrap_or(0) + 1;
                 let current = MySqlSource::load_table(
                     &mut self.admin,
-                    self.source.config.flavor,
+                    &self.source.config,
                     database,
                     name,
                     version,

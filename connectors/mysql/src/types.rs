@@ -235,6 +235,19 @@ impl ColumnCodec {
         }
     }
 
+    /// `bigint.unsigned.handling.mode=precise`: BIGINT UNSIGNED becomes a decimal of
+    /// precision 20, scale 0 (every value exact) instead of a wrapping INT64 (`long`).
+    #[must_use]
+    pub fn with_bigint_unsigned_precise(mut self, precise: bool) -> Self {
+        if precise && self.unsigned && self.int_bits == 64 {
+            self.data_type = DataType::Decimal {
+                precision: Some(20),
+                scale: Some(0),
+            };
+        }
+        self
+    }
+
     fn integer(&self, value: &MyValue) -> Option<i64> {
         match value {
             MyValue::Int(i) => Some(*i),
@@ -320,6 +333,10 @@ impl ColumnCodec {
                         .and_then(Decimal::parse)
                         .ok_or_else(bad)?,
                 ),
+                // BIGINT UNSIGNED (precise mode) that a decoder read as signed.
+                MyValue::Int(i) if self.unsigned && self.int_bits == 64 => {
+                    Value::Decimal(Decimal::new(*i as u64, 0))
+                }
                 MyValue::Int(i) => Value::Decimal(Decimal::new(*i, 0)),
                 MyValue::UInt(u) => Value::Decimal(Decimal::new(*u, 0)),
                 _ => return Err(bad()),

@@ -1094,3 +1094,75 @@ async fn snapshot_to_stream_handover_under_writes_ten_runs() {
         );
     }
 }
+
+/// `bigint.unsigned.handling.mode`: `precise` gives every BIGINT UNSIGNED exactly as a
+/// decimal, from the snapshot and from the binlog; `long` (the default) wraps above
+/// 2^63 − 1 as Debezium does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigint_unsigned_handling_modes() {
+    let db = mariadb().create_database("mybig").await;
+    let mut conn = db.connect().await;
+    conn.query_drop(
+        "CREATE TABLE u (id INT PRIMARY KEY, big BIGINT UNSIGNED);
+         INSERT INTO u VALUES (1, 18446744073709551615);",
+    )
+    .await
+    .unwrap();
+    let values = |events: &[ChangeEvent]| -> Vec<Value> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Read { after, .. } | EventKind::Insert { after, .. } => {
+                    Some(after[1].clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let precise = drain_until(
+        "bigp",
+        source(
+            db.name(),
+            5451,
+            &[("bigint.unsigned.handling.mode", "precise")],
+        ),
+        Arc::new(MemoryOffsetStore::new()),
+        |e| row_ops(e).len() >= 1,
+    )
+    .await;
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    for e in &precise {
+        offsets.commit("bigp", &e.position).await.unwrap();
+    }
+    conn.query_drop("INSERT INTO u VALUES (2, 9223372036854775808), (3, 7)")
+        .await
+        .unwrap();
+    let streamed = drain_until(
+        "bigp",
+        source(
+            db.name(),
+            5451,
+            &[("bigint.unsigned.handling.mode", "precise")],
+        ),
+        offsets,
+        |e| row_ops(e).len() >= 2,
+    )
+    .await;
+    let decimal = |text: &str| Value::Decimal(outflow_core::Decimal::parse(text).unwrap());
+    assert_eq!(values(&precise), [decimal("18446744073709551615")]);
+    assert_eq!(
+        values(&streamed),
+        [decimal("9223372036854775808"), decimal("7")]
+    );
+    let long = drain_until(
+        "bigl",
+        source(db.name(), 5452, &[]),
+        Arc::new(MemoryOffsetStore::new()),
+        |e| row_ops(e).len() >= 3,
+    )
+    .await;
+    assert_eq!(
+        values(&long),
+        [Value::Int64(-1), Value::Int64(i64::MIN), Value::Int64(7)]
+    );
+}

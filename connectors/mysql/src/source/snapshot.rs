@@ -518,8 +518,7 @@ impl MySqlSource {
                     _ => {}
                 }
             }
-            let Some(table) =
-                Self::load_table(admin, self.config.flavor, &database, &name, 1).await?
+            let Some(table) = Self::load_table(admin, &self.config, &database, &name, 1).await?
             else {
                 continue;
             };
