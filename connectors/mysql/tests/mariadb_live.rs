@@ -1127,7 +1127,7 @@ async fn bigint_unsigned_handling_modes() {
             &[("bigint.unsigned.handling.mode", "precise")],
         ),
         Arc::new(MemoryOffsetStore::new()),
-        |e| row_ops(e).len() >= 1,
+        |e| !row_ops(e).is_empty(),
     )
     .await;
     let offsets = Arc::new(MemoryOffsetStore::new());
