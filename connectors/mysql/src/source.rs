@@ -639,6 +639,16 @@ impl Stream<'_> {
         });
     }
 
+    /// `source.query` of the rows events that follow, with `include.query`.
+    fn set_query(&mut self, query: String) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.detail = Arc::new(BinlogDetail {
+                query: Some(query),
+                ..(*txn.detail).clone()
+            });
+        }
+    }
+
     fn transaction_id(txn: &OpenTransaction) -> String {
         txn.gtid
             .clone()
@@ -861,8 +871,13 @@ impl Stream<'_> {
                 );
                 return Ok(());
             }
-            mariadb::ANNOTATE_ROWS_EVENT
-            | mariadb::BINLOG_CHECKPOINT_EVENT
+            mariadb::ANNOTATE_ROWS_EVENT => {
+                if self.source.config.include_query {
+                    self.set_query(mariadb::annotate_rows_event(event.data()));
+                }
+                return Ok(());
+            }
+            mariadb::BINLOG_CHECKPOINT_EVENT
             | mariadb::GTID_LIST_EVENT
             | mariadb::START_ENCRYPTION_EVENT => return Ok(()),
             _ => {}
@@ -921,6 +936,11 @@ impl Stream<'_> {
                 }
             }
             EventData::XidEvent(_) => self.commit().await?,
+            // MySQL writes the statement before its rows events with
+            // binlog_rows_query_log_events=ON (no dump flag needed, unlike MariaDB).
+            EventData::RowsQueryEvent(query) if self.source.config.include_query => {
+                self.set_query(query.query().into_owned());
+            }
             // MySQL starts every file with the GTIDs executed before it: where GTIDs are
             // not yet tracked (a start by file/pos), they are from here on.
             EventData::PreviousGtidsEvent(previous)

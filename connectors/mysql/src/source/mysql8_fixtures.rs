@@ -258,3 +258,19 @@ fn transaction_payloads_unpack_into_decodable_rows() {
         );
     }
 }
+
+/// ROWS_QUERY_EVENT (29, `Rows_query_event`): a length byte (ignored, the text may be
+/// longer than 255) then the statement; `include.query` copies it into `source.query`.
+#[test]
+fn rows_query_events_carry_the_statement() {
+    let statement = "INSERT INTO t VALUES (1, 'één', '{\"a\": 1}')";
+    let mut body = vec![u8::try_from(statement.len()).unwrap()];
+    body.extend_from_slice(statement.as_bytes());
+    let bytes = event(29, &body, 300);
+    let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+    let event = reader.read(&bytes[..]).unwrap().unwrap();
+    let Some(EventData::RowsQueryEvent(query)) = event.read_data().unwrap() else {
+        panic!("not a ROWS_QUERY event");
+    };
+    assert_eq!(query.query(), statement);
+}
