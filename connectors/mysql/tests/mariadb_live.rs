@@ -1166,3 +1166,73 @@ async fn bigint_unsigned_handling_modes() {
         [Value::Int64(-1), Value::Int64(i64::MIN), Value::Int64(7)]
     );
 }
+
+/// Preflight: each unsuitable server setting or missing privilege stops the connector
+/// with a definite error that names it and says what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_errors_name_the_setting() {
+    let server = dedicated_mariadb();
+    let db = server.create_database("mypre").await;
+    let mut admin = server.connect(None).await;
+    admin
+        .query_drop(
+            "CREATE USER 'noslave'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'noslave'@'%';",
+        )
+        .await
+        .unwrap();
+    let run = |extra: Vec<(&'static str, String)>, server_id: u32| {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let source = source_on(server, db.name(), server_id, &extra);
+        async move {
+            Pipeline::new(
+                "pre",
+                source,
+                MemorySink::new(MemorySinkMode::Immediate),
+                Arc::new(MemoryOffsetStore::new()),
+                PipelineConfig::default(),
+            )
+            .run(CancellationToken::new())
+            .await
+            .expect_err("preflight must fail")
+            .to_string()
+        }
+    };
+    for (set, reset, names) in [
+        (
+            "SET GLOBAL binlog_format = 'STATEMENT'",
+            "SET GLOBAL binlog_format = 'ROW'",
+            "binlog_format=ROW",
+        ),
+        (
+            "SET GLOBAL binlog_row_image = 'MINIMAL'",
+            "SET GLOBAL binlog_row_image = 'FULL'",
+            "binlog_row_image=FULL",
+        ),
+        (
+            "SET GLOBAL binlog_row_metadata = 'MINIMAL'",
+            "SET GLOBAL binlog_row_metadata = 'FULL'",
+            "binlog_row_metadata=FULL",
+        ),
+    ] {
+        admin.query_drop(set).await.unwrap();
+        let error = run(Vec::new(), 5461).await;
+        admin.query_drop(reset).await.unwrap();
+        assert!(error.contains(names) && error.contains("To fix"), "{error}");
+    }
+    let error = run(Vec::new(), outflow_testkit::SERVER_ID).await;
+    assert!(error.contains("database.server.id"), "{error}");
+    let error = run(
+        vec![
+            ("database.user", "noslave".to_owned()),
+            ("database.password", "pw".to_owned()),
+        ],
+        5462,
+    )
+    .await;
+    assert!(error.contains("REPLICATION SLAVE"), "{error}");
+    let error = run(vec![("database.password", "wrong".to_owned())], 5463).await;
+    assert!(
+        error.contains("grant") || error.contains("Access denied"),
+        "{error}"
+    );
+}
