@@ -264,6 +264,36 @@ impl fmt::Display for MySqlGtidSet {
     }
 }
 
+/// Whether a PREVIOUS_GTIDS event body (untagged format: n_sids u64, then per SID 16
+/// bytes, n_intervals u64, 16 bytes per interval) is as long as its counts say. mysql_common
+/// sizes its vectors by the counts before reading, so a damaged count would make it
+/// allocate without bound; such an event (or a tagged one, MySQL 8.4) is not decoded.
+pub fn previous_gtids_plausible(body: &[u8]) -> bool {
+    let read = |at: usize| -> Option<u64> {
+        body.get(at..at + 8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    let Some(sids) = read(0) else { return false };
+    let mut at = 8usize;
+    for _ in 0..sids {
+        let Some(intervals) = read(at + 16) else {
+            return false;
+        };
+        let Some(next) = usize::try_from(intervals)
+            .ok()
+            .and_then(|n| n.checked_mul(16))
+            .and_then(|n| n.checked_add(at + 24))
+        else {
+            return false;
+        };
+        if next > body.len() {
+            return false;
+        }
+        at = next;
+    }
+    true
+}
+
 /// The GTIDs completed so far, in the server family's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GtidState {

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod ddl;
+pub mod fuzzing;
 pub mod gtid;
 pub mod mariadb;
 pub mod source;

@@ -882,6 +882,11 @@ impl Stream<'_> {
             | mariadb::START_ENCRYPTION_EVENT => return Ok(()),
             _ => {}
         }
+        if raw_type == mysql_async::binlog::EventType::PREVIOUS_GTIDS_EVENT as u8
+            && !crate::gtid::previous_gtids_plausible(event.data())
+        {
+            return Ok(());
+        }
         let data = event.read_data().map_err(|e| {
             SourceError::definite_with(
                 format!("decoding a binlog event at {}:{start}", self.file),
@@ -1001,7 +1006,17 @@ impl Stream<'_> {
             return Ok(());
         };
         let mut decoded = Vec::new();
-        for (row_index, row) in rows.rows(tme).enumerate() {
+        for (row_index, row) in rows
+            .rows(tme)
+            .take(crate::types::rows_to_read(rows, tme).map_err(|e| {
+                SourceError::definite_with(
+                    format!("a rows event of {database}.{name} at {}:{start}", self.file),
+                    "the rows event does not fit its table map; report this with the binlog",
+                    e,
+                )
+            })?)
+            .enumerate()
+        {
             let (before, after) = row.map_err(|e| {
                 SourceError::definite_with(
                     format!("decoding a row of {database}.{name}"),

@@ -539,6 +539,23 @@ fn cp1252(b: u8) -> char {
     }
 }
 
+/// How many rows of a rows event to read at most, after checking that the event fits its
+/// TABLE_MAP: every row takes at least one byte (its null bitmap), and mysql_common's row
+/// iterator neither ends on an event whose rows take none nor checks the column count
+/// (it sizes buffers by it). Iterate with `.take(..)` of this.
+pub fn rows_to_read(
+    rows: &mysql_async::binlog::events::RowsEventData<'_>,
+    tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+) -> Result<usize, RowDecodeError> {
+    if rows.num_columns() != tme.columns_count() {
+        return Err(RowDecodeError::Width {
+            values: usize::try_from(rows.num_columns()).unwrap_or(usize::MAX),
+            columns: usize::try_from(tme.columns_count()).unwrap_or(usize::MAX),
+        });
+    }
+    Ok(rows.rows_data().len())
+}
+
 /// Why a binlog row could not be turned into values.
 #[derive(Debug, thiserror::Error)]
 pub enum RowDecodeError {
@@ -769,7 +786,15 @@ pub fn table_map_shape(
 ) -> Result<TableMapShape, std::io::Error> {
     use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField};
     use mysql_async::consts::ColumnType as T;
-    let count = usize::try_from(tme.columns_count()).unwrap_or(0);
+    let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+    // MySQL and MariaDB tables have at most 4,096 columns; more is a damaged event (and
+    // would size the vectors below).
+    if count > 4096 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("TABLE_MAP with {count} columns"),
+        ));
+    }
     let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
     let mut names: Vec<String> = Vec::with_capacity(count);
     for name in meta.iter_column_name() {
@@ -818,6 +843,51 @@ pub fn table_map_shape(
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .unwrap_or(T::MYSQL_TYPE_VARCHAR);
         let metadata = tme.get_column_metadata(i).unwrap_or(&[]);
+        // mysql_common's row decoder indexes this metadata without checking its length.
+        let needed = match kind {
+            T::MYSQL_TYPE_VARCHAR
+            | T::MYSQL_TYPE_VAR_STRING
+            | T::MYSQL_TYPE_STRING
+            | T::MYSQL_TYPE_NEWDECIMAL
+            | T::MYSQL_TYPE_BIT
+            | T::MYSQL_TYPE_SET
+            | T::MYSQL_TYPE_ENUM
+            // Never in a rows event (multi-valued index internals); its element type
+            // may be any of the above.
+            | T::MYSQL_TYPE_TYPED_ARRAY => 2,
+            T::MYSQL_TYPE_TINY_BLOB
+            | T::MYSQL_TYPE_MEDIUM_BLOB
+            | T::MYSQL_TYPE_LONG_BLOB
+            | T::MYSQL_TYPE_BLOB
+            | T::MYSQL_TYPE_GEOMETRY
+            | T::MYSQL_TYPE_JSON
+            | T::MYSQL_TYPE_FLOAT
+            | T::MYSQL_TYPE_DOUBLE
+            | T::MYSQL_TYPE_TIMESTAMP2
+            | T::MYSQL_TYPE_DATETIME2
+            | T::MYSQL_TYPE_TIME2 => 1,
+            _ => 0,
+        };
+        if metadata.len() < needed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "TABLE_MAP column {i} of type {kind:?} has {} metadata bytes, needs {needed}",
+                    metadata.len()
+                ),
+            ));
+        }
+        if kind == T::MYSQL_TYPE_NEWDECIMAL
+            && !(metadata[1] <= metadata[0] && metadata[0] <= 65 && metadata[1] <= 30)
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "TABLE_MAP column {i}: DECIMAL({}, {}) is not a valid decimal",
+                    metadata[0], metadata[1]
+                ),
+            ));
+        }
         let unsigned = kind.is_numeric_type() && signedness.next().unwrap_or(false);
         let charset = if kind.is_character_type() {
             charsets

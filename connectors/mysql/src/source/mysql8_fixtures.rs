@@ -209,6 +209,10 @@ fn previous_gtids_give_the_set_before_the_file() {
     let Some(EventData::PreviousGtidsEvent(previous)) = event.read_data().unwrap() else {
         panic!("not a PREVIOUS_GTIDS event");
     };
+    assert!(crate::gtid::previous_gtids_plausible(event.data()));
+    assert!(!crate::gtid::previous_gtids_plausible(
+        &body[..body.len() - 1]
+    ));
     let set = MySqlGtidSet::from_previous_gtids(&previous);
     assert_eq!(set.to_string(), format!("{UUID}:1-5:7-9"));
     assert_eq!(set.sids().unwrap().len(), 1);
@@ -273,4 +277,22 @@ fn rows_query_events_carry_the_statement() {
         panic!("not a ROWS_QUERY event");
     };
     assert_eq!(query.query(), statement);
+}
+
+use crate::fuzzing::decode_all;
+
+proptest::proptest! {
+    /// The uncompressed transaction's events with bytes changed anywhere (not in the
+    /// event headers, which would only stop the reader early): no panic.
+    #[test]
+    fn damaged_events_never_panic(
+        changes in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 1..8)
+    ) {
+        let mut bytes = transaction_events();
+        for (at, value) in changes {
+            let at = at % bytes.len();
+            bytes[at] = value;
+        }
+        decode_all(&bytes);
+    }
 }

@@ -1,0 +1,60 @@
+//! Entry points for fuzzing and property tests: the decoding path of the binlog stream,
+//! over arbitrary bytes, with the same guards the source applies before handing data to
+//! mysql_common (whose reader trusts sizes and counts in the data).
+
+use std::io::Cursor;
+
+use mysql_async::binlog::events::EventData;
+use mysql_common::binlog::EventStreamReader;
+use mysql_common::binlog::consts::BinlogVersion;
+
+use crate::types::{binlog_row_values, table_map_shape};
+
+/// Runs bytes through the binlog decoding path as the stream does (mysql_common's
+/// event reader, the guards the source applies, TABLE_MAP shapes, row values); returns
+/// nothing and must not panic, whatever the bytes.
+pub fn decode_all(data: &[u8]) {
+    let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+    let mut input = Cursor::new(data);
+    for _ in 0..16 {
+        // mysql_common's reader panics when an event's size runs past the input (its
+        // `read_exact(..).unwrap()`); the live stream hands it one whole packet per event,
+        // and guards the rest with catch_unwind. Stop where the next event is short.
+        let at = usize::try_from(input.position()).unwrap_or(usize::MAX);
+        let rest = data.get(at..).unwrap_or_default();
+        let size = rest
+            .get(9..13)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        if rest.len() < 19 || size < 19 || size > rest.len() {
+            break;
+        }
+        let Ok(Some(event)) = reader.read(&mut input) else {
+            break;
+        };
+        if event.header().event_type_raw() == 35
+            && !crate::gtid::previous_gtids_plausible(event.data())
+        {
+            continue;
+        }
+        let Ok(Some(body)) = event.read_data() else {
+            continue;
+        };
+        if let EventData::RowsEvent(rows) = body {
+            let Some(tme) = reader.get_tme(rows.table_id()) else {
+                continue;
+            };
+            let Ok(shape) = table_map_shape(tme) else {
+                continue;
+            };
+            let Ok(limit) = crate::types::rows_to_read(&rows, tme) else {
+                continue;
+            };
+            for row in rows.rows(tme).take(limit) {
+                let Ok((before, after)) = row else { break };
+                for image in [before, after].into_iter().flatten() {
+                    let _ = binlog_row_values(image, &shape.codecs);
+                }
+            }
+        }
+    }
+}
