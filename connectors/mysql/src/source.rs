@@ -1235,12 +1235,21 @@ impl MySqlSource {
                             send(ctx, &mut state.batch).await?;
                         }
                     }
-                    next = tokio::time::timeout(keepalive * 3, stream.next()) => {
+                    // mysql_common trusts the sizes inside an event and panics on a short
+                    // one: that is a damaged stream, reported, not a crash.
+                    next = tokio::time::timeout(
+                        keepalive * 3,
+                        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(stream.next())),
+                    ) => {
                         let event = match next {
                             Err(_) => return Err(SourceError::transient("reading the binlog stream", "no event or heartbeat from the server in time")),
-                            Ok(None) => return Err(SourceError::transient("reading the binlog stream", "the server ended the stream")),
-                            Ok(Some(Err(e))) => return Err(mysql_error("reading the binlog stream", e)),
-                            Ok(Some(Ok(event))) => event,
+                            Ok(Err(_)) => return Err(SourceError::definite(
+                                format!("decoding the binlog after {}", state.file),
+                                "the server sent an event the client library cannot read; report it with the binlog file",
+                            )),
+                            Ok(Ok(None)) => return Err(SourceError::transient("reading the binlog stream", "the server ended the stream")),
+                            Ok(Ok(Some(Err(e)))) => return Err(mysql_error("reading the binlog stream", e)),
+                            Ok(Ok(Some(Ok(event)))) => event,
                         };
                         if event.header().event_type() == Ok(EventType::HEARTBEAT_EVENT) {
                             continue;
