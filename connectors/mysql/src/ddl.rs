@@ -1,11 +1,16 @@
 //! Which tables a DDL statement from the binlog touches, and how.
 //!
-//! A small tokenizer, not a SQL parser: it reads the statement's head (skipping comments
-//! and optional keywords) to find `CREATE TABLE`, `ALTER TABLE`, `DROP TABLE` and `RENAME
-//! TABLE` with their (optionally database-qualified, optionally backquoted) table names.
-//! The table's new shape is then read from `information_schema`, so the statement's body
-//! never needs to be understood. Anything else (views, procedures, grants, `TRUNCATE`) is
-//! not a table-shape change.
+//! Statements are parsed with sqlparser's MySQL dialect: `CREATE TABLE`, `ALTER TABLE`
+//! (a `RENAME` operation is a drop of the old name and a create of the new), `DROP TABLE`
+//! and `RENAME TABLE`, with their (optionally database-qualified) names; `CREATE
+//! TEMPORARY TABLE` is not replicated in row format and changes no captured table. A
+//! statement the parser cannot read (MariaDB extensions such as `ALTER ONLINE TABLE`,
+//! `CREATE OR REPLACE TABLE … SELECT`, newer syntax) falls back to a tokenizer of the
+//! statement's head (skipping comments and optional keywords), with a warning: the risk is
+//! a table named in an unusual form being missed, so its schema-change event is not
+//! emitted (its rows still decode with the shape their TABLE_MAP carries). In both cases
+//! the table's new shape is read from `information_schema`; anything else (views,
+//! procedures, grants, `TRUNCATE`) is not a table-shape change.
 
 use outflow_core::event::SchemaChangeKind;
 
@@ -118,6 +123,101 @@ fn name(tokens: &[String], at: usize, default_db: &str) -> Option<((String, Stri
 
 /// The table changes of `sql`, run with default database `default_db`.
 pub fn table_changes(sql: &str, default_db: &str) -> Vec<TableChange> {
+    match parsed_changes(sql, default_db) {
+        Some(changes) => changes,
+        None => {
+            let changes = changes_by_head(sql, default_db);
+            if !changes.is_empty() {
+                tracing::warn!(
+                    statement = %sql.chars().take(200).collect::<String>(),
+                    "the SQL parser cannot read this DDL; its tables were found from the statement's head (a table named in an unusual form may be missed)"
+                );
+            }
+            changes
+        }
+    }
+}
+
+/// The table changes as sqlparser reads them; `None` if it cannot parse `sql`.
+fn parsed_changes(sql: &str, default_db: &str) -> Option<Vec<TableChange>> {
+    use sqlparser::ast::{
+        AlterTableOperation, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind, Statement,
+    };
+    let statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql).ok()?;
+    let name = |object: &ObjectName| -> Option<(String, String)> {
+        let parts: Vec<&str> = object
+            .0
+            .iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(ident) => Some(ident.value.as_str()),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        match parts.as_slice() {
+            [table] => Some((default_db.to_owned(), (*table).to_owned())),
+            [database, table] => Some(((*database).to_owned(), (*table).to_owned())),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    let mut push = |object: &ObjectName, kind| -> Option<()> {
+        let (database, table) = name(object)?;
+        out.push(TableChange {
+            database,
+            table,
+            kind,
+        });
+        Some(())
+    };
+    for statement in &statements {
+        match statement {
+            Statement::CreateTable(create) if !create.temporary => {
+                push(&create.name, SchemaChangeKind::Create)?;
+            }
+            Statement::AlterTable {
+                name: table,
+                operations,
+                ..
+            } => {
+                let renamed = operations.iter().find_map(|op| match op {
+                    AlterTableOperation::RenameTable {
+                        table_name: RenameTableNameKind::As(new) | RenameTableNameKind::To(new),
+                    } => Some(new),
+                    _ => None,
+                });
+                match renamed {
+                    Some(new) => {
+                        push(table, SchemaChangeKind::Drop)?;
+                        push(new, SchemaChangeKind::Create)?;
+                    }
+                    None => push(table, SchemaChangeKind::Alter)?,
+                }
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                names,
+                temporary: false,
+                ..
+            } => {
+                for table in names {
+                    push(table, SchemaChangeKind::Drop)?;
+                }
+            }
+            Statement::RenameTable(renames) => {
+                for rename in renames {
+                    push(&rename.old_name, SchemaChangeKind::Drop)?;
+                    push(&rename.new_name, SchemaChangeKind::Create)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// The table changes found by reading the statement's head (the parser's fallback).
+fn changes_by_head(sql: &str, default_db: &str) -> Vec<TableChange> {
     let t = tokens(sql);
     let mut i = 0;
     let change = |(database, table): (String, String), kind| TableChange {
@@ -282,6 +382,41 @@ mod tests {
         assert_eq!(
             names("create table `we``ird` (id int)"),
             [("shop".into(), "we`ird".into(), Create)]
+        );
+    }
+
+    /// The parser and the head reader agree wherever both read a statement; MariaDB
+    /// syntax the parser does not know still yields its tables (by the head reader).
+    #[test]
+    fn parser_and_head_reader_agree() {
+        let statements = [
+            "CREATE TABLE IF NOT EXISTS `a b` (id int)",
+            "CREATE TABLE t (id INT PRIMARY KEY, doc JSON, v DECIMAL(10,2) DEFAULT 0) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            "ALTER TABLE other.t ADD COLUMN c INT, DROP COLUMN d",
+            "ALTER TABLE t RENAME TO u",
+            "ALTER TABLE t RENAME COLUMN a TO b",
+            "DROP TABLE IF EXISTS t1, `db`.`t2` /* generated by server */",
+            "RENAME TABLE a TO b, c TO d.e",
+            "CREATE TEMPORARY TABLE t (id int)",
+            "CREATE VIEW v AS SELECT 1",
+            "TRUNCATE TABLE t",
+        ];
+        let plain = |changes: Vec<TableChange>| -> Vec<(String, String, SchemaChangeKind)> {
+            changes
+                .into_iter()
+                .map(|c| (c.database, c.table, c.kind))
+                .collect()
+        };
+        for sql in statements {
+            let parsed = parsed_changes(sql, "shop").unwrap_or_else(|| panic!("parse {sql}"));
+            assert_eq!(plain(parsed), plain(changes_by_head(sql, "shop")), "{sql}");
+        }
+        // MariaDB-only syntax: not parsed, still found.
+        let online = "ALTER ONLINE TABLE shop.t ADD COLUMN c INT";
+        assert!(parsed_changes(online, "shop").is_none());
+        assert_eq!(
+            names(online),
+            [("shop".into(), "t".into(), SchemaChangeKind::Alter)]
         );
     }
 
