@@ -49,6 +49,9 @@ pub fn decode_all(data: &[u8]) {
             let Ok(limit) = crate::types::rows_to_read(&rows, tme) else {
                 continue;
             };
+            if let Ok(layout) = crate::types::RowLayout::new(tme, &shape.codecs) {
+                let _ = crate::types::decode_rows(&rows, &layout, &shape.codecs);
+            }
             for row in rows.rows(tme).take(limit) {
                 let Ok((before, after)) = row else { break };
                 for image in [before, after].into_iter().flatten() {

@@ -572,6 +572,8 @@ struct Stream<'a> {
     tables: HashMap<(String, String), Arc<Table>>,
     /// Shapes by TABLE_MAP table id (cleared on DDL and rotation).
     by_table_id: HashMap<u64, Arc<Table>>,
+    /// Row layouts by TABLE_MAP table id (cleared with `by_table_id`).
+    layouts: HashMap<u64, Arc<crate::types::RowLayout>>,
     versions: HashMap<(String, String), u64>,
     txn: Option<OpenTransaction>,
     batch: Vec<ChangeEvent>,
@@ -901,6 +903,7 @@ impl Stream<'_> {
                     self.at_file_start = true;
                 }
                 self.by_table_id.clear();
+                self.layouts.clear();
                 self.file = clean_binlog_name(rotate.name_raw());
             }
             EventData::QueryEvent(query) => {
@@ -929,6 +932,7 @@ impl Stream<'_> {
                         self.begin(start, None, true, header.server_id(), ts_us);
                     }
                     self.by_table_id.clear();
+                    self.layouts.clear();
                     self.schema_changes(&ddl, &default_db).await?;
                     // A DDL is its own transaction (no BEGIN before it, no XID after).
                     if self
@@ -1005,37 +1009,35 @@ impl Stream<'_> {
         let Some(table) = self.table(&database, &name, tme).await? else {
             return Ok(());
         };
-        let mut decoded = Vec::new();
-        for (row_index, row) in rows
-            .rows(tme)
-            .take(crate::types::rows_to_read(rows, tme).map_err(|e| {
-                SourceError::definite_with(
-                    format!("a rows event of {database}.{name} at {}:{start}", self.file),
-                    "the rows event does not fit its table map; report this with the binlog",
-                    e,
-                )
-            })?)
-            .enumerate()
-        {
-            let (before, after) = row.map_err(|e| {
-                SourceError::definite_with(
-                    format!("decoding a row of {database}.{name}"),
-                    "report this as a bug with the table's definition",
-                    e,
-                )
-            })?;
-            let convert =
-                |row: mysql_async::binlog::row::BinlogRow| -> Result<Vec<Value>, SourceError> {
-                    crate::types::binlog_row_values(row, &table.codecs).map_err(|e| {
+        let table_id = rows.table_id();
+        let layout = match self.layouts.get(&table_id) {
+            Some(layout) => Arc::clone(layout),
+            None => {
+                let layout = Arc::new(crate::types::RowLayout::new(tme, &table.codecs).map_err(
+                    |e| {
                         SourceError::definite_with(
-                            format!("decoding a row of {database}.{name}"),
+                            format!("reading the table map of {database}.{name}"),
                             "report this as a bug with the table's definition",
                             e,
                         )
-                    })
-                };
-            let before = before.map(convert).transpose()?;
-            let after = after.map(convert).transpose()?;
+                    },
+                )?);
+                self.layouts.insert(table_id, Arc::clone(&layout));
+                layout
+            }
+        };
+        let images = crate::types::decode_rows(rows, &layout, &table.codecs).map_err(|e| {
+            SourceError::definite_with(
+                format!(
+                    "decoding a rows event of {database}.{name} at {}:{start}",
+                    self.file
+                ),
+                "the rows event does not fit its table map; report this with the binlog",
+                e,
+            )
+        })?;
+        let mut decoded = Vec::with_capacity(images.len());
+        for (row_index, (before, after)) in images.into_iter().enumerate() {
             // Inside a resumed snapshot's window: a change to a row that a later view
             // read is already in the snapshot (every key of the change must be).
             if let (Some(txn), Some((reads, _))) = (self.txn.as_ref(), self.window.as_ref())
@@ -1193,6 +1195,7 @@ impl MySqlSource {
             file,
             tables: HashMap::new(),
             by_table_id: HashMap::new(),
+            layouts: HashMap::new(),
             versions: HashMap::new(),
             txn: None,
             batch: Vec::with_capacity(BATCH_EVENTS),

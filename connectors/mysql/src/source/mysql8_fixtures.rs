@@ -240,11 +240,24 @@ fn transaction_payloads_unpack_into_decodable_rows() {
                 let shape = table_map_shape(tme).unwrap();
                 assert_eq!(shape.names, ["id", "name", "doc"]);
                 assert_eq!(shape.key, [0]);
+                let mut by_library = Vec::new();
                 for row in data.rows(tme) {
                     let (before, after) = row.unwrap();
                     assert!(before.is_none());
-                    rows.push(binlog_row_values(after.unwrap(), &shape.codecs).unwrap());
+                    by_library.push(binlog_row_values(after.unwrap(), &shape.codecs).unwrap());
                 }
+                // The source's own row reader gives the same values.
+                let layout = crate::types::RowLayout::new(tme, &shape.codecs).unwrap();
+                let direct = crate::types::decode_rows(&data, &layout, &shape.codecs).unwrap();
+                let direct: Vec<Vec<Value>> = direct
+                    .into_iter()
+                    .map(|(before, after)| {
+                        assert!(before.is_none());
+                        after.unwrap()
+                    })
+                    .collect();
+                assert_eq!(direct, by_library);
+                rows.extend(by_library);
             }
         }
         assert_eq!(kinds, [2, 19, 30, 16], "compressed {compressed}");
