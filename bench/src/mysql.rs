@@ -1,0 +1,318 @@
+//! The MariaDB scenarios: `mysql-stream` (against `mariadb-binlog` reading the same
+//! binlog from the server, raw and decoding rows) and `mysql-snapshot` (against the
+//! `mariadb` client's `SELECT` to /dev/null).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use outflow_core::envelope::ConnectorFlavor;
+use outflow_core::{BinlogPosition, MemoryOffsetStore, OffsetStore, SourcePosition};
+use outflow_mysql::{MySqlConfig, MySqlSource};
+use outflow_testkit::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, mariadb, unique_name};
+
+use crate::measure::{BoxError, DrainPlan, Run, RunKind, drain, props, time_command};
+use crate::sinks::{self, SinkKind};
+
+const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, account BIGINT, amount DECIMAL(12,2),
+    note VARCHAR(64), created DATETIME(6), payload JSON, active BOOL, ref UUID,
+    score DOUBLE, day DATE)";
+
+/// The row of `seq` (from the SEQUENCE engine's `seq_<a>_to_<b>` tables).
+const VALUES: &str = "seq, seq * 1000003, seq / 7, CONCAT('row number ', seq, ' with some text'),
+    TIMESTAMP('2023-11-14 22:13:20.123456') + INTERVAL seq SECOND,
+    CONCAT('{\"k\": ', seq, ', \"tags\": [\"a\", \"b\"]}'), seq % 2,
+    UUID(), seq * 0.5, DATE('2024-02-29') + INTERVAL seq % 1000 DAY";
+
+fn source(
+    db: &MariaDbDatabase,
+    server_id: &str,
+    extra: &[(&str, &str)],
+) -> Result<MySqlSource, BoxError> {
+    let port = db.server().port().to_string();
+    let include = format!("{}\\..*", db.name());
+    let mut p = props(&[
+        (
+            "connector.class",
+            "io.debezium.connector.mariadb.MariaDbConnector",
+        ),
+        ("database.hostname", "127.0.0.1"),
+        ("database.port", port.as_str()),
+        ("database.user", CDC_USER),
+        ("database.password", CDC_PASSWORD),
+        ("database.server.id", server_id),
+        ("table.include.list", include.as_str()),
+    ]);
+    p.extend(props(extra));
+    Ok(MySqlSource::new(MySqlConfig::from_properties(&p)?))
+}
+
+async fn master_status(conn: &mut mysql_async::Conn) -> Result<(String, u64), BoxError> {
+    let row: mysql_async::Row = conn
+        .query_first("SHOW MASTER STATUS")
+        .await?
+        .ok_or("SHOW MASTER STATUS returned nothing")?;
+    Ok((
+        row.get::<String, _>(0).ok_or("no file")?,
+        row.get::<u64, _>(1).ok_or("no position")?,
+    ))
+}
+
+/// `mysql-stream`: `changes` changes written with no reader attached, then read by
+/// `mariadb-binlog` (raw, decode-rows) and by outflow into each sink.
+pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+    let scenario = "mysql-stream";
+    let server = mariadb();
+    let db = server.create_database("bench").await;
+    let mut conn = db.connect().await;
+    conn.query_drop(TABLE).await?;
+    let (start_file, start_pos) = master_status(&mut conn).await?;
+    // Blocks of 1,000 changes: 600 inserts, 300 updates, 100 deletes, one statement each;
+    // the last change a single-row update in its own transaction.
+    eprintln!("{scenario}: writing {changes} row changes");
+    let generating = Instant::now();
+    let body = changes.saturating_sub(1);
+    let mut written = 0u64;
+    let mut next_id = 1u64;
+    while written < body {
+        let block = (body - written).min(1000);
+        let inserts = (block * 6 / 10).max(1);
+        let updates = (block * 3 / 10).min(block - inserts);
+        let deletes = block - inserts - updates;
+        let first = next_id;
+        conn.query_drop(format!(
+            "INSERT INTO t SELECT {VALUES} FROM seq_{first}_to_{}",
+            first + inserts - 1
+        ))
+        .await?;
+        if updates > 0 {
+            conn.query_drop(format!(
+                "UPDATE t SET amount = amount + 1, note = 'changed' WHERE id BETWEEN {first} AND {}",
+                first + updates - 1
+            ))
+            .await?;
+        }
+        if deletes > 0 {
+            conn.query_drop(format!(
+                "DELETE FROM t WHERE id BETWEEN {} AND {}",
+                first + updates,
+                first + updates + deletes - 1
+            ))
+            .await?;
+        }
+        next_id += inserts;
+        written += block;
+    }
+    conn.query_drop("UPDATE t SET note = 'last' ORDER BY id DESC LIMIT 1")
+        .await?;
+    let (end_file, _) = master_status(&mut conn).await?;
+    let binlog_bytes = {
+        let mut bytes = 0u64;
+        let mut file = start_file.clone();
+        loop {
+            let size = std::fs::metadata(server.binlog_dir().join(&file))?.len();
+            bytes += if file == start_file {
+                size.saturating_sub(start_pos)
+            } else {
+                size
+            };
+            if file == end_file {
+                break;
+            }
+            let (base, number) = file.rsplit_once('.').ok_or("binlog name")?;
+            let next: u64 = number.parse::<u64>()? + 1;
+            file = format!("{base}.{next:0width$}", width = number.len());
+        }
+        bytes
+    };
+    eprintln!(
+        "{scenario}: written in {:.1} s ({:.0} MB of binlog)",
+        generating.elapsed().as_secs_f64(),
+        binlog_bytes as f64 / 1e6
+    );
+
+    let port = server.port().to_string();
+    let remote = |extra: &[String]| {
+        let mut command = Command::new("mariadb-binlog");
+        command.args([
+            "--read-from-remote-server".to_owned(),
+            "--host=127.0.0.1".to_owned(),
+            format!("--port={port}"),
+            format!("--user={CDC_USER}"),
+            format!("--password={CDC_PASSWORD}"),
+            format!("--start-position={start_pos}"),
+            "--to-last-log".to_owned(),
+        ]);
+        command.args(extra);
+        command.arg(&start_file);
+        command
+    };
+    let raw_dir = tempfile::tempdir()?;
+    let raw_args = [
+        "--raw".to_owned(),
+        format!("--result-file={}/", raw_dir.path().display()),
+    ];
+    let decode_args = ["--base64-output=decode-rows".to_owned(), "-v".to_owned()];
+    // A first read warms the page cache for the limits and outflow alike.
+    time_command(remote(&raw_args))?;
+    let raw_first = time_command(remote(&raw_args))?;
+    let decode_first = time_command(remote(&decode_args))?;
+    eprintln!("{scenario}: raw {raw_first:.2} s, decode-rows {decode_first:.2} s");
+
+    let start = BinlogPosition {
+        file: start_file.clone(),
+        pos: start_pos,
+        // The first transaction starts here: only its BEGIN (event 0) counts as seen.
+        event: 0,
+        row: 0,
+        gtid: None,
+        gtid_set: None,
+        snapshot: false,
+        snapshot_reads: None,
+    };
+    let mut outflow_runs = Vec::new();
+    for (i, &kind) in sinks.iter().enumerate() {
+        let name = unique_name("bench");
+        let offsets = Arc::new(MemoryOffsetStore::new());
+        offsets
+            .commit(&name, &SourcePosition::Binlog(start.clone()))
+            .await?;
+        let sink = sinks::build(kind, ConnectorFlavor::MariaDb, &name, &name, db.name()).await?;
+        let drained = drain(
+            source(&db, &(6101 + i).to_string(), &[])?,
+            sink,
+            DrainPlan {
+                name,
+                rows: changes,
+                checkpoint: Duration::from_millis(100),
+                offsets,
+                latency: false,
+                load: None,
+            },
+        )
+        .await?;
+        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
+        outflow_runs.push(
+            Run::outflow(scenario, &kind.to_string(), changes, &drained)
+                .with_bytes(Some(binlog_bytes)),
+        );
+    }
+    let raw_last = time_command(remote(&raw_args))?;
+    let decode_last = time_command(remote(&decode_args))?;
+    eprintln!("{scenario}: again raw {raw_last:.2} s, decode-rows {decode_last:.2} s");
+    let mut runs = vec![
+        Run::tool(
+            scenario,
+            RunKind::Limit,
+            "limit: mariadb-binlog decode-rows -v → /dev/null (C decoder)",
+            changes,
+            decode_first.min(decode_last),
+        )
+        .with_bytes(Some(binlog_bytes)),
+        Run::tool(
+            scenario,
+            RunKind::Ceiling,
+            "ceiling: mariadb-binlog --raw (transfer)",
+            changes,
+            raw_first.min(raw_last),
+        )
+        .with_bytes(Some(binlog_bytes)),
+    ];
+    runs.extend(outflow_runs);
+    Ok(runs)
+}
+
+/// `mysql-snapshot`: a table of `rows` rows, read by `mariadb -e 'SELECT …'` (rows
+/// streamed, not buffered) and by outflow's snapshot (`snapshot.mode=initial_only`).
+pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+    let scenario = "mysql-snapshot";
+    let server = mariadb();
+    let db = server.create_database("bench").await;
+    let mut conn = db.connect().await;
+    conn.query_drop(TABLE).await?;
+    eprintln!("{scenario}: writing {rows} rows");
+    let generating = Instant::now();
+    let mut written = 0u64;
+    while written < rows {
+        let chunk = (rows - written).min(200_000);
+        conn.query_drop(format!(
+            "INSERT INTO t SELECT {VALUES} FROM seq_{}_to_{}",
+            written + 1,
+            written + chunk
+        ))
+        .await?;
+        written += chunk;
+    }
+    conn.query_drop("ANALYZE TABLE t").await?;
+    let bytes: u64 = conn
+        .query_first(format!(
+            "SELECT data_length FROM information_schema.tables
+             WHERE table_schema = '{}' AND table_name = 't'",
+            db.name()
+        ))
+        .await?
+        .ok_or("no table size")?;
+    eprintln!(
+        "{scenario}: written in {:.1} s ({:.0} MB)",
+        generating.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    let select = || {
+        let mut command = Command::new("mariadb");
+        command.args([
+            "--host=127.0.0.1".to_owned(),
+            format!("--port={}", server.port()),
+            format!("--user={CDC_USER}"),
+            format!("--password={CDC_PASSWORD}"),
+            "--quick".to_owned(),
+            "--batch".to_owned(),
+            "--skip-column-names".to_owned(),
+            format!("--execute=SELECT * FROM {}.t", db.name()),
+        ]);
+        command
+    };
+    time_command(select())?;
+    let first = time_command(select())?;
+    eprintln!("{scenario}: SELECT {first:.2} s");
+    let mut outflow_runs = Vec::new();
+    for (i, &kind) in sinks.iter().enumerate() {
+        let name = unique_name("bench");
+        let sink = sinks::build(kind, ConnectorFlavor::MariaDb, &name, &name, db.name()).await?;
+        let drained = drain(
+            source(
+                &db,
+                &(6201 + i).to_string(),
+                &[("snapshot.mode", "initial_only")],
+            )?,
+            sink,
+            DrainPlan {
+                name,
+                rows,
+                checkpoint: Duration::from_millis(1000),
+                offsets: Arc::new(MemoryOffsetStore::new()),
+                latency: false,
+                load: None,
+            },
+        )
+        .await?;
+        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
+        outflow_runs.push(
+            Run::outflow(scenario, &kind.to_string(), rows, &drained).with_bytes(Some(bytes)),
+        );
+    }
+    let last = time_command(select())?;
+    eprintln!("{scenario}: SELECT again {last:.2} s");
+    let mut runs = vec![
+        Run::tool(
+            scenario,
+            RunKind::Limit,
+            "limit: mariadb --quick -e 'SELECT * FROM t' → /dev/null",
+            rows,
+            first.min(last),
+        )
+        .with_bytes(Some(bytes)),
+    ];
+    runs.extend(outflow_runs);
+    Ok(runs)
+}

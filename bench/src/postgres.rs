@@ -1,0 +1,452 @@
+//! The Postgres scenarios: `pg-stream` (and its wide-row variant), `pg-snapshot` and
+//! `latency`.
+//!
+//! `pg-stream` creates one logical slot per reader (the limit's `pg_recvlogical` twice —
+//! first and last, the faster counts — plus one per outflow sink and one to warm the
+//! cache) before writing, so every reader decodes the same WAL from the same point, with
+//! no consumer attached while it is written.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outflow_core::MemoryOffsetStore;
+use outflow_core::envelope::ConnectorFlavor;
+use outflow_postgres::config::PostgresConfig;
+use outflow_postgres::source::PostgresSource;
+use outflow_testkit::{PostgresDatabase, postgres, unique_name};
+
+use crate::measure::{BoxError, DrainPlan, Progress, Run, RunKind, drain, props, time_command};
+use crate::sinks::{self, SinkKind};
+
+/// The 10-column row of every scenario, as Postgres columns and a row generator over
+/// `s` (an integer), plus, for the wide variant, 40 more columns.
+fn table_sql(wide: bool) -> (String, String) {
+    let mut columns = vec![
+        "id int PRIMARY KEY".to_owned(),
+        "account bigint".to_owned(),
+        "amount numeric(12,2)".to_owned(),
+        "note text".to_owned(),
+        "created timestamptz".to_owned(),
+        "payload jsonb".to_owned(),
+        "active bool".to_owned(),
+        "ref uuid".to_owned(),
+        "score double precision".to_owned(),
+        "day date".to_owned(),
+    ];
+    let mut values = vec![
+        "s".to_owned(),
+        "s::bigint * 1000003".to_owned(),
+        "s / 7.0".to_owned(),
+        "'row number ' || s || ' with some text'".to_owned(),
+        "timestamptz '2023-11-14 22:13:20.123456+00' + s * interval '1 second'".to_owned(),
+        "jsonb_build_object('k', s, 'tags', jsonb_build_array('a', 'b'))".to_owned(),
+        "s % 2 = 0".to_owned(),
+        "gen_random_uuid()".to_owned(),
+        "s * 0.5".to_owned(),
+        "date '2024-02-29' + s % 1000".to_owned(),
+    ];
+    if wide {
+        for i in 1..=40 {
+            let (column, value) = match i % 4 {
+                0 => (format!("c{i} int"), format!("s + {i}")),
+                1 => (
+                    format!("c{i} text"),
+                    format!("'wide column {i} of row ' || s"),
+                ),
+                2 => (format!("c{i} numeric(12,2)"), format!("s / {i}.0")),
+                _ => (
+                    format!("c{i} timestamptz"),
+                    format!("timestamptz '2024-01-01 00:00:00+00' + s * interval '{i} ms'"),
+                ),
+            };
+            columns.push(column);
+            values.push(value);
+        }
+    }
+    (columns.join(", "), values.join(", "))
+}
+
+async fn lsn(client: &tokio_postgres::Client) -> Result<(String, u64), BoxError> {
+    let row = client
+        .query_one(
+            "SELECT pg_current_wal_lsn()::text, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint",
+            &[],
+        )
+        .await?;
+    let bytes: i64 = row.get(1);
+    Ok((row.get(0), u64::try_from(bytes)?))
+}
+
+/// Writes `changes` row changes into `t`: blocks of 1,000 (600 inserts in one
+/// statement, 300 updates, 100 deletes), the last change a single-row update in its own
+/// transaction. Returns the WAL bytes written.
+async fn generate_changes(
+    client: &tokio_postgres::Client,
+    values: &str,
+    changes: u64,
+) -> Result<u64, BoxError> {
+    let (_, start) = lsn(client).await?;
+    let mut written = 0u64;
+    let mut next_id = 1u64;
+    let body = changes.saturating_sub(1);
+    while written < body {
+        let block = (body - written).min(1000);
+        let inserts = (block * 6 / 10).max(1);
+        let updates = (block * 3 / 10).min(block - inserts);
+        let deletes = block - inserts - updates;
+        let first = next_id;
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT {values} FROM generate_series({first}, {}) s",
+                first + inserts - 1
+            ))
+            .await?;
+        if updates > 0 {
+            client
+                .batch_execute(&format!(
+                    "UPDATE t SET amount = amount + 1, note = 'changed' WHERE id BETWEEN {first} AND {}",
+                    first + updates - 1
+                ))
+                .await?;
+        }
+        if deletes > 0 {
+            client
+                .batch_execute(&format!(
+                    "DELETE FROM t WHERE id BETWEEN {} AND {}",
+                    first + updates,
+                    first + updates + deletes - 1
+                ))
+                .await?;
+        }
+        next_id += inserts;
+        written += block;
+    }
+    client
+        .batch_execute("UPDATE t SET note = 'last' WHERE id = (SELECT max(id) FROM t)")
+        .await?;
+    let (_, end) = lsn(client).await?;
+    Ok(end - start)
+}
+
+fn source(
+    db: &PostgresDatabase,
+    slot: &str,
+    extra: &[(&str, &str)],
+) -> Result<PostgresSource, BoxError> {
+    let port = db.server().port().to_string();
+    let mut p = props(&[
+        ("database.hostname", "127.0.0.1"),
+        ("database.port", port.as_str()),
+        ("database.user", "postgres"),
+        ("database.dbname", db.name()),
+        ("slot.name", slot),
+    ]);
+    p.extend(props(extra));
+    Ok(PostgresSource::new(PostgresConfig::from_properties(&p)?))
+}
+
+/// `pg_recvlogical` with pgoutput, the options outflow uses, to /dev/null until `end`.
+fn recvlogical(db: &PostgresDatabase, slot: &str, end: &str) -> Command {
+    let server = db.server();
+    let mut command = Command::new(server.bindir().join("pg_recvlogical"));
+    command.args([
+        "--host=127.0.0.1",
+        &format!("--port={}", server.port()),
+        "--username=postgres",
+        &format!("--dbname={}", db.name()),
+        &format!("--slot={slot}"),
+        "--start",
+        "--no-loop",
+        &format!("--endpos={end}"),
+        "--fsync-interval=0",
+        "--file=-",
+        "--option=proto_version=2",
+        "--option=publication_names=dbz_publication",
+        "--option=messages=true",
+        "--option=streaming=on",
+    ]);
+    command
+}
+
+/// `pg-stream`: `changes` pre-generated changes, drained by `pg_recvlogical` and outflow.
+pub async fn stream(changes: u64, wide: bool, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+    let scenario = if wide { "pg-stream-wide" } else { "pg-stream" };
+    let db = postgres().create_database("bench").await;
+    let client = db.connect().await;
+    let (columns, values) = table_sql(wide);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t ({columns}); CREATE PUBLICATION dbz_publication FOR TABLE t"
+        ))
+        .await?;
+    // Slots are cluster-wide: named after the database.
+    let slot = |what: &str| format!("{}_{what}", db.name()).to_lowercase();
+    let mut slots = vec![slot("warm"), slot("limit_first")];
+    slots.extend(sinks.iter().map(|s| slot(&format!("sink_{s:?}"))));
+    slots.push(slot("limit_last"));
+    for slot in &slots {
+        client
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[slot],
+            )
+            .await?;
+    }
+    eprintln!("{scenario}: writing {changes} row changes");
+    let generating = Instant::now();
+    let wal_bytes = generate_changes(&client, &values, changes).await?;
+    let (end, _) = lsn(&client).await?;
+    eprintln!(
+        "{scenario}: written in {:.1} s ({:.0} MB of WAL)",
+        generating.elapsed().as_secs_f64(),
+        wal_bytes as f64 / 1e6
+    );
+    let mut runs = Vec::new();
+    time_command(recvlogical(&db, &slot("warm"), &end))?;
+    let first = time_command(recvlogical(&db, &slot("limit_first"), &end))?;
+    eprintln!("{scenario}: pg_recvlogical {:.2} s", first);
+    let mut outflow_runs = Vec::new();
+    for &kind in sinks {
+        let name = unique_name("bench");
+        let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
+        let drained = drain(
+            source(
+                &db,
+                &slot(&format!("sink_{kind:?}")),
+                &[("snapshot.mode", "never")],
+            )?,
+            sink,
+            DrainPlan {
+                name: name.clone(),
+                rows: changes,
+                checkpoint: Duration::from_millis(100),
+                offsets: Arc::new(MemoryOffsetStore::new()),
+                latency: false,
+                load: None,
+            },
+        )
+        .await?;
+        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
+        outflow_runs.push(
+            Run::outflow(scenario, &kind.to_string(), changes, &drained)
+                .with_bytes(Some(wal_bytes)),
+        );
+    }
+    let last = time_command(recvlogical(&db, &slot("limit_last"), &end))?;
+    eprintln!("{scenario}: pg_recvlogical again {:.2} s", last);
+    runs.push(
+        Run::tool(
+            scenario,
+            RunKind::Limit,
+            "limit: pg_recvlogical (pgoutput) → /dev/null",
+            changes,
+            first.min(last),
+        )
+        .with_bytes(Some(wal_bytes)),
+    );
+    runs.extend(outflow_runs);
+    for slot in &slots {
+        let _ = client
+            .execute("SELECT pg_drop_replication_slot($1)", &[slot])
+            .await;
+    }
+    Ok(runs)
+}
+
+/// `pg-snapshot`: a table of `rows` rows, read by `COPY … TO STDOUT` and by outflow's
+/// snapshot (`snapshot.mode=initial_only`).
+pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+    let scenario = "pg-snapshot";
+    let db = postgres().create_database("bench").await;
+    let client = db.connect().await;
+    let (columns, values) = table_sql(false);
+    client
+        .batch_execute(&format!("CREATE TABLE t ({columns})"))
+        .await?;
+    eprintln!("{scenario}: writing {rows} rows");
+    let generating = Instant::now();
+    let mut written = 0u64;
+    while written < rows {
+        let chunk = (rows - written).min(500_000);
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT {values} FROM generate_series({}, {}) s",
+                written + 1,
+                written + chunk
+            ))
+            .await?;
+        written += chunk;
+    }
+    client.batch_execute("VACUUM ANALYZE t").await?;
+    let bytes: i64 = client
+        .query_one("SELECT pg_table_size('t')", &[])
+        .await?
+        .get(0);
+    eprintln!(
+        "{scenario}: written in {:.1} s ({:.0} MB)",
+        generating.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    let copy = || {
+        let server = db.server();
+        let mut command = Command::new(server.bindir().join("psql"));
+        command.args([
+            "--host=127.0.0.1",
+            &format!("--port={}", server.port()),
+            "--username=postgres",
+            &format!("--dbname={}", db.name()),
+            "--quiet",
+            "--no-psqlrc",
+            "--command=COPY (SELECT * FROM t) TO STDOUT",
+        ]);
+        command
+    };
+    time_command(copy())?;
+    let first = time_command(copy())?;
+    eprintln!("{scenario}: COPY {:.2} s", first);
+    let mut outflow_runs = Vec::new();
+    for &kind in sinks {
+        let slot = format!("{}_snap_{kind:?}", db.name()).to_lowercase();
+        let name = unique_name("bench");
+        let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
+        let drained = drain(
+            source(&db, &slot, &[("snapshot.mode", "initial_only")])?,
+            sink,
+            DrainPlan {
+                name,
+                rows,
+                checkpoint: Duration::from_millis(1000),
+                offsets: Arc::new(MemoryOffsetStore::new()),
+                latency: false,
+                load: None,
+            },
+        )
+        .await?;
+        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
+        outflow_runs.push(
+            Run::outflow(scenario, &kind.to_string(), rows, &drained)
+                .with_bytes(Some(bytes as u64)),
+        );
+        let _ = client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
+    }
+    let last = time_command(copy())?;
+    eprintln!("{scenario}: COPY again {:.2} s", last);
+    let mut runs = vec![
+        Run::tool(
+            scenario,
+            RunKind::Limit,
+            "limit: COPY (SELECT * FROM t) TO STDOUT → /dev/null",
+            rows,
+            first.min(last),
+        )
+        .with_bytes(Some(bytes as u64)),
+    ];
+    runs.extend(outflow_runs);
+    Ok(runs)
+}
+
+/// Writes single-row transactions at `rate` per second for `seconds` over a few
+/// connections, after one primer row has come through (so connecting is not measured);
+/// returns the rows written.
+async fn steady_load(
+    db: &'static str,
+    rate: u64,
+    seconds: u64,
+    progress: Arc<Progress>,
+) -> Result<u64, BoxError> {
+    let server = postgres();
+    let primer = server.connect(db).await;
+    primer
+        .batch_execute("INSERT INTO t (id, note) VALUES (0, 'primer')")
+        .await?;
+    let waiting = Instant::now();
+    while progress.rows() < 1 {
+        if waiting.elapsed() > Duration::from_secs(60) {
+            return Err("the primer row did not arrive in 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    progress.clear_latency();
+    const CONNECTIONS: u64 = 5;
+    let per_connection = rate / CONNECTIONS;
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let client = server.connect(db).await;
+        tasks.push(tokio::spawn(async move {
+            let statement = client
+                .prepare(
+                    "INSERT INTO t (id, account, amount, note, created, payload, active, ref, score, day)
+                     VALUES ($1, $1::bigint * 1000003, $1 / 7.0, 'steady load row', now(),
+                             '{\"k\": 1}', true, gen_random_uuid(), 0.5, current_date)",
+                )
+                .await?;
+            let total = per_connection * seconds;
+            let period = Duration::from_secs_f64(1.0 / per_connection as f64);
+            let started = tokio::time::Instant::now();
+            for i in 0..total {
+                tokio::time::sleep_until(started + period.mul_f64(i as f64)).await;
+                let id = (1 + c + i * CONNECTIONS) as i32;
+                client.execute(&statement, &[&id]).await?;
+            }
+            Ok::<u64, BoxError>(total)
+        }));
+    }
+    let mut rows = 1;
+    for task in tasks {
+        rows += task.await??;
+    }
+    Ok(rows)
+}
+
+/// `latency`: a steady `rate` single-row transactions per second for `seconds`, commit
+/// timestamp → durable in the sink, per sink.
+pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+    let scenario = "latency";
+    let mut runs = Vec::new();
+    for &kind in sinks {
+        let db = postgres().create_database("latency").await;
+        let name_static: &'static str = Box::leak(db.name().to_owned().into_boxed_str());
+        let client = db.connect().await;
+        let (columns, _) = table_sql(false);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE t ({columns}); CREATE PUBLICATION dbz_publication FOR TABLE t"
+            ))
+            .await?;
+        let name = unique_name("bench");
+        let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
+        eprintln!("{scenario}: {kind}: {rate} tx/s for {seconds} s");
+        let drained = drain(
+            source(
+                &db,
+                &name,
+                &[
+                    ("snapshot.mode", "no_data"),
+                    ("status.update.interval.ms", "1000"),
+                ],
+            )?,
+            sink,
+            DrainPlan {
+                name,
+                rows: u64::MAX,
+                // The lake's flush interval bounds its latency; Kafka's transaction
+                // commit too. The daemon default is 1 s; a latency-minded deployment
+                // sets flush.interval.ms like this.
+                checkpoint: Duration::from_millis(20),
+                offsets: Arc::new(MemoryOffsetStore::new()),
+                latency: true,
+                load: Some(Box::new(move |progress| {
+                    tokio::spawn(steady_load(name_static, rate, seconds, progress))
+                })),
+            },
+        )
+        .await?;
+        let mut run = Run::outflow(scenario, &kind.to_string(), drained.rows, &drained);
+        run.what = format!("{kind} at {rate} tx/s");
+        runs.push(run);
+    }
+    Ok(runs)
+}

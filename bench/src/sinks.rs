@@ -1,0 +1,142 @@
+//! The sinks a scenario drains into, built as the daemon builds them: null, lake (Avro
+//! container files, snappy) and Kafka (Avro through the schema registry, one producer
+//! transaction per checkpoint: exactly once).
+
+use std::fmt;
+
+use outflow_core::encoding::registry::{AvroSerializer, SubjectNameStrategy};
+use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_core::transforms::TransformChain;
+use outflow_core::{EventBatch, NullSink, Sink, SinkError};
+use outflow_kafka::{
+    HttpSchemaRegistry, KafkaSink, KafkaSinkConfig, RecordEncoder, RegistryClientConfig,
+};
+use outflow_lake::{LakeSink, LakeSinkConfig};
+
+use crate::measure::{BoxError, props};
+
+/// Which sink a run drains into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Drops every batch, durable at once: the source and pipeline alone.
+    Null,
+    /// Avro container files (snappy) in a temporary directory.
+    Lake,
+    /// Kafka (the testkit broker), Avro through the testkit registry, exactly once.
+    Kafka,
+}
+
+impl SinkKind {
+    /// Every sink, in the order runs take them.
+    pub const ALL: [SinkKind; 3] = [SinkKind::Null, SinkKind::Lake, SinkKind::Kafka];
+
+    /// Parses `null`, `lake` or `kafka`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "null" => Some(Self::Null),
+            "lake" => Some(Self::Lake),
+            "kafka" => Some(Self::Kafka),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Null => "outflow → null",
+            Self::Lake => "outflow → lake (Avro, snappy)",
+            Self::Kafka => "outflow → Kafka (Avro, exactly-once)",
+        })
+    }
+}
+
+/// A built sink of any kind.
+pub enum AnySink {
+    /// See [`SinkKind::Null`].
+    Null(NullSink),
+    /// See [`SinkKind::Lake`]; the directory lives as long as the sink.
+    Lake {
+        /// The sink.
+        sink: Box<LakeSink>,
+        /// Its directory, removed when the run ends.
+        _root: tempfile::TempDir,
+    },
+    /// See [`SinkKind::Kafka`].
+    Kafka(Box<KafkaSink>),
+}
+
+impl Sink for AnySink {
+    async fn write(&mut self, batch: EventBatch) -> Result<outflow_core::DurableHandle, SinkError> {
+        match self {
+            Self::Null(s) => s.write(batch).await,
+            Self::Lake { sink: s, .. } => s.write(batch).await,
+            Self::Kafka(s) => s.write(batch).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        match self {
+            Self::Null(s) => s.flush().await,
+            Self::Lake { sink: s, .. } => s.flush().await,
+            Self::Kafka(s) => s.flush().await,
+        }
+    }
+}
+
+/// Builds a sink of `kind` for connector `name`, topics under `prefix`.
+pub async fn build(
+    kind: SinkKind,
+    flavor: ConnectorFlavor,
+    name: &str,
+    prefix: &str,
+    dbname: &str,
+) -> Result<AnySink, BoxError> {
+    let formatter = || -> Result<EnvelopeFormatter, BoxError> {
+        Ok(EnvelopeFormatter::new(EnvelopeConfig::from_properties(
+            flavor,
+            &props(&[("topic.prefix", prefix), ("database.dbname", dbname)]),
+        )?))
+    };
+    Ok(match kind {
+        SinkKind::Null => AnySink::Null(NullSink::default()),
+        SinkKind::Lake => {
+            let root = tempfile::tempdir()?;
+            let path = root.path().to_string_lossy().into_owned();
+            let sink = LakeSink::start(
+                LakeSinkConfig::from_properties(name, &props(&[("lake.path", path.as_str())]))?,
+                formatter()?,
+                TransformChain::default(),
+                None,
+            )
+            .await?;
+            AnySink::Lake {
+                sink: Box::new(sink),
+                _root: root,
+            }
+        }
+        SinkKind::Kafka => {
+            let servers = outflow_testkit::broker().bootstrap_servers();
+            let registry = outflow_testkit::registry().url();
+            let serializer = AvroSerializer::new(
+                HttpSchemaRegistry::new(RegistryClientConfig::from_properties(
+                    "",
+                    &props(&[("schema.registry.url", registry.as_str())]),
+                )?)?,
+                SubjectNameStrategy::TopicName,
+                SubjectNameStrategy::TopicName,
+            );
+            let sink = KafkaSink::start(
+                KafkaSinkConfig::from_properties(
+                    name,
+                    &props(&[("bootstrap.servers", servers.as_str())]),
+                )?,
+                formatter()?,
+                TransformChain::default(),
+                RecordEncoder::Avro(serializer),
+            )
+            .await?;
+            AnySink::Kafka(Box::new(sink))
+        }
+    })
+}
