@@ -144,19 +144,22 @@ fn ratios(runs: &[Run], run: &Run) -> (Option<f64>, Option<f64>) {
 
 fn print_table(runs: &[Run]) {
     println!(
-        "| scenario | run | events | s | events/s | MB/s | × limit | × ceiling | CPU s / M events | peak RSS MB | latency p50 / p99 / max ms |"
+        "| scenario | run | events | s | events/s | MB/s | × limit | × ceiling | CPU s / M events | server CPU s / M events | peak RSS MB | latency p50 / p99 / max ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for run in runs {
         let (limit, ceiling) = ratios(runs, run);
         let mbps = run.bytes.map(|b| b as f64 / 1e6 / run.seconds.max(1e-9));
         let cpu_per_m = run.cpu_seconds.map(|c| c / (run.events as f64 / 1e6));
+        let server_per_m = run
+            .server_cpu_seconds
+            .map(|c| c / (run.events as f64 / 1e6));
         let latency = run.latency.as_ref().map_or_else(
             || "–".to_owned(),
             |l| format!("{:.1} / {:.1} / {:.1}", l.p50_ms, l.p99_ms, l.max_ms),
         );
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             run.scenario,
             run.what,
             run.events,
@@ -166,6 +169,7 @@ fn print_table(runs: &[Run]) {
             fmt(limit, 2),
             fmt(ceiling, 2),
             fmt(cpu_per_m, 2),
+            fmt(server_per_m, 2),
             fmt(run.peak_rss_mb, 1),
             latency,
         );
@@ -218,6 +222,7 @@ fn report(runs: &[Run], json: Option<&str>) -> Result<(), BoxError> {
             "ratio_to_limit": limit,
             "ratio_to_ceiling": ceiling,
             "cpu_seconds_per_million_events": run.cpu_seconds.map(|c| c / (run.events as f64 / 1e6)),
+            "server_cpu_seconds_per_million_events": run.server_cpu_seconds.map(|c| c / (run.events as f64 / 1e6)),
             "peak_rss_mb": run.peak_rss_mb,
             "latency_ms": run.latency.as_ref().map(|l| serde_json::json!({
                 "samples": l.samples, "p50": l.p50_ms, "p99": l.p99_ms, "max": l.max_ms,

@@ -52,6 +52,8 @@ pub struct Run {
     pub cpu_seconds: Option<f64>,
     /// This process's peak RSS during the run, in MB (outflow runs only).
     pub peak_rss_mb: Option<f64>,
+    /// The database server's CPU seconds during the run.
+    pub server_cpu_seconds: Option<f64>,
     /// Commit → durable latency percentiles, in ms (latency scenario).
     pub latency: Option<Latency>,
 }
@@ -63,16 +65,17 @@ impl Run {
     }
 
     /// A limit's (or ceiling's) run: no process figures.
-    pub fn tool(scenario: &str, kind: RunKind, what: &str, events: u64, seconds: f64) -> Self {
+    pub fn tool(scenario: &str, kind: RunKind, what: &str, events: u64, timed: Timed) -> Self {
         Self {
             scenario: scenario.to_owned(),
             what: what.to_owned(),
             kind,
             events,
-            seconds,
+            seconds: timed.seconds,
             bytes: None,
             cpu_seconds: None,
             peak_rss_mb: None,
+            server_cpu_seconds: Some(timed.server_cpu),
             latency: None,
         }
     }
@@ -88,6 +91,7 @@ impl Run {
             bytes: None,
             cpu_seconds: drained.cpu_seconds,
             peak_rss_mb: drained.peak_rss_mb,
+            server_cpu_seconds: Some(drained.server_cpu_seconds),
             latency: drained.latency.clone(),
         }
     }
@@ -141,6 +145,35 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((user + system) / 100.0)
 }
 
+/// CPU seconds of every process named `comm` (user + system, plus those of its exited
+/// children), so a difference before/after a run counts the server's work for it, the
+/// backends that exit in between included.
+pub fn server_cpu_seconds(comm: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0.0;
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, name)| name) != Some(comm) {
+            continue;
+        }
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        for index in 11..=14 {
+            ticks += fields
+                .get(index)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    ticks / 100.0
+}
+
 /// Peak resident set of this process since the last reset, in MB.
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -162,8 +195,30 @@ pub fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Runs a command with its output to /dev/null; returns the seconds it took.
-pub fn time_command(mut command: Command) -> Result<f64, BoxError> {
+/// A timed command: wall-clock seconds and the server's CPU seconds meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// CPU seconds of the server's processes.
+    pub server_cpu: f64,
+}
+
+impl Timed {
+    /// The faster of two measurements.
+    pub fn faster(self, other: Timed) -> Timed {
+        if other.seconds < self.seconds {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Runs a command with its output to /dev/null; returns the seconds it took and the CPU
+/// seconds the processes named `server` spent meanwhile.
+pub fn time_command(mut command: Command, server: &str) -> Result<Timed, BoxError> {
+    let server_before = server_cpu_seconds(server);
     let started = Instant::now();
     let output = command
         .stdout(Stdio::null())
@@ -176,7 +231,11 @@ pub fn time_command(mut command: Command) -> Result<f64, BoxError> {
         )
         .into());
     }
-    Ok(started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Timed {
+        seconds,
+        server_cpu: server_cpu_seconds(server) - server_before,
+    })
 }
 
 /// What [`Measured`] counts, shared with the drain loop.
@@ -278,6 +337,8 @@ pub struct Drained {
     pub cpu_seconds: Option<f64>,
     /// This process's peak RSS in that time, MB.
     pub peak_rss_mb: Option<f64>,
+    /// The server's CPU seconds in that time.
+    pub server_cpu_seconds: f64,
     /// Commit → durable latency, when recorded.
     pub latency: Option<Latency>,
 }
@@ -295,6 +356,8 @@ pub struct DrainPlan {
     pub rows: u64,
     /// Pipeline checkpoint (flush) interval.
     pub checkpoint: Duration,
+    /// Process name of the database server (`postgres`, `mariadbd`).
+    pub server: &'static str,
     /// Offsets to start from.
     pub offsets: Arc<MemoryOffsetStore>,
     /// Record commit → durable latency.
@@ -313,6 +376,7 @@ pub async fn drain<Src: Source, S: Sink>(
     let (sink, progress) = Measured::new(sink, plan.latency);
     reset_peak_rss();
     let cpu_before = cpu_seconds();
+    let server_before = server_cpu_seconds(plan.server);
     let started = Instant::now();
     let shutdown = CancellationToken::new();
     let pipeline = Pipeline::new(
@@ -361,6 +425,7 @@ pub async fn drain<Src: Source, S: Sink>(
         _ => None,
     };
     let rss = peak_rss_mb();
+    let server_cpu = server_cpu_seconds(plan.server) - server_before;
     shutdown.cancel();
     if !task.is_finished() {
         task.await?.map_err(|e| format!("{}: {e}", plan.name))?;
@@ -383,6 +448,7 @@ pub async fn drain<Src: Source, S: Sink>(
         seconds,
         cpu_seconds: cpu,
         peak_rss_mb: rss,
+        server_cpu_seconds: server_cpu,
         latency,
     })
 }

@@ -13,6 +13,9 @@ use outflow_mysql::{MySqlConfig, MySqlSource};
 use outflow_testkit::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, mariadb, unique_name};
 
 use crate::measure::{BoxError, DrainPlan, Run, RunKind, drain, props, time_command};
+
+/// The server's process name (its CPU time is measured per run).
+const SERVER: &str = "mariadbd";
 use crate::sinks::{self, SinkKind};
 
 const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, account BIGINT, amount DECIMAL(12,2),
@@ -155,10 +158,13 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
     ];
     let decode_args = ["--base64-output=decode-rows".to_owned(), "-v".to_owned()];
     // A first read warms the page cache for the limits and outflow alike.
-    time_command(remote(&raw_args))?;
-    let raw_first = time_command(remote(&raw_args))?;
-    let decode_first = time_command(remote(&decode_args))?;
-    eprintln!("{scenario}: raw {raw_first:.2} s, decode-rows {decode_first:.2} s");
+    time_command(remote(&raw_args), SERVER)?;
+    let raw_first = time_command(remote(&raw_args), SERVER)?;
+    let decode_first = time_command(remote(&decode_args), SERVER)?;
+    eprintln!(
+        "{scenario}: raw {:.2} s, decode-rows {:.2} s",
+        raw_first.seconds, decode_first.seconds
+    );
 
     let start = BinlogPosition {
         file: start_file.clone(),
@@ -188,6 +194,7 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
                 checkpoint: Duration::from_millis(100),
                 offsets,
                 latency: false,
+                server: SERVER,
                 load: None,
             },
         )
@@ -198,16 +205,19 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
                 .with_bytes(Some(binlog_bytes)),
         );
     }
-    let raw_last = time_command(remote(&raw_args))?;
-    let decode_last = time_command(remote(&decode_args))?;
-    eprintln!("{scenario}: again raw {raw_last:.2} s, decode-rows {decode_last:.2} s");
+    let raw_last = time_command(remote(&raw_args), SERVER)?;
+    let decode_last = time_command(remote(&decode_args), SERVER)?;
+    eprintln!(
+        "{scenario}: again raw {:.2} s, decode-rows {:.2} s",
+        raw_last.seconds, decode_last.seconds
+    );
     let mut runs = vec![
         Run::tool(
             scenario,
             RunKind::Limit,
             "limit: mariadb-binlog decode-rows -v → /dev/null (C decoder)",
             changes,
-            decode_first.min(decode_last),
+            decode_first.faster(decode_last),
         )
         .with_bytes(Some(binlog_bytes)),
         Run::tool(
@@ -215,7 +225,7 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
             RunKind::Ceiling,
             "ceiling: mariadb-binlog --raw (transfer)",
             changes,
-            raw_first.min(raw_last),
+            raw_first.faster(raw_last),
         )
         .with_bytes(Some(binlog_bytes)),
     ];
@@ -272,9 +282,9 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
         ]);
         command
     };
-    time_command(select())?;
-    let first = time_command(select())?;
-    eprintln!("{scenario}: SELECT {first:.2} s");
+    time_command(select(), SERVER)?;
+    let first = time_command(select(), SERVER)?;
+    eprintln!("{scenario}: SELECT {:.2} s", first.seconds);
     let mut outflow_runs = Vec::new();
     for (i, &kind) in sinks.iter().enumerate() {
         let name = unique_name("bench");
@@ -292,6 +302,7 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
                 checkpoint: Duration::from_millis(1000),
                 offsets: Arc::new(MemoryOffsetStore::new()),
                 latency: false,
+                server: SERVER,
                 load: None,
             },
         )
@@ -301,15 +312,15 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
             Run::outflow(scenario, &kind.to_string(), rows, &drained).with_bytes(Some(bytes)),
         );
     }
-    let last = time_command(select())?;
-    eprintln!("{scenario}: SELECT again {last:.2} s");
+    let last = time_command(select(), SERVER)?;
+    eprintln!("{scenario}: SELECT again {:.2} s", last.seconds);
     let mut runs = vec![
         Run::tool(
             scenario,
             RunKind::Limit,
             "limit: mariadb --quick -e 'SELECT * FROM t' → /dev/null",
             rows,
-            first.min(last),
+            first.faster(last),
         )
         .with_bytes(Some(bytes)),
     ];

@@ -816,6 +816,8 @@ impl PostgresSource {
         let mut heartbeat = tokio::time::interval(heartbeat_period);
         heartbeat.reset();
         let mut durable: DurableWatch = ctx.durable.clone();
+        let mut last_confirm = tokio::time::Instant::now() - CONFIRM_GAP;
+        let mut confirm_due: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => {
@@ -831,8 +833,23 @@ impl PostgresSource {
                     if let Some(position) = changed
                         && ack.durable(&position)
                     {
-                        send_status(&mut stream, ack).await?;
+                        // At most one reply per CONFIRM_GAP: each makes the walsender
+                        // update (and may make it save) the slot, which cost the server
+                        // more than decoding when a fast sink acknowledged every batch.
+                        let now = tokio::time::Instant::now();
+                        if now >= last_confirm + CONFIRM_GAP {
+                            send_status(&mut stream, ack).await?;
+                            last_confirm = now;
+                            confirm_due = None;
+                        } else if confirm_due.is_none() {
+                            confirm_due = Some(last_confirm + CONFIRM_GAP);
+                        }
                     }
+                }
+                () = sleep_until_due(confirm_due) => {
+                    send_status(&mut stream, ack).await?;
+                    last_confirm = tokio::time::Instant::now();
+                    confirm_due = None;
                 }
                 _ = status.tick() => {
                     if ack.pending.is_empty() && state.transaction.is_none() && state.batch.is_empty()
@@ -1320,6 +1337,18 @@ async fn flush(state: &mut StreamState, ctx: &SourceContext) -> Result<(), Sourc
         .send(batch)
         .await
         .map_err(|e| SourceError::transient("handing events to the pipeline", e))
+}
+
+/// Shortest time between two standby status updates that confirm newly durable
+/// positions (the periodic `status.update.interval.ms` update comes on top).
+const CONFIRM_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Waits until `due`, or forever without one.
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn send_status(
