@@ -254,7 +254,13 @@ fn main() {
     match result.and_then(|runs| report(&runs, settings.json.as_deref())) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            eprintln!("outflow-bench: {e}");
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("outflow-bench: {message}");
             std::process::exit(1)
         }
     }

@@ -388,7 +388,7 @@ async fn steady_load(
             let statement = client
                 .prepare(
                     "INSERT INTO t (id, account, amount, note, created, payload, active, ref, score, day)
-                     VALUES ($1, $1::bigint * 1000003, $1 / 7.0, 'steady load row', now(),
+                     VALUES ($1::int, $1::int * 1000003::bigint, $1::int / 7.0, 'steady load row', now(),
                              '{\"k\": 1}', true, gen_random_uuid(), 0.5, current_date)",
                 )
                 .await?;
@@ -426,6 +426,14 @@ pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<
             ))
             .await?;
         let name = unique_name("bench");
+        // The slot exists before the load starts, so the primer row is in it.
+        let slot_name = name.clone();
+        client
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&name],
+            )
+            .await?;
         let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
         eprintln!("{scenario}: {kind}: {rate} tx/s for {seconds} s");
         let drained = drain(
@@ -441,9 +449,9 @@ pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<
             DrainPlan {
                 name,
                 rows: u64::MAX,
-                // The lake's flush interval bounds its latency; Kafka's transaction
-                // commit too. The daemon default is 1 s; a latency-minded deployment
-                // sets flush.interval.ms like this.
+                // The flush interval bounds the lake's latency and Kafka's (one
+                // transaction per flush); the daemon's default is 1 s, a latency-minded
+                // deployment sets offset.flush.interval.ms / flush.interval.ms so.
                 checkpoint: Duration::from_millis(20),
                 offsets: Arc::new(MemoryOffsetStore::new()),
                 latency: true,
@@ -454,6 +462,9 @@ pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<
             },
         )
         .await?;
+        let _ = client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
+            .await;
         let mut run = Run::outflow(scenario, &kind.to_string(), drained.rows, &drained);
         run.what = format!("{kind} at {rate} tx/s");
         runs.push(run);

@@ -22,6 +22,7 @@ struct State {
     accepted: Vec<ChangeEvent>,
     durable_len: usize,
     pending: Vec<(usize, DurableNotifier)>,
+    held: bool,
 }
 
 /// Keeps events in memory; clones share the same store.
@@ -42,6 +43,24 @@ impl MemorySink {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// While held, `flush` makes nothing durable (a sink whose commits hang); releasing
+    /// makes everything accepted so far durable at once.
+    pub fn hold(&self, held: bool) {
+        let mut state = self.lock();
+        state.held = held;
+        if !held {
+            Self::make_durable(&mut state);
+        }
+    }
+
+    fn make_durable(state: &mut State) {
+        let pending = std::mem::take(&mut state.pending);
+        for (end, notifier) in pending {
+            state.durable_len = state.durable_len.max(end);
+            notifier.durable();
+        }
     }
 
     /// Every event accepted so far, durable or not.
@@ -76,10 +95,8 @@ impl Sink for MemorySink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         let mut state = self.lock();
-        let pending = std::mem::take(&mut state.pending);
-        for (end, notifier) in pending {
-            state.durable_len = state.durable_len.max(end);
-            notifier.durable();
+        if !state.held {
+            Self::make_durable(&mut state);
         }
         Ok(())
     }
