@@ -17,6 +17,7 @@
 // The report on stdout and progress on stderr are this tool's output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod child;
 mod measure;
 mod mysql;
 mod postgres;
@@ -237,8 +238,30 @@ fn report(runs: &[Run], json: Option<&str>) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `outflow-bench __drain SPEC`: one drain in this process (see [`child`]).
+fn child_main(spec: &str) -> ! {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(BoxError::from)
+        .and_then(|runtime| runtime.block_on(child::run_child(spec)));
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("outflow-bench __drain: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__drain") {
+        child_main(args.get(1).map_or("", String::as_str));
+    }
     let settings = parse(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

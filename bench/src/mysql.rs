@@ -3,20 +3,18 @@
 //! `mariadb` client's `SELECT` to /dev/null).
 
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
-use outflow_core::envelope::ConnectorFlavor;
-use outflow_core::{BinlogPosition, MemoryOffsetStore, OffsetStore, SourcePosition};
-use outflow_mysql::{MySqlConfig, MySqlSource};
+use outflow_core::{BinlogPosition, SourcePosition};
 use outflow_testkit::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, mariadb, unique_name};
 
-use crate::measure::{BoxError, DrainPlan, Run, RunKind, drain, props, time_command};
+use crate::measure::{BoxError, Run, RunKind, props, time_command};
 
 /// The server's process name (its CPU time is measured per run).
 const SERVER: &str = "mariadbd";
-use crate::sinks::{self, SinkKind};
+use crate::child::{DrainSpec, SourceKind, drain_in_child};
+use crate::sinks::{KafkaLab, SinkKind};
 
 const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, account BIGINT, amount DECIMAL(12,2),
     note VARCHAR(64), created DATETIME(6), payload JSON, active BOOL, ref UUID,
@@ -28,11 +26,36 @@ const VALUES: &str = "seq, seq * 1000003, seq / 7, CONCAT('row number ', seq, ' 
     CONCAT('{\"k\": ', seq, ', \"tags\": [\"a\", \"b\"]}'), seq % 2,
     UUID(), seq * 0.5, DATE('2024-02-29') + INTERVAL seq % 1000 DAY";
 
-fn source(
+/// Drains into `kind` in a child process (see [`crate::child`]).
+async fn drain_child(
+    db: &MariaDbDatabase,
+    kind: SinkKind,
+    server_id: &str,
+    extra: &[(&str, &str)],
+    start: Option<&BinlogPosition>,
+    rows: u64,
+    checkpoint_ms: u64,
+) -> Result<crate::measure::Drained, BoxError> {
+    let spec = DrainSpec {
+        name: unique_name("bench"),
+        source: SourceKind::MariaDb,
+        props: source_props(db, server_id, extra),
+        start: start.map(|p| SourcePosition::Binlog(p.clone()).to_json()),
+        sink: kind.name().to_owned(),
+        dbname: db.name().to_owned(),
+        kafka: (kind == SinkKind::Kafka).then(KafkaLab::from_testkit),
+        rows,
+        checkpoint_ms,
+        server: SERVER.to_owned(),
+    };
+    tokio::task::spawn_blocking(move || drain_in_child(&spec)).await?
+}
+
+fn source_props(
     db: &MariaDbDatabase,
     server_id: &str,
     extra: &[(&str, &str)],
-) -> Result<MySqlSource, BoxError> {
+) -> std::collections::BTreeMap<String, String> {
     let port = db.server().port().to_string();
     let include = format!("{}\\..*", db.name());
     let mut p = props(&[
@@ -48,7 +71,7 @@ fn source(
         ("table.include.list", include.as_str()),
     ]);
     p.extend(props(extra));
-    Ok(MySqlSource::new(MySqlConfig::from_properties(&p)?))
+    p
 }
 
 async fn master_status(conn: &mut mysql_async::Conn) -> Result<(String, u64), BoxError> {
@@ -179,24 +202,14 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
     };
     let mut outflow_runs = Vec::new();
     for (i, &kind) in sinks.iter().enumerate() {
-        let name = unique_name("bench");
-        let offsets = Arc::new(MemoryOffsetStore::new());
-        offsets
-            .commit(&name, &SourcePosition::Binlog(start.clone()))
-            .await?;
-        let sink = sinks::build(kind, ConnectorFlavor::MariaDb, &name, &name, db.name()).await?;
-        let drained = drain(
-            source(&db, &(6101 + i).to_string(), &[])?,
-            sink,
-            DrainPlan {
-                name,
-                rows: changes,
-                checkpoint: Duration::from_millis(100),
-                offsets,
-                latency: false,
-                server: SERVER,
-                load: None,
-            },
+        let drained = drain_child(
+            &db,
+            kind,
+            &(6101 + i).to_string(),
+            &[],
+            Some(&start),
+            changes,
+            100,
         )
         .await?;
         eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
@@ -287,24 +300,14 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
     eprintln!("{scenario}: SELECT {:.2} s", first.seconds);
     let mut outflow_runs = Vec::new();
     for (i, &kind) in sinks.iter().enumerate() {
-        let name = unique_name("bench");
-        let sink = sinks::build(kind, ConnectorFlavor::MariaDb, &name, &name, db.name()).await?;
-        let drained = drain(
-            source(
-                &db,
-                &(6201 + i).to_string(),
-                &[("snapshot.mode", "initial_only")],
-            )?,
-            sink,
-            DrainPlan {
-                name,
-                rows,
-                checkpoint: Duration::from_millis(1000),
-                offsets: Arc::new(MemoryOffsetStore::new()),
-                latency: false,
-                server: SERVER,
-                load: None,
-            },
+        let drained = drain_child(
+            &db,
+            kind,
+            &(6201 + i).to_string(),
+            &[("snapshot.mode", "initial_only")],
+            None,
+            rows,
+            1000,
         )
         .await?;
         eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);

@@ -16,8 +16,9 @@ use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
 use outflow_testkit::{PostgresDatabase, postgres, unique_name};
 
+use crate::child::{DrainSpec, SourceKind, drain_in_child};
 use crate::measure::{BoxError, DrainPlan, Progress, Run, RunKind, drain, props, time_command};
-use crate::sinks::{self, SinkKind};
+use crate::sinks::{self, KafkaLab, SinkKind};
 
 /// The server's process name (its CPU time is measured per run).
 const SERVER: &str = "postgres";
@@ -137,6 +138,40 @@ fn source(
     slot: &str,
     extra: &[(&str, &str)],
 ) -> Result<PostgresSource, BoxError> {
+    Ok(PostgresSource::new(PostgresConfig::from_properties(
+        &source_props(db, slot, extra),
+    )?))
+}
+
+/// Drains into `kind` in a child process (see [`crate::child`]).
+async fn drain_child(
+    db: &PostgresDatabase,
+    kind: SinkKind,
+    slot: &str,
+    extra: &[(&str, &str)],
+    rows: u64,
+    checkpoint_ms: u64,
+) -> Result<crate::measure::Drained, BoxError> {
+    let spec = DrainSpec {
+        name: unique_name("bench"),
+        source: SourceKind::Postgres,
+        props: source_props(db, slot, extra),
+        start: None,
+        sink: kind.name().to_owned(),
+        dbname: db.name().to_owned(),
+        kafka: (kind == SinkKind::Kafka).then(KafkaLab::from_testkit),
+        rows,
+        checkpoint_ms,
+        server: SERVER.to_owned(),
+    };
+    tokio::task::spawn_blocking(move || drain_in_child(&spec)).await?
+}
+
+fn source_props(
+    db: &PostgresDatabase,
+    slot: &str,
+    extra: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, String> {
     let port = db.server().port().to_string();
     let mut p = props(&[
         ("database.hostname", "127.0.0.1"),
@@ -148,7 +183,7 @@ fn source(
         ("database.sslmode", "disable"),
     ]);
     p.extend(props(extra));
-    Ok(PostgresSource::new(PostgresConfig::from_properties(&p)?))
+    p
 }
 
 /// `pg_recvlogical` with pgoutput, the options outflow uses, to /dev/null until `end`.
@@ -214,24 +249,13 @@ pub async fn stream(changes: u64, wide: bool, sinks: &[SinkKind]) -> Result<Vec<
     eprintln!("{scenario}: pg_recvlogical {:.2} s", first.seconds);
     let mut outflow_runs = Vec::new();
     for &kind in sinks {
-        let name = unique_name("bench");
-        let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
-        let drained = drain(
-            source(
-                &db,
-                &slot(&format!("sink_{kind:?}")),
-                &[("snapshot.mode", "never")],
-            )?,
-            sink,
-            DrainPlan {
-                name: name.clone(),
-                rows: changes,
-                checkpoint: Duration::from_millis(100),
-                offsets: Arc::new(MemoryOffsetStore::new()),
-                latency: false,
-                server: SERVER,
-                load: None,
-            },
+        let drained = drain_child(
+            &db,
+            kind,
+            &slot(&format!("sink_{kind:?}")),
+            &[("snapshot.mode", "never")],
+            changes,
+            100,
         )
         .await?;
         eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
@@ -316,20 +340,13 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
     let mut outflow_runs = Vec::new();
     for &kind in sinks {
         let slot = format!("{}_snap_{kind:?}", db.name()).to_lowercase();
-        let name = unique_name("bench");
-        let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
-        let drained = drain(
-            source(&db, &slot, &[("snapshot.mode", "initial_only")])?,
-            sink,
-            DrainPlan {
-                name,
-                rows,
-                checkpoint: Duration::from_millis(1000),
-                offsets: Arc::new(MemoryOffsetStore::new()),
-                latency: false,
-                server: SERVER,
-                load: None,
-            },
+        let drained = drain_child(
+            &db,
+            kind,
+            &slot,
+            &[("snapshot.mode", "initial_only")],
+            rows,
+            1000,
         )
         .await?;
         eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
@@ -434,7 +451,16 @@ pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<
                 &[&name],
             )
             .await?;
-        let sink = sinks::build(kind, ConnectorFlavor::Postgres, &name, &name, db.name()).await?;
+        let kafka = (kind == SinkKind::Kafka).then(KafkaLab::from_testkit);
+        let sink = sinks::build(
+            kind,
+            ConnectorFlavor::Postgres,
+            &name,
+            &name,
+            db.name(),
+            kafka.as_ref(),
+        )
+        .await?;
         eprintln!("{scenario}: {kind}: {rate} tx/s for {seconds} s");
         let drained = drain(
             source(

@@ -30,6 +30,15 @@ impl SinkKind {
     /// Every sink, in the order runs take them.
     pub const ALL: [SinkKind; 3] = [SinkKind::Null, SinkKind::Lake, SinkKind::Kafka];
 
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Lake => "lake",
+            Self::Kafka => "kafka",
+        }
+    }
+
     /// Parses `null`, `lake` or `kafka`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
@@ -84,13 +93,34 @@ impl Sink for AnySink {
     }
 }
 
-/// Builds a sink of `kind` for connector `name`, topics under `prefix`.
+/// Addresses of the Kafka broker and schema registry a run uses.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KafkaLab {
+    /// `bootstrap.servers`.
+    pub servers: String,
+    /// `schema.registry.url`.
+    pub registry: String,
+}
+
+impl KafkaLab {
+    /// The testkit's broker and registry (started on first use).
+    pub fn from_testkit() -> Self {
+        Self {
+            servers: outflow_testkit::broker().bootstrap_servers(),
+            registry: outflow_testkit::registry().url(),
+        }
+    }
+}
+
+/// Builds a sink of `kind` for connector `name`, topics under `prefix`; the Kafka sink
+/// needs `kafka`.
 pub async fn build(
     kind: SinkKind,
     flavor: ConnectorFlavor,
     name: &str,
     prefix: &str,
     dbname: &str,
+    kafka: Option<&KafkaLab>,
 ) -> Result<AnySink, BoxError> {
     let formatter = || -> Result<EnvelopeFormatter, BoxError> {
         Ok(EnvelopeFormatter::new(EnvelopeConfig::from_properties(
@@ -116,8 +146,8 @@ pub async fn build(
             }
         }
         SinkKind::Kafka => {
-            let servers = outflow_testkit::broker().bootstrap_servers();
-            let registry = outflow_testkit::registry().url();
+            let lab = kafka.ok_or("the Kafka sink needs a broker and a registry")?;
+            let (servers, registry) = (&lab.servers, &lab.registry);
             let serializer = AvroSerializer::new(
                 HttpSchemaRegistry::new(RegistryClientConfig::from_properties(
                     "",

@@ -1,0 +1,149 @@
+//! Outflow runs in a process of their own, so each run's CPU time and peak RSS are those
+//! of a fresh process doing only that drain, as the daemon would (measured in-process,
+//! memory an earlier run left in the allocator counted against the next one).
+//!
+//! The parent writes a [`DrainSpec`] as JSON to `outflow-bench __drain`'s argument; the
+//! child builds the source and sink from it, runs [`crate::measure::drain`] and prints
+//! the figures as one JSON line. Servers stay the parent's: the child gets their
+//! addresses, never starts its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outflow_core::envelope::ConnectorFlavor;
+use outflow_core::{MemoryOffsetStore, OffsetStore, SourcePosition};
+use outflow_mysql::{MySqlConfig, MySqlSource};
+use outflow_postgres::config::PostgresConfig;
+use outflow_postgres::source::PostgresSource;
+use serde::{Deserialize, Serialize};
+
+use crate::measure::{BoxError, DrainPlan, Drained, drain};
+use crate::sinks::{self, KafkaLab, SinkKind};
+
+/// Which source a child runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The Postgres connector.
+    Postgres,
+    /// The MariaDB connector.
+    MariaDb,
+}
+
+/// Everything a child needs for one drain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainSpec {
+    /// Connector name (offsets, Kafka transactional id, topic prefix).
+    pub name: String,
+    /// The source.
+    pub source: SourceKind,
+    /// Its connector properties.
+    pub props: BTreeMap<String, String>,
+    /// Where to start (a stored offset), if anywhere.
+    pub start: Option<String>,
+    /// The sink: `null`, `lake` or `kafka`.
+    pub sink: String,
+    /// Database name for the envelope's `source.db`.
+    pub dbname: String,
+    /// Kafka broker and registry, for the Kafka sink.
+    pub kafka: Option<KafkaLab>,
+    /// Row events to wait for.
+    pub rows: u64,
+    /// Checkpoint interval, ms.
+    pub checkpoint_ms: u64,
+    /// The server's process name.
+    pub server: String,
+}
+
+/// What the child prints.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildFigures {
+    rows: u64,
+    seconds: f64,
+    cpu_seconds: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    server_cpu_seconds: f64,
+}
+
+/// Runs `spec` in a child process; returns its figures.
+pub fn drain_in_child(spec: &DrainSpec) -> Result<Drained, BoxError> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("__drain")
+        .arg(serde_json::to_string(spec)?)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("the drain of {} failed ({})", spec.name, output.status).into());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().ok_or("the drain printed nothing")?;
+    let figures: ChildFigures = serde_json::from_str(line)?;
+    Ok(Drained {
+        rows: figures.rows,
+        seconds: figures.seconds,
+        cpu_seconds: figures.cpu_seconds,
+        peak_rss_mb: figures.peak_rss_mb,
+        server_cpu_seconds: figures.server_cpu_seconds,
+        latency: None,
+    })
+}
+
+/// The child's side: runs the drain `spec_json` describes and prints its figures.
+pub async fn run_child(spec_json: &str) -> Result<String, BoxError> {
+    let spec: DrainSpec = serde_json::from_str(spec_json)?;
+    let kind = SinkKind::parse(&spec.sink).ok_or("unknown sink")?;
+    let flavor = match spec.source {
+        SourceKind::Postgres => ConnectorFlavor::Postgres,
+        SourceKind::MariaDb => ConnectorFlavor::MariaDb,
+    };
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    if let Some(start) = &spec.start {
+        offsets
+            .commit(&spec.name, &SourcePosition::from_json(start)?)
+            .await?;
+    }
+    let sink = sinks::build(
+        kind,
+        flavor,
+        &spec.name,
+        &spec.name,
+        &spec.dbname,
+        spec.kafka.as_ref(),
+    )
+    .await?;
+    let server: &'static str = Box::leak(spec.server.clone().into_boxed_str());
+    let plan = DrainPlan {
+        name: spec.name.clone(),
+        rows: spec.rows,
+        checkpoint: Duration::from_millis(spec.checkpoint_ms),
+        offsets,
+        latency: false,
+        server,
+        load: None,
+    };
+    let drained = match spec.source {
+        SourceKind::Postgres => {
+            drain(
+                PostgresSource::new(PostgresConfig::from_properties(&spec.props)?),
+                sink,
+                plan,
+            )
+            .await?
+        }
+        SourceKind::MariaDb => {
+            drain(
+                MySqlSource::new(MySqlConfig::from_properties(&spec.props)?),
+                sink,
+                plan,
+            )
+            .await?
+        }
+    };
+    Ok(serde_json::to_string(&ChildFigures {
+        rows: drained.rows,
+        seconds: drained.seconds,
+        cpu_seconds: drained.cpu_seconds,
+        peak_rss_mb: drained.peak_rss_mb,
+        server_cpu_seconds: drained.server_cpu_seconds,
+    })?)
+}
