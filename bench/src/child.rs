@@ -67,7 +67,18 @@ struct ChildFigures {
 
 /// Runs `spec` in a child process; returns its figures.
 pub fn drain_in_child(spec: &DrainSpec) -> Result<Drained, BoxError> {
-    let output = std::process::Command::new(std::env::current_exe()?)
+    // BENCH_CHILD_WRAPPER (e.g. `valgrind --tool=massif`) runs the child under a tool.
+    let wrapper = std::env::var("BENCH_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut command = std::process::Command::new(tool);
+            command.args(words).arg(std::env::current_exe()?);
+            command
+        }
+        None => std::process::Command::new(std::env::current_exe()?),
+    };
+    let output = command
         .arg("__drain")
         .arg(serde_json::to_string(spec)?)
         .stderr(std::process::Stdio::inherit())
