@@ -1,18 +1,20 @@
 //! Rows of `COPY … TO STDOUT` in text format: tab-separated fields, `\N` for NULL,
 //! backslash escapes (`\b \f \n \r \t \v \\`, octal `\ooo`, hex `\xhh`).
 
+use std::borrow::Cow;
+
 use crate::pgoutput::ColumnData;
 
-/// One field of a COPY row.
+/// One field of a COPY row; borrowed from the line unless it had escapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CopyField {
+pub enum CopyField<'a> {
     /// `\N`.
     Null,
     /// Unescaped text bytes.
-    Text(Vec<u8>),
+    Text(Cow<'a, [u8]>),
 }
 
-impl CopyField {
+impl CopyField<'_> {
     /// As a pgoutput-style column, for the shared row conversion.
     pub fn as_column(&self) -> ColumnData<'_> {
         match self {
@@ -32,12 +34,28 @@ pub struct CopyError {
     pub message: &'static str,
 }
 
-/// Parses one line (without its newline).
-pub fn parse_line(line: &[u8]) -> Result<Vec<CopyField>, CopyError> {
-    let mut fields = Vec::new();
-    for raw in line.split(|&b| b == b'\t') {
+/// Parses one line (without its newline). Fields without escapes borrow from `line`
+/// (most fields: the snapshot read no longer allocates per field).
+pub fn parse_line(line: &[u8]) -> Result<Vec<CopyField<'_>>, CopyError> {
+    let mut fields = Vec::with_capacity(16);
+    let mut rest = Some(line);
+    while let Some(remaining) = rest {
+        let raw = match memchr::memchr(b'\t', remaining) {
+            Some(tab) => {
+                rest = Some(&remaining[tab + 1..]);
+                &remaining[..tab]
+            }
+            None => {
+                rest = None;
+                remaining
+            }
+        };
         if raw == b"\\N" {
             fields.push(CopyField::Null);
+            continue;
+        }
+        if memchr::memchr(b'\\', raw).is_none() {
+            fields.push(CopyField::Text(Cow::Borrowed(raw)));
             continue;
         }
         let mut out = Vec::with_capacity(raw.len());
@@ -97,7 +115,7 @@ pub fn parse_line(line: &[u8]) -> Result<Vec<CopyField>, CopyError> {
                 other => out.push(other),
             }
         }
-        fields.push(CopyField::Text(out));
+        fields.push(CopyField::Text(Cow::Owned(out)));
     }
     Ok(fields)
 }
@@ -113,13 +131,13 @@ mod tests {
         assert_eq!(
             fields,
             vec![
-                CopyField::Text(b"1".to_vec()),
+                CopyField::Text(Cow::Borrowed(&b"1"[..])),
                 CopyField::Null,
-                CopyField::Text(b"a\tb\nc\\d".to_vec()),
-                CopyField::Text(b"AB".to_vec()),
+                CopyField::Text(Cow::Owned(b"a\tb\nc\\d".to_vec())),
+                CopyField::Text(Cow::Owned(b"AB".to_vec())),
             ]
         );
-        assert_eq!(parse_line(b"").unwrap(), vec![CopyField::Text(vec![])]);
+        assert_eq!(parse_line(b"").unwrap(), vec![CopyField::Text(Cow::Borrowed(&b""[..]))]);
         assert!(parse_line(b"a\\").is_err());
     }
 

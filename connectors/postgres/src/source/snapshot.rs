@@ -220,10 +220,16 @@ async fn read_unit(
         let name = table.name();
         while let Some(chunk) = futures_next(&mut stream).await {
             let chunk = chunk.map_err(|e| query_error("reading COPY data", e))?;
-            carry.extend_from_slice(&chunk);
+            // The server sends a row per message: parse straight from the message and
+            // keep only a partial line for the next one.
+            let from_chunk = carry.is_empty();
+            if !from_chunk {
+                carry.extend_from_slice(&chunk);
+            }
+            let data: &[u8] = if from_chunk { &chunk } else { &carry };
             let mut start = 0;
-            while let Some(end) = carry[start..].iter().position(|&b| b == b'\n') {
-                let line = &carry[start..start + end];
+            while let Some(end) = memchr::memchr(b'\n', &data[start..]) {
+                let line = &data[start..start + end];
                 let fields = crate::copy::parse_line(line).map_err(|e| {
                     SourceError::definite(
                         format!("COPY of {name}: {e}"),
@@ -262,7 +268,11 @@ async fn read_unit(
                 }
                 start += end + 1;
             }
-            carry.drain(..start);
+            if from_chunk {
+                carry.extend_from_slice(&chunk[start..]);
+            } else {
+                carry.drain(..start);
+            }
         }
         if !rows.is_empty() && tx.send(Ok(ReaderMessage::Rows(rows))).await.is_err() {
             return Ok(None);
