@@ -221,11 +221,12 @@ pub struct ReplicationConnection {
 /// socket between segments is woken once per message, and the wake-up runs in the
 /// sending walsender's time: with a fast sink the server spent more CPU waking outflow
 /// than decoding (7.1 vs 4.2 server CPU s per million events, measured by
-/// `outflow-bench pg-stream`). While reads return at least [`BUSY_READ`] bytes, the
+/// `outflow-bench pg-stream`). Once a read returns at least [`BUSY_READ`] bytes, the
 /// socket's `SO_RCVLOWAT` is raised to [`BUSY_LOWAT`], so the kernel wakes us once per
 /// that many bytes; a read that waits longer than [`BUSY_WAIT`] takes whatever arrived
-/// (a non-blocking read ignores the low-water mark) and drops back to waking per
-/// segment. Latency cost: at most `BUSY_WAIT` for the tail of a burst. Plain TCP only.
+/// (a non-blocking read ignores the low-water mark), and only when nothing at all
+/// arrived does it drop back to waking per segment. (Measured: 32 KB and 128 KB marks
+/// and leaving on any short read all cost the server more than this.) Latency cost: at most `BUSY_WAIT` for the tail of a burst. Plain TCP only.
 #[derive(Debug, Default)]
 struct ReadCoalescing {
     /// `SO_RCVLOWAT` is raised.
@@ -507,7 +508,9 @@ impl ReplicationConnection {
         else {
             return self.stream.read_buf(&mut self.read).await;
         };
-        let busy = coalescing.last_read >= BUSY_READ;
+        // Busy from a large read until a wait finds nothing at all (hysteresis: a short
+        // read in the middle of a burst does not fall back to per-segment wake-ups).
+        let busy = coalescing.raised || coalescing.last_read >= BUSY_READ;
         if busy != coalescing.raised {
             set_recv_lowat(tcp, if busy { BUSY_LOWAT } else { 1 })?;
             coalescing.raised = busy;
