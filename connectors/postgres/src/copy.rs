@@ -137,7 +137,10 @@ mod tests {
                 CopyField::Text(Cow::Owned(b"AB".to_vec())),
             ]
         );
-        assert_eq!(parse_line(b"").unwrap(), vec![CopyField::Text(Cow::Borrowed(&b""[..]))]);
+        assert_eq!(
+            parse_line(b"").unwrap(),
+            vec![CopyField::Text(Cow::Borrowed(&b""[..]))]
+        );
         assert!(parse_line(b"a\\").is_err());
     }
 
