@@ -26,3 +26,16 @@ echo "[test] release binary built after $((SECONDS - start)) s"
 
 cargo test --workspace --locked "$@"
 echo "[test] all tests passed after $((SECONDS - start)) s"
+
+# Benchmarks, as a smoke only (docs/benchmarks.md): each criterion bench runs every
+# case once, and the end-to-end harness drains a few thousand changes per scenario kind.
+if [ $# -eq 0 ]; then
+  cargo bench --locked -p outflow-postgres --bench decode -- --test
+  cargo bench --locked -p outflow-mysql --bench row_decode -- --test
+  cargo bench --locked -p outflow-core --bench encode -- --test
+  cargo bench --locked -p outflow-lake --bench write -- --test
+  cargo run --release --locked -p outflow-bench -- pg-stream mysql-stream pg-snapshot \
+    --changes 3000 --rows 3000 --sinks null,lake
+  cargo run --release --locked -p outflow-bench -- latency --seconds 2 --rate 500 --sinks null
+  echo "[test] benchmark smoke done after $((SECONDS - start)) s"
+fi
