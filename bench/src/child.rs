@@ -55,6 +55,38 @@ pub struct DrainSpec {
     pub server: String,
 }
 
+impl DrainSpec {
+    /// A drain of `rows` row events from `source` (with its connector `props`) into
+    /// `sink`, under a new connector name, starting where the source would on its own.
+    pub fn new(
+        source: SourceKind,
+        props: BTreeMap<String, String>,
+        sink: SinkKind,
+        dbname: &str,
+        rows: u64,
+        checkpoint_ms: u64,
+        server: &str,
+    ) -> Self {
+        Self {
+            name: outflow_testkit::unique_name("bench"),
+            source,
+            props,
+            start: None,
+            sink: sink.name().to_owned(),
+            dbname: dbname.to_owned(),
+            kafka: (sink == SinkKind::Kafka).then(KafkaLab::from_testkit),
+            rows,
+            checkpoint_ms,
+            server: server.to_owned(),
+        }
+    }
+
+    /// Runs it in a child process (off the runtime's threads).
+    pub async fn run(self) -> Result<Drained, BoxError> {
+        tokio::task::spawn_blocking(move || drain_in_child(&self)).await?
+    }
+}
+
 /// What the child prints.
 #[derive(Debug, Serialize, Deserialize)]
 struct ChildFigures {

@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use outflow_core::{BinlogPosition, SourcePosition};
-use outflow_testkit::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, mariadb, unique_name};
+use outflow_testkit::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, mariadb};
 
 use crate::measure::{BoxError, Run, RunKind, props, time_command};
 
 /// The server's process name (its CPU time is measured per run).
 const SERVER: &str = "mariadbd";
-use crate::child::{DrainSpec, SourceKind, drain_in_child};
-use crate::sinks::{KafkaLab, SinkKind};
+use crate::child::{DrainSpec, SourceKind};
+use crate::sinks::SinkKind;
 
 const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, account BIGINT, amount DECIMAL(12,2),
     note VARCHAR(64), created DATETIME(6), payload JSON, active BOOL, ref UUID,
@@ -36,19 +36,17 @@ async fn drain_child(
     rows: u64,
     checkpoint_ms: u64,
 ) -> Result<crate::measure::Drained, BoxError> {
-    let spec = DrainSpec {
-        name: unique_name("bench"),
-        source: SourceKind::MariaDb,
-        props: source_props(db, server_id, extra),
-        start: start.map(|p| SourcePosition::Binlog(p.clone()).to_json()),
-        sink: kind.name().to_owned(),
-        dbname: db.name().to_owned(),
-        kafka: (kind == SinkKind::Kafka).then(KafkaLab::from_testkit),
+    let mut spec = DrainSpec::new(
+        SourceKind::MariaDb,
+        source_props(db, server_id, extra),
+        kind,
+        db.name(),
         rows,
         checkpoint_ms,
-        server: SERVER.to_owned(),
-    };
-    tokio::task::spawn_blocking(move || drain_in_child(&spec)).await?
+        SERVER,
+    );
+    spec.start = start.map(|p| SourcePosition::Binlog(p.clone()).to_json());
+    spec.run().await
 }
 
 fn source_props(

@@ -16,7 +16,7 @@ use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
 use outflow_testkit::{PostgresDatabase, postgres, unique_name};
 
-use crate::child::{DrainSpec, SourceKind, drain_in_child};
+use crate::child::{DrainSpec, SourceKind};
 use crate::measure::{BoxError, DrainPlan, Progress, Run, RunKind, drain, props, time_command};
 use crate::sinks::{self, KafkaLab, SinkKind};
 
@@ -152,19 +152,17 @@ async fn drain_child(
     rows: u64,
     checkpoint_ms: u64,
 ) -> Result<crate::measure::Drained, BoxError> {
-    let spec = DrainSpec {
-        name: unique_name("bench"),
-        source: SourceKind::Postgres,
-        props: source_props(db, slot, extra),
-        start: None,
-        sink: kind.name().to_owned(),
-        dbname: db.name().to_owned(),
-        kafka: (kind == SinkKind::Kafka).then(KafkaLab::from_testkit),
+    DrainSpec::new(
+        SourceKind::Postgres,
+        source_props(db, slot, extra),
+        kind,
+        db.name(),
         rows,
         checkpoint_ms,
-        server: SERVER.to_owned(),
-    };
-    tokio::task::spawn_blocking(move || drain_in_child(&spec)).await?
+        SERVER,
+    )
+    .run()
+    .await
 }
 
 fn source_props(
