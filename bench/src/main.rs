@@ -22,6 +22,7 @@ mod measure;
 mod mysql;
 mod postgres;
 mod sinks;
+mod workload;
 
 use std::io::Write as _;
 

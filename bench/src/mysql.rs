@@ -15,6 +15,7 @@ use crate::measure::{BoxError, Run, RunKind, props, time_command};
 const SERVER: &str = "mariadbd";
 use crate::child::{DrainSpec, SourceKind};
 use crate::sinks::SinkKind;
+use crate::workload;
 
 const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, account BIGINT, amount DECIMAL(12,2),
     note VARCHAR(64), created DATETIME(6), payload JSON, active BOOL, ref UUID,
@@ -25,6 +26,11 @@ const VALUES: &str = "seq, seq * 1000003, seq / 7, CONCAT('row number ', seq, ' 
     TIMESTAMP('2023-11-14 22:13:20.123456') + INTERVAL seq SECOND,
     CONCAT('{\"k\": ', seq, ', \"tags\": [\"a\", \"b\"]}'), seq % 2,
     UUID(), seq * 0.5, DATE('2024-02-29') + INTERVAL seq % 1000 DAY";
+
+/// MariaDB's spelling of a range of row numbers: the SEQUENCE engine (see [`workload`]).
+fn sequence(a: u64, b: u64) -> String {
+    format!("seq_{a}_to_{b}")
+}
 
 /// Drains into `kind` in a child process (see [`crate::child`]).
 async fn drain_child(
@@ -92,44 +98,13 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
     let mut conn = db.connect().await;
     conn.query_drop(TABLE).await?;
     let (start_file, start_pos) = master_status(&mut conn).await?;
-    // Blocks of 1,000 changes: 600 inserts, 300 updates, 100 deletes, one statement each;
-    // the last change a single-row update in its own transaction.
+    // The change mix of `workload::change_statements`.
     eprintln!("{scenario}: writing {changes} row changes");
     let generating = Instant::now();
-    let body = changes.saturating_sub(1);
-    let mut written = 0u64;
-    let mut next_id = 1u64;
-    while written < body {
-        let block = (body - written).min(1000);
-        let inserts = (block * 6 / 10).max(1);
-        let updates = (block * 3 / 10).min(block - inserts);
-        let deletes = block - inserts - updates;
-        let first = next_id;
-        conn.query_drop(format!(
-            "INSERT INTO t SELECT {VALUES} FROM seq_{first}_to_{}",
-            first + inserts - 1
-        ))
-        .await?;
-        if updates > 0 {
-            conn.query_drop(format!(
-                "UPDATE t SET amount = amount + 1, note = 'changed' WHERE id BETWEEN {first} AND {}",
-                first + updates - 1
-            ))
-            .await?;
-        }
-        if deletes > 0 {
-            conn.query_drop(format!(
-                "DELETE FROM t WHERE id BETWEEN {} AND {}",
-                first + updates,
-                first + updates + deletes - 1
-            ))
-            .await?;
-        }
-        next_id += inserts;
-        written += block;
+    let last = "UPDATE t SET note = 'last' ORDER BY id DESC LIMIT 1";
+    for statement in workload::change_statements(changes, VALUES, sequence, last) {
+        conn.query_drop(statement).await?;
     }
-    conn.query_drop("UPDATE t SET note = 'last' ORDER BY id DESC LIMIT 1")
-        .await?;
     let (end_file, _) = master_status(&mut conn).await?;
     let binlog_bytes = {
         let mut bytes = 0u64;
@@ -254,16 +229,8 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
     conn.query_drop(TABLE).await?;
     eprintln!("{scenario}: writing {rows} rows");
     let generating = Instant::now();
-    let mut written = 0u64;
-    while written < rows {
-        let chunk = (rows - written).min(200_000);
-        conn.query_drop(format!(
-            "INSERT INTO t SELECT {VALUES} FROM seq_{}_to_{}",
-            written + 1,
-            written + chunk
-        ))
-        .await?;
-        written += chunk;
+    for statement in workload::fill_statements(rows, 200_000, VALUES, sequence) {
+        conn.query_drop(statement).await?;
     }
     conn.query_drop("ANALYZE TABLE t").await?;
     let bytes: u64 = conn

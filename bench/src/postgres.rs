@@ -19,6 +19,7 @@ use outflow_testkit::{PostgresDatabase, postgres, unique_name};
 use crate::child::{DrainSpec, SourceKind};
 use crate::measure::{BoxError, DrainPlan, Progress, Run, RunKind, drain, props, time_command};
 use crate::sinks::{self, KafkaLab, SinkKind};
+use crate::workload;
 
 /// The server's process name (its CPU time is measured per run).
 const SERVER: &str = "postgres";
@@ -82,53 +83,22 @@ async fn lsn(client: &tokio_postgres::Client) -> Result<(String, u64), BoxError>
     Ok((row.get(0), u64::try_from(bytes)?))
 }
 
-/// Writes `changes` row changes into `t`: blocks of 1,000 (600 inserts in one
-/// statement, 300 updates, 100 deletes), the last change a single-row update in its own
-/// transaction. Returns the WAL bytes written.
+/// Postgres' spelling of a range of row numbers (see [`workload`]).
+fn series(a: u64, b: u64) -> String {
+    format!("generate_series({a}, {b}) s")
+}
+
+/// Writes the change mix of [`workload::change_statements`]; returns the WAL bytes.
 async fn generate_changes(
     client: &tokio_postgres::Client,
     values: &str,
     changes: u64,
 ) -> Result<u64, BoxError> {
     let (_, start) = lsn(client).await?;
-    let mut written = 0u64;
-    let mut next_id = 1u64;
-    let body = changes.saturating_sub(1);
-    while written < body {
-        let block = (body - written).min(1000);
-        let inserts = (block * 6 / 10).max(1);
-        let updates = (block * 3 / 10).min(block - inserts);
-        let deletes = block - inserts - updates;
-        let first = next_id;
-        client
-            .batch_execute(&format!(
-                "INSERT INTO t SELECT {values} FROM generate_series({first}, {}) s",
-                first + inserts - 1
-            ))
-            .await?;
-        if updates > 0 {
-            client
-                .batch_execute(&format!(
-                    "UPDATE t SET amount = amount + 1, note = 'changed' WHERE id BETWEEN {first} AND {}",
-                    first + updates - 1
-                ))
-                .await?;
-        }
-        if deletes > 0 {
-            client
-                .batch_execute(&format!(
-                    "DELETE FROM t WHERE id BETWEEN {} AND {}",
-                    first + updates,
-                    first + updates + deletes - 1
-                ))
-                .await?;
-        }
-        next_id += inserts;
-        written += block;
+    let last = "UPDATE t SET note = 'last' WHERE id = (SELECT max(id) FROM t)";
+    for statement in workload::change_statements(changes, values, series, last) {
+        client.batch_execute(&statement).await?;
     }
-    client
-        .batch_execute("UPDATE t SET note = 'last' WHERE id = (SELECT max(id) FROM t)")
-        .await?;
     let (_, end) = lsn(client).await?;
     Ok(end - start)
 }
@@ -295,17 +265,8 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
         .await?;
     eprintln!("{scenario}: writing {rows} rows");
     let generating = Instant::now();
-    let mut written = 0u64;
-    while written < rows {
-        let chunk = (rows - written).min(500_000);
-        client
-            .batch_execute(&format!(
-                "INSERT INTO t SELECT {values} FROM generate_series({}, {}) s",
-                written + 1,
-                written + chunk
-            ))
-            .await?;
-        written += chunk;
+    for statement in workload::fill_statements(rows, 500_000, &values, series) {
+        client.batch_execute(&statement).await?;
     }
     client.batch_execute("VACUUM ANALYZE t").await?;
     let bytes: i64 = client
