@@ -96,6 +96,18 @@ impl Run {
         }
     }
 
+    /// An outflow run into `sink` over `bytes` of stream or table, announced on stderr.
+    pub fn drained(
+        scenario: &str,
+        sink: &impl std::fmt::Display,
+        events: u64,
+        bytes: u64,
+        drained: &Drained,
+    ) -> Self {
+        eprintln!("{scenario}: {sink} {:.2} s", drained.seconds);
+        Self::outflow(scenario, &sink.to_string(), events, drained).with_bytes(Some(bytes))
+    }
+
     /// The same run with the stream's byte count.
     pub fn with_bytes(mut self, bytes: Option<u64>) -> Self {
         self.bytes = bytes;

@@ -185,11 +185,13 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
             100,
         )
         .await?;
-        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
-        outflow_runs.push(
-            Run::outflow(scenario, &kind.to_string(), changes, &drained)
-                .with_bytes(Some(binlog_bytes)),
-        );
+        outflow_runs.push(Run::drained(
+            scenario,
+            &kind,
+            changes,
+            binlog_bytes,
+            &drained,
+        ));
     }
     let raw_last = time_command(remote(&raw_args), SERVER)?;
     let decode_last = time_command(remote(&decode_args), SERVER)?;
@@ -275,10 +277,7 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
             1000,
         )
         .await?;
-        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
-        outflow_runs.push(
-            Run::outflow(scenario, &kind.to_string(), rows, &drained).with_bytes(Some(bytes)),
-        );
+        outflow_runs.push(Run::drained(scenario, &kind, rows, bytes, &drained));
     }
     let last = time_command(select(), SERVER)?;
     eprintln!("{scenario}: SELECT again {:.2} s", last.seconds);

@@ -154,16 +154,23 @@ fn source_props(
     p
 }
 
+/// One of the server's client tools, connected to `db` over loopback without TLS.
+fn client_tool(db: &PostgresDatabase, tool: &str) -> Command {
+    let server = db.server();
+    let mut command = Command::new(server.bindir().join(tool));
+    command.env("PGSSLMODE", "disable").args([
+        "--host=127.0.0.1".to_owned(),
+        format!("--port={}", server.port()),
+        "--username=postgres".to_owned(),
+        format!("--dbname={}", db.name()),
+    ]);
+    command
+}
+
 /// `pg_recvlogical` with pgoutput, the options outflow uses, to /dev/null until `end`.
 fn recvlogical(db: &PostgresDatabase, slot: &str, end: &str) -> Command {
-    let server = db.server();
-    let mut command = Command::new(server.bindir().join("pg_recvlogical"));
-    command.env("PGSSLMODE", "disable");
+    let mut command = client_tool(db, "pg_recvlogical");
     command.args([
-        "--host=127.0.0.1",
-        &format!("--port={}", server.port()),
-        "--username=postgres",
-        &format!("--dbname={}", db.name()),
         &format!("--slot={slot}"),
         "--start",
         "--no-loop",
@@ -226,11 +233,7 @@ pub async fn stream(changes: u64, wide: bool, sinks: &[SinkKind]) -> Result<Vec<
             100,
         )
         .await?;
-        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
-        outflow_runs.push(
-            Run::outflow(scenario, &kind.to_string(), changes, &drained)
-                .with_bytes(Some(wal_bytes)),
-        );
+        outflow_runs.push(Run::drained(scenario, &kind, changes, wal_bytes, &drained));
     }
     let last = time_command(recvlogical(&db, &slot("limit_last"), &end), SERVER)?;
     eprintln!("{scenario}: pg_recvlogical again {:.2} s", last.seconds);
@@ -279,14 +282,8 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
         bytes as f64 / 1e6
     );
     let copy = || {
-        let server = db.server();
-        let mut command = Command::new(server.bindir().join("psql"));
-        command.env("PGSSLMODE", "disable");
+        let mut command = client_tool(&db, "psql");
         command.args([
-            "--host=127.0.0.1",
-            &format!("--port={}", server.port()),
-            "--username=postgres",
-            &format!("--dbname={}", db.name()),
             "--quiet",
             "--no-psqlrc",
             "--command=COPY (SELECT * FROM t) TO STDOUT",
@@ -308,11 +305,7 @@ pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErro
             1000,
         )
         .await?;
-        eprintln!("{scenario}: {kind} {:.2} s", drained.seconds);
-        outflow_runs.push(
-            Run::outflow(scenario, &kind.to_string(), rows, &drained)
-                .with_bytes(Some(bytes as u64)),
-        );
+        outflow_runs.push(Run::drained(scenario, &kind, rows, bytes as u64, &drained));
         let _ = client
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
             .await;
