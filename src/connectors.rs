@@ -4,14 +4,14 @@
 //! A connector's task builds the source and the sink and runs the core pipeline with the
 //! embedded state store as its offset store. Transient errors restart it from the durable
 //! position after a capped exponential backoff (1 s → 60 s; status RESTARTING with the
-//! error as `trace` meanwhile); definite errors leave it FAILED with the error chain in
+//! error as `trace` meanwhile), which starts over at 1 s once an attempt stored a newer
+//! position (so twenty separate faults an hour apart never wait a minute); definite errors leave it FAILED with the error chain in
 //! `trace`. Pausing stops the task after a clean flush (offsets durable) and keeps the
 //! target state; resuming starts it again from the stored position.
 //!
-//! Wired so far: Debezium's Postgres connector class into the worker's sink: the lake
-//! (the default; `lake.*` worker settings, each overridable per connector) or Kafka
-//! (`sink = "kafka"`, JSON or Avro per `converter`). MySQL/MariaDB is a later issue;
-//! asking for it is a 400 that says so.
+//! Debezium's Postgres, MySQL and MariaDB connector classes are wired into the worker's
+//! sink: the lake (the default; `lake.*` worker settings, each overridable per connector)
+//! or Kafka (`sink = "kafka"`, JSON or Avro per `converter`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -483,6 +483,10 @@ async fn run_connector(
         set(&status, "RUNNING", None);
         metrics.task_started();
         let started = tokio::time::Instant::now();
+        let commits_before = metrics
+            .pipeline
+            .offset_commits
+            .load(std::sync::atomic::Ordering::Relaxed);
         let result: Result<(), PipelineError> = async {
             let encoder = match (&validated.converter, &validated.registry) {
                 (ConverterKind::Avro, Some(registry)) => {
@@ -551,7 +555,15 @@ async fn run_connector(
                 return;
             }
             Err(e) if e.class() == ErrorClass::Transient && !stop.is_cancelled() => {
-                if started.elapsed() > Duration::from_secs(300) {
+                // An attempt that made progress (stored a newer position) or ran long
+                // starts the backoff over: a fault now is a new fault, not the same
+                // one repeating.
+                let progressed = metrics
+                    .pipeline
+                    .offset_commits
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > commits_before;
+                if progressed || started.elapsed() > Duration::from_secs(300) {
                     backoff = Duration::from_secs(1);
                 }
                 tracing::warn!(connector = %name, error = %e, retry_in = ?backoff, "connector failed; restarting from its durable position");

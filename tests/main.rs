@@ -5,6 +5,7 @@
 /// The crash test pauses the shared broker; it takes this exclusively, others share it.
 pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+mod chaos;
 mod cli;
 mod connectors;
 mod crash;

@@ -58,6 +58,13 @@ pub fn dedicated_mariadb() -> &'static MariaDbServer {
     Box::leak(Box::new(MariaDbServer::start()))
 }
 
+/// A PostgreSQL server of its own, for a test that restarts it
+/// ([`PostgresServer::restart`]) or changes server-wide state: started now, stopped when
+/// the test process exits.
+pub fn dedicated_postgres() -> &'static PostgresServer {
+    Box::leak(Box::new(PostgresServer::start()))
+}
+
 /// The process's Kafka-API broker (started on first use).
 pub fn broker() -> &'static KafkaBroker {
     &BROKER
@@ -66,6 +73,12 @@ pub fn broker() -> &'static KafkaBroker {
 /// The process's schema registry (started on first use).
 pub fn registry() -> &'static SchemaRegistry {
     &REGISTRY
+}
+
+/// A schema registry of its own, for a test that stops it (SIGSTOP) while others would
+/// use the shared one: started now, stopped when the test process exits.
+pub fn dedicated_registry() -> &'static SchemaRegistry {
+    Box::leak(Box::new(SchemaRegistry::start()))
 }
 
 /// The process's S3-API server (started on first use).

@@ -2,6 +2,7 @@
 //! GTIDs (always on in MariaDB; strict mode here).
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
@@ -22,6 +23,8 @@ pub struct MariaDbServer {
     port: u16,
     socket: std::path::PathBuf,
     binlog_dir: std::path::PathBuf,
+    error_log: std::path::PathBuf,
+    pid: AtomicU32,
 }
 
 const INSTALL_HINT: &str = "apt-get install -y mariadb-server mariadb-client";
@@ -68,44 +71,56 @@ impl MariaDbServer {
         process::run("mariadb-install-db", &mut install);
 
         let port = process::free_port();
-        let mut server = Command::new(&mariadbd);
-        server
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", root.join("pid").display()))
-            .arg(format!("--log-error={}", error_log.display()))
-            .arg(format!("--tmpdir={}", root.display()))
-            .arg(format!("--log-bin={}", data.join("binlog").display()))
-            .args([
-                "--binlog-format=ROW",
-                "--binlog-row-image=FULL",
-                "--binlog-row-metadata=FULL",
-                "--gtid-strict-mode=ON",
-                "--log-slave-updates=ON",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--sync-binlog=0",
-                "--skip-name-resolve",
-                "--max-connections=500",
-            ])
-            .arg(format!("--server-id={SERVER_ID}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some((uid, gid)) = owner {
-            std::os::unix::process::CommandExt::uid(&mut server, uid);
-            std::os::unix::process::CommandExt::gid(&mut server, gid);
-        }
-        let pid = process::spawn("mariadb", server, libc::SIGTERM, Some(dir));
-        process::wait_ready(
-            "mariadb",
-            pid,
-            Duration::from_secs(60),
-            || socket.exists() && process::port_open(port),
-            || process::log_tail(&error_log, 30),
-        );
+        let recipe = {
+            let (data, socket, root, error_log) = (
+                data.clone(),
+                socket.clone(),
+                root.clone(),
+                error_log.clone(),
+            );
+            move || {
+                let mut server = Command::new(&mariadbd);
+                server
+                    .arg("--no-defaults")
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--port={port}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg(format!("--socket={}", socket.display()))
+                    .arg(format!("--pid-file={}", root.join("pid").display()))
+                    .arg(format!("--log-error={}", error_log.display()))
+                    .arg(format!("--tmpdir={}", root.display()))
+                    .arg(format!("--log-bin={}", data.join("binlog").display()))
+                    .args([
+                        "--binlog-format=ROW",
+                        "--binlog-row-image=FULL",
+                        "--binlog-row-metadata=FULL",
+                        "--gtid-strict-mode=ON",
+                        "--log-slave-updates=ON",
+                        "--innodb-flush-log-at-trx-commit=2",
+                        "--sync-binlog=0",
+                        "--skip-name-resolve",
+                        "--max-connections=500",
+                    ])
+                    .arg(format!("--server-id={SERVER_ID}"))
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::process::CommandExt::uid(&mut server, uid);
+                    std::os::unix::process::CommandExt::gid(&mut server, gid);
+                }
+                server
+            }
+        };
+        let pid = process::spawn_restartable("mariadb", Box::new(recipe), libc::SIGTERM, Some(dir));
+        let server = Self {
+            port,
+            socket,
+            binlog_dir: data,
+            error_log,
+            pid: AtomicU32::new(pid),
+        };
+        server.wait_ready(pid);
 
         let grant = format!(
             "CREATE USER '{CDC_USER}'@'%' IDENTIFIED BY '{CDC_PASSWORD}'; \
@@ -114,14 +129,29 @@ impl MariaDbServer {
         process::run(
             "creating the cdc user",
             Command::new(&client)
-                .arg(format!("--socket={}", socket.display()))
+                .arg(format!("--socket={}", server.socket.display()))
                 .args(["-uroot", "-e", &grant]),
         );
-        Self {
-            port,
-            socket,
-            binlog_dir: data,
-        }
+        server
+    }
+
+    fn wait_ready(&self, pid: u32) {
+        process::wait_ready(
+            "mariadb",
+            pid,
+            Duration::from_secs(60),
+            || self.socket.exists() && process::port_open(self.port),
+            || process::log_tail(&self.error_log, 30),
+        );
+    }
+
+    /// Stops the server (SIGTERM, a clean shutdown) and starts it again on the same data
+    /// and port; returns when it accepts connections. For a [`crate::dedicated_mariadb`]
+    /// only: every connection to it breaks.
+    pub fn restart(&self) {
+        let pid = process::restart(self.pid.load(Ordering::SeqCst), None);
+        self.pid.store(pid, Ordering::SeqCst);
+        self.wait_ready(pid);
     }
 
     /// TCP port on 127.0.0.1.

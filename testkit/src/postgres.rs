@@ -1,6 +1,7 @@
 //! A private PostgreSQL server with logical decoding on.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::process;
@@ -28,6 +29,8 @@ pub struct PostgresServer {
     bindir: std::path::PathBuf,
     socket_dir: std::path::PathBuf,
     tls_dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+    pid: AtomicU32,
 }
 
 /// Makes a test CA, a server certificate signed by it and a client certificate for
@@ -167,62 +170,95 @@ impl PostgresServer {
         }
 
         let port = process::free_port();
-        let mut postgres = Command::new(bindir.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(&root)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "wal_level=logical",
-                "-c",
-                "max_replication_slots=64",
-                "-c",
-                "max_wal_senders=64",
-                "-c",
-                "max_connections=300",
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "log_min_messages=warning",
-                "-c",
-                "ssl=on",
-            ])
-            .arg("-c")
-            .arg(format!(
-                "ssl_cert_file={}",
-                tls_dir.join("server.crt").display()
-            ))
-            .arg("-c")
-            .arg(format!(
-                "ssl_key_file={}",
-                tls_dir.join("server.key").display()
-            ))
-            .arg("-c")
-            .arg(format!("ssl_ca_file={}", tls_dir.join("ca.crt").display()))
-            .env("HOME", &root)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::File::create(&log)
-                    .unwrap_or_else(|e| panic!("testkit: cannot create {}: {e}", log.display())),
+        let recipe = {
+            let (bindir, data, root, tls_dir, log) = (
+                bindir.clone(),
+                data.clone(),
+                root.clone(),
+                tls_dir.clone(),
+                log.clone(),
             );
-        if let Some((uid, gid)) = owner {
-            // The log file was created by us; the server writes through the inherited fd.
-            process::chown_tree(&log, uid, gid);
-        }
-        as_owner(&mut postgres);
+            move || {
+                let mut postgres = Command::new(bindir.join("postgres"));
+                postgres
+                    .arg("-D")
+                    .arg(&data)
+                    .arg("-p")
+                    .arg(port.to_string())
+                    .arg("-k")
+                    .arg(&root)
+                    .args([
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        "wal_level=logical",
+                        "-c",
+                        "max_replication_slots=64",
+                        "-c",
+                        "max_wal_senders=64",
+                        "-c",
+                        "max_connections=300",
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "log_min_messages=warning",
+                        "-c",
+                        "ssl=on",
+                    ])
+                    .arg("-c")
+                    .arg(format!(
+                        "ssl_cert_file={}",
+                        tls_dir.join("server.crt").display()
+                    ))
+                    .arg("-c")
+                    .arg(format!(
+                        "ssl_key_file={}",
+                        tls_dir.join("server.key").display()
+                    ))
+                    .arg("-c")
+                    .arg(format!("ssl_ca_file={}", tls_dir.join("ca.crt").display()))
+                    .env("HOME", &root)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&log)
+                            .unwrap_or_else(|e| {
+                                panic!("testkit: cannot open {}: {e}", log.display())
+                            }),
+                    );
+                if let Some((uid, gid)) = owner {
+                    // The log file was opened by us; the server writes through the
+                    // inherited fd.
+                    process::chown_tree(&log, uid, gid);
+                    std::os::unix::process::CommandExt::uid(&mut postgres, uid);
+                    std::os::unix::process::CommandExt::gid(&mut postgres, gid);
+                }
+                postgres
+            }
+        };
         // SIGQUIT is Postgres' immediate shutdown: fast, and the data is thrown away anyway.
-        let pid = process::spawn("postgres", postgres, libc::SIGQUIT, Some(dir));
+        let pid =
+            process::spawn_restartable("postgres", Box::new(recipe), libc::SIGQUIT, Some(dir));
+        let server = Self {
+            port,
+            bindir,
+            socket_dir: root,
+            tls_dir,
+            log,
+            pid: AtomicU32::new(pid),
+        };
+        server.wait_ready(pid);
+        server
+    }
 
-        let isready = bindir.join("pg_isready");
+    fn wait_ready(&self, pid: u32) {
+        let isready = self.bindir.join("pg_isready");
+        let port = self.port;
         process::wait_ready(
             "postgres",
             pid,
@@ -241,14 +277,17 @@ impl PostgresServer {
                     .status()
                     .is_ok_and(|s| s.success())
             },
-            || process::log_tail(&log, 30),
+            || process::log_tail(&self.log, 30),
         );
-        Self {
-            port,
-            bindir,
-            socket_dir: root,
-            tls_dir,
-        }
+    }
+
+    /// Restarts the server the way a crash does (immediate shutdown, then crash recovery
+    /// at start) and waits until it accepts connections again. For a server of its own
+    /// ([`crate::dedicated_postgres`]): every connection to it breaks.
+    pub fn restart(&self) {
+        let pid = process::restart(self.pid.load(Ordering::SeqCst), None);
+        self.pid.store(pid, Ordering::SeqCst);
+        self.wait_ready(pid);
     }
 
     /// PEM file of the CA that issued the server's certificate.

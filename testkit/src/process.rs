@@ -15,11 +15,15 @@ use std::time::{Duration, Instant};
 
 use crate::sys;
 
+/// Builds the command that starts a server again after [`restart`].
+pub(crate) type Recipe = Box<dyn Fn() -> Command + Send>;
+
 struct Owned {
     name: String,
     child: Child,
     stop_signal: libc::c_int,
     dir: Option<tempfile::TempDir>,
+    recipe: Option<Recipe>,
 }
 
 static OWNED: Mutex<Vec<Owned>> = Mutex::new(Vec::new());
@@ -97,13 +101,37 @@ pub(crate) fn spawn(
     stop_signal: libc::c_int,
     dir: Option<tempfile::TempDir>,
 ) -> u32 {
+    register(name, spawn_child(name, command), stop_signal, dir, None)
+}
+
+/// Like [`spawn`], for a server a test may [`restart`]: `recipe` builds its command.
+pub(crate) fn spawn_restartable(
+    name: &str,
+    recipe: Recipe,
+    stop_signal: libc::c_int,
+    dir: Option<tempfile::TempDir>,
+) -> u32 {
+    let child = spawn_child(name, recipe());
+    register(name, child, stop_signal, dir, Some(recipe))
+}
+
+fn spawn_child(name: &str, command: Command) -> Child {
     let (reply_tx, reply_rx) = mpsc::channel();
-    let child = spawner()
+    spawner()
         .send((command, reply_tx))
         .ok()
         .and_then(|()| reply_rx.recv().ok())
         .unwrap_or_else(|| Err(std::io::Error::other("spawner thread is gone")))
-        .unwrap_or_else(|e| panic!("testkit: cannot start {name}: {e}"));
+        .unwrap_or_else(|e| panic!("testkit: cannot start {name}: {e}"))
+}
+
+fn register(
+    name: &str,
+    child: Child,
+    stop_signal: libc::c_int,
+    dir: Option<tempfile::TempDir>,
+    recipe: Option<Recipe>,
+) -> u32 {
     let pid = child.id();
     OWNED
         .lock()
@@ -113,8 +141,33 @@ pub(crate) fn spawn(
             child,
             stop_signal,
             dir,
+            recipe,
         });
     pid
+}
+
+/// Stops the server `pid` with `signal` (its own stop signal when `None`), waits for it
+/// to exit (killing it after 30 s) and starts it again from its recipe, with the same
+/// directory; returns the new pid. The caller waits for readiness.
+pub(crate) fn restart(pid: u32, signal: Option<libc::c_int>) -> u32 {
+    let mut owned = OWNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(server) = owned.iter_mut().find(|o| o.child.id() == pid) else {
+        panic!("testkit: no lab server with pid {pid} to restart");
+    };
+    let Some(recipe) = server.recipe.as_ref() else {
+        panic!("testkit: {} cannot be restarted", server.name);
+    };
+    let _ = sys::signal(pid, signal.unwrap_or(server.stop_signal));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(server.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if matches!(server.child.try_wait(), Ok(None)) {
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    }
+    server.child = spawn_child(&server.name, recipe());
+    server.child.id()
 }
 
 /// True while the lab's process with this pid runs.

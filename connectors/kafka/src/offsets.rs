@@ -90,9 +90,8 @@ pub fn offset_value(position: &SourcePosition) -> String {
         }),
     };
     if let Some(object) = value.as_object_mut() {
-        if let SourcePosition::Postgres(p) = position
-            && p.snapshot
-        {
+        // Debezium marks offsets taken inside a snapshot with `snapshot: true`.
+        if position.is_snapshot() {
             object.insert("snapshot".into(), serde_json::Value::Bool(true));
         }
         object.insert(
