@@ -86,7 +86,9 @@ pub enum RuntimeError {
     State(#[from] crate::state::StateError),
 }
 
-/// Properties whose values are never shown.
+/// Properties whose values are never shown: passwords, secrets, keys, JAAS configs,
+/// tokens, `user:password` pairs (`basic.auth.user.info`) and credentials other than
+/// their `.source` selector.
 pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.contains("password")
@@ -95,6 +97,8 @@ pub fn is_secret(key: &str) -> bool {
         || key.ends_with("sslkey")
         || key.contains("jaas")
         || key.contains("token")
+        || key.contains("user.info")
+        || (key.contains("credential") && !key.ends_with(".source"))
 }
 
 /// The config with secret values replaced by `********`.
@@ -997,6 +1001,38 @@ impl ConnectorRuntime {
         }
         for managed in connectors.values_mut() {
             Self::halt(managed).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_secret;
+
+    #[test]
+    fn secret_properties_are_recognised() {
+        for key in [
+            "database.password",
+            "database.sslpassword",
+            "database.sslkey",
+            "value.converter.basic.auth.user.info",
+            "schema.registry.basic.auth.user.info",
+            "sasl.jaas.config",
+            "lake.s3.secret_access_key",
+            "aws.credentials",
+            "rest.token",
+            "ssl.key",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for key in [
+            "database.user",
+            "database.hostname",
+            "value.converter.basic.auth.credentials.source",
+            "topic.prefix",
+            "table.include.list",
+        ] {
+            assert!(!is_secret(key), "{key}");
         }
     }
 }

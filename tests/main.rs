@@ -10,4 +10,5 @@ mod cli;
 mod connectors;
 mod lifecycle;
 mod mariadb;
+mod secrets;
 mod serve;
