@@ -177,7 +177,63 @@ struct Validated {
     props: BTreeMap<String, String>,
     sink: SinkSettings,
     converter: ConverterKind,
+    /// JsonConverter's `schemas.enable`.
+    schemas_enable: bool,
     registry: Option<RegistryClientConfig>,
+}
+
+/// Kafka Connect's converter classes outflow implements.
+const AVRO_CONVERTER: &str = "io.confluent.connect.avro.AvroConverter";
+const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+
+/// The connector's converter: its own `value.converter` / `key.converter` (which must
+/// name the same kind: outflow encodes keys and values with one converter) override the
+/// worker's `converter`, as in Kafka Connect; plus `value.converter.schemas.enable`
+/// (default true).
+fn converter_of(
+    worker: &WorkerConfig,
+    config: &BTreeMap<String, String>,
+) -> Result<(ConverterKind, bool), RuntimeError> {
+    let kind_of = |property: &str| -> Result<Option<ConverterKind>, RuntimeError> {
+        match config.get(property).map(|v| v.trim()) {
+            None | Some("") => Ok(None),
+            Some(AVRO_CONVERTER) => Ok(Some(ConverterKind::Avro)),
+            Some(JSON_CONVERTER) => Ok(Some(ConverterKind::Json)),
+            Some(other) => Err(invalid(
+                property,
+                format!(
+                    "unknown converter class {other}; supported: {AVRO_CONVERTER}, {JSON_CONVERTER}"
+                ),
+            )),
+        }
+    };
+    let value = kind_of("value.converter")?;
+    let key = kind_of("key.converter")?;
+    let kind = match (key, value) {
+        (Some(k), Some(v)) if k != v => {
+            return Err(invalid(
+                "key.converter",
+                "must be the same converter as value.converter (outflow encodes keys and values with one converter)",
+            ));
+        }
+        (_, Some(v)) | (Some(v), None) => v,
+        (None, None) => worker.converter,
+    };
+    let schemas_enable = match config
+        .get("value.converter.schemas.enable")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            return Err(invalid(
+                "value.converter.schemas.enable",
+                "expected true or false",
+            ));
+        }
+    };
+    Ok((kind, schemas_enable))
 }
 
 fn invalid(property: &str, message: impl Into<String>) -> RuntimeError {
@@ -290,16 +346,28 @@ fn validate(
         SinkKind::Kafka => SinkSettings::Kafka(kafka_settings(worker, name, config)?),
         SinkKind::Lake => SinkSettings::Lake(lake_settings(worker, name, config)?),
     };
-    let registry = match (worker.sink, worker.converter) {
+    let (converter, schemas_enable) = converter_of(worker, config)?;
+    let registry = match (worker.sink, converter) {
         (SinkKind::Lake, _) | (SinkKind::Kafka, ConverterKind::Json) => None,
         (SinkKind::Kafka, ConverterKind::Avro) => {
+            // The converter's own registry settings, else the worker's URL.
+            let prefix = if config.contains_key("value.converter.schema.registry.url") {
+                "value.converter."
+            } else {
+                ""
+            };
             let mut props = config.clone();
-            if let Some(url) = &worker.schema_registry_url {
+            if let Some(url) = &worker.schema_registry_url
+                && prefix.is_empty()
+            {
                 props
                     .entry("schema.registry.url".into())
                     .or_insert(url.clone());
             }
-            Some(RegistryClientConfig::from_properties("", &props).map_err(from_property_error)?)
+            Some(
+                RegistryClientConfig::from_properties(prefix, &props)
+                    .map_err(from_property_error)?,
+            )
         }
     };
     Ok(Validated {
@@ -307,7 +375,8 @@ fn validate(
         envelope,
         props: config.clone(),
         sink,
-        converter: worker.converter,
+        converter,
+        schemas_enable,
         registry,
     })
 }
@@ -507,7 +576,7 @@ async fn run_connector(
                     ))
                 }
                 _ => RecordEncoder::Json {
-                    schemas_enable: true,
+                    schemas_enable: validated.schemas_enable,
                 },
             };
             let transforms = TransformChain::from_properties(&validated.props).map_err(|e| {
