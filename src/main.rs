@@ -1,11 +1,7 @@
 //! The `outflow` binary: CLI, worker config, REST API, and (as connectors land) the
 //! connector supervisor. It wires crates together and holds no CDC logic.
 
-mod config;
-mod connectors;
-mod metrics;
-mod rest;
-mod state;
+use outflow::{connectors, rest, state};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConfigError, RawWorkerConfig, WorkerConfig};
+use outflow::config::{ConfigError, RawWorkerConfig, WorkerConfig};
 
 /// mimalloc: the hot path allocates many small, short-lived values (rows, records); it is
 /// markedly faster there than the system allocator (see `core/benches/encode.rs`).

@@ -9,6 +9,7 @@ mod bad_input;
 mod chaos;
 mod cli;
 mod connectors;
+mod fuzz_corpus;
 mod lifecycle;
 mod mariadb;
 mod secrets;

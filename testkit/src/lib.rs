@@ -117,3 +117,26 @@ where
         pause = (pause * 2).min(std::time::Duration::from_millis(200));
     }
 }
+
+/// Runs every file of a fuzz corpus directory through `target` (the fuzz target's body),
+/// so the corpus that cargo-fuzz grew is replayed by the ordinary test run; returns how
+/// many inputs ran. Fails the test when the directory holds no input. A panic inside
+/// `target` names the input file.
+pub fn replay_corpus(dir: &std::path::Path, target: impl Fn(&[u8])) -> usize {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("testkit: cannot read the corpus {}: {e}", dir.display()))
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
+    for file in &files {
+        let data = std::fs::read(file)
+            .unwrap_or_else(|e| panic!("testkit: cannot read {}: {e}", file.display()));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target(&data)));
+        if outcome.is_err() {
+            panic!("fuzz input {} panicked", file.display());
+        }
+    }
+    files.len()
+}

@@ -61,3 +61,25 @@ pub fn decode_all(data: &[u8]) {
         }
     }
 }
+
+/// The `binlog_events` fuzz target: GTID texts, then the binlog decoding path.
+pub fn binlog_events(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::gtid::MySqlGtidSet::parse(&text);
+    let _ = crate::gtid::MariaDbGtidPosition::parse(&text);
+    decode_all(data);
+}
+
+/// The `mariadb_events` fuzz target: MariaDB's own event bodies and GTID state text.
+pub fn mariadb_events(data: &[u8]) {
+    let _ = crate::mariadb::gtid_event(data, 1);
+    let _ = crate::mariadb::gtid_list_event(data);
+    let _ = crate::mariadb::binlog_checkpoint_event(data);
+    let _ = crate::mariadb::annotate_rows_event(data);
+    let _ = crate::mariadb::parse_gtid_state(&String::from_utf8_lossy(data));
+}
+
+/// The `ddl` fuzz target: the DDL head reader over any statement text.
+pub fn ddl(data: &[u8]) {
+    let _ = crate::ddl::table_changes(&String::from_utf8_lossy(data), "db");
+}

@@ -1,4 +1,5 @@
 //! Integration tests of the MySQL / MariaDB source against the testkit's MariaDB.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
+mod fuzz_corpus;
 mod mariadb_live;

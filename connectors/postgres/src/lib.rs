@@ -18,6 +18,7 @@
 pub mod catalog;
 pub mod config;
 pub mod copy;
+pub mod fuzzing;
 pub mod pgoutput;
 pub mod relation;
 pub mod replication;

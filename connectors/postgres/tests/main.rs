@@ -21,6 +21,7 @@ impl Lab {
 pub(crate) static LAB: Lab = Lab(tokio::sync::RwLock::const_new(()));
 
 mod concurrent_live;
+mod fuzz_corpus;
 mod kill_live;
 mod large_transaction_live;
 mod modes_live;

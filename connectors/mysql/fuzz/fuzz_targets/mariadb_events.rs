@@ -1,14 +1,7 @@
-//! Fuzzes the MariaDB event decoders (GTID, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS)
-//! and the GTID-state parser: any bytes decode or fail with a typed error, never panic.
+//! Fuzz target `mariadb_events`: see `outflow_mysql::fuzzing::mariadb_events`; any bytes must be handled
+//! without a panic. Its corpus is replayed by the crate's tests (`fuzz_corpus`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outflow_mysql::mariadb;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = mariadb::gtid_event(data, 1);
-    let _ = mariadb::gtid_list_event(data);
-    let _ = mariadb::binlog_checkpoint_event(data);
-    let _ = mariadb::annotate_rows_event(data);
-    let _ = mariadb::parse_gtid_state(&String::from_utf8_lossy(data));
-});
+fuzz_target!(|data: &[u8]| outflow_mysql::fuzzing::mariadb_events(data));

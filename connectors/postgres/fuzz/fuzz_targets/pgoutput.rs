@@ -1,19 +1,7 @@
-//! Fuzzes the pgoutput decoder: any bytes, in and out of a stream, must decode or fail
-//! with a typed error — never panic, never allocate past the input's size.
+//! Fuzz target `pgoutput`: see `outflow_postgres::fuzzing::pgoutput`. Its corpus is
+//! replayed by the crate's tests (`fuzz_corpus`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outflow_postgres::pgoutput::Decoder;
 
-fuzz_target!(|data: &[u8]| {
-    let mut decoder = Decoder::new();
-    // The first byte chooses whether we are inside a streamed chunk.
-    if let Some((&first, rest)) = data.split_first() {
-        if first & 1 == 1 {
-            let _ = decoder.decode(&[b'S', 0, 0, 0, 1, 1]);
-        }
-        for message in rest.split(|&b| b == 0xFF) {
-            let _ = decoder.decode(message);
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| outflow_postgres::fuzzing::pgoutput(data));
