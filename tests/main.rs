@@ -5,6 +5,7 @@
 /// The chaos test that pauses the shared broker takes this exclusively; other Kafka tests share it.
 pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+mod bad_data;
 mod bad_input;
 mod chaos;
 mod cli;
