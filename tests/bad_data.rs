@@ -117,7 +117,7 @@ async fn mariadb_latin1_text_odd_column_names_no_key_and_unreadable_ddl() {
         wait_for(Duration::from_secs(60), || {
             let (root, odd_topic, nokey_topic) = (&root, &odd_topic, &nokey_topic);
             async move {
-                lake_rows(root, odd_topic).len() >= 1 && lake_rows(root, nokey_topic).len() >= 2
+                !lake_rows(root, odd_topic).is_empty() && lake_rows(root, nokey_topic).len() >= 2
             }
         })
         .await;
