@@ -117,6 +117,15 @@ pub enum RestAuth {
     },
 }
 
+/// The REST API's TLS certificate: PEM files read when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestTls {
+    /// Certificate chain (PEM), the server's certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PEM, unencrypted PKCS#8).
+    pub key: PathBuf,
+}
+
 /// The validated worker configuration.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -124,6 +133,8 @@ pub struct WorkerConfig {
     pub rest_listen: SocketAddr,
     /// REST authentication.
     pub rest_auth: RestAuth,
+    /// HTTPS for the REST API (`rest.tls.cert` + `rest.tls.key`); plain HTTP when `None`.
+    pub rest_tls: Option<RestTls>,
     /// State directory.
     pub data_dir: PathBuf,
     /// Default sink.
@@ -147,6 +158,8 @@ const KEYS: &[&str] = &[
     "rest.username",
     "rest.password",
     "rest.token",
+    "rest.tls.cert",
+    "rest.tls.key",
     "data.dir",
     "sink",
     "lake.path",
@@ -263,6 +276,26 @@ impl RawWorkerConfig {
             }
         };
 
+        let rest_tls = match (self.get("rest.tls.cert"), self.get("rest.tls.key")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => Some(RestTls {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (Some(_), _) => {
+                return Err(invalid(
+                    "rest.tls.key",
+                    "required (a PEM PKCS#8 key file) when rest.tls.cert is set".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "rest.tls.cert",
+                    "required (a PEM certificate file) when rest.tls.key is set".into(),
+                ));
+            }
+        };
+
         let data_dir = PathBuf::from(self.get("data.dir").unwrap_or("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty".into()));
@@ -336,6 +369,7 @@ impl RawWorkerConfig {
         Ok(WorkerConfig {
             rest_listen,
             rest_auth,
+            rest_tls,
             data_dir,
             sink,
             lake_path,
@@ -422,6 +456,8 @@ mod tests {
             ("typo = 1", &[], "typo"),
             ("", &[("OUTFLOW_REST_AUTH", "basic")], "rest.username"),
             ("rest.auth = \"magic\"", &[], "rest.auth"),
+            ("rest.tls.cert = \"c.pem\"", &[], "rest.tls.key"),
+            ("", &[("OUTFLOW_REST_TLS_KEY", "k.pem")], "rest.tls.cert"),
         ];
         for (toml, env, key) in cases {
             let err = from(toml, env).unwrap_err();

@@ -94,6 +94,8 @@ enum ServeError {
     },
     #[error("REST server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot use the REST TLS certificate ({what}): {message}")]
+    Tls { what: String, message: String },
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error(transparent)]
@@ -330,10 +332,17 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {
         kafka_cluster_id: None,
         runtime: Arc::clone(&runtime),
     });
-    axum::serve(listener, rest::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+    match &config.rest_tls {
+        None => axum::serve(listener, rest::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(ServeError::Serve)?,
+        Some(tls) => {
+            let acceptor = rest::tls_acceptor(tls)
+                .map_err(|(what, message)| ServeError::Tls { what, message })?;
+            rest::serve_tls(listener, acceptor, rest::router(state), shutdown_signal()).await;
+        }
+    }
     // Connectors flush and commit before the process exits.
     runtime.shutdown().await;
     tracing::info!("outflow stopped");

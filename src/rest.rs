@@ -459,6 +459,77 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The TLS acceptor for `rest.tls.*`: the PEM certificate chain and PKCS#8 key, read now.
+/// Errors name the file and say what is wrong with it.
+pub fn tls_acceptor(
+    tls: &crate::config::RestTls,
+) -> Result<tokio_native_tls::TlsAcceptor, (String, String)> {
+    let read = |path: &std::path::Path, key: &str| {
+        std::fs::read(path).map_err(|e| (format!("{key} = {}", path.display()), e.to_string()))
+    };
+    let cert = read(&tls.cert, "rest.tls.cert")?;
+    let key = read(&tls.key, "rest.tls.key")?;
+    let identity = native_tls::Identity::from_pkcs8(&cert, &key).map_err(|e| {
+        (
+            "rest.tls.cert / rest.tls.key".to_owned(),
+            format!("{e} (expected a PEM certificate and an unencrypted PEM PKCS#8 key)"),
+        )
+    })?;
+    let acceptor = native_tls::TlsAcceptor::new(identity)
+        .map_err(|e| ("rest.tls.cert / rest.tls.key".to_owned(), e.to_string()))?;
+    Ok(tokio_native_tls::TlsAcceptor::from(acceptor))
+}
+
+/// Serves `app` over HTTPS until `shutdown` resolves: each accepted connection does its
+/// TLS handshake (10 s at most) and is then served (HTTP/1.1 or HTTP/2) on its own task,
+/// so a slow or failed handshake never holds up the others. Handshake failures are
+/// logged at debug level (scanners and plain-HTTP clients make them routinely).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_native_tls::TlsAcceptor,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    tracing::warn!(error = %e, "REST accept failed");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "REST TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "REST TLS handshake timed out");
+                    return;
+                }
+            };
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "REST connection ended with an error");
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,5 +13,6 @@ mod connectors;
 mod fuzz_corpus;
 mod lifecycle;
 mod mariadb;
+mod rest_tls;
 mod secrets;
 mod serve;

@@ -118,6 +118,39 @@ where
     }
 }
 
+/// A test CA and the certificates it issued, made with the `openssl` tool: a server
+/// certificate for the name `localhost` (not for `127.0.0.1`) and a client certificate
+/// for [`CERT_USER`]; keys are unencrypted PEM PKCS#8.
+#[derive(Debug)]
+pub struct TestCertificates {
+    dir: std::path::PathBuf,
+}
+
+impl TestCertificates {
+    /// Makes a new set in a lab directory of its own.
+    pub fn new() -> Self {
+        let dir = process::server_dir("tls").keep();
+        postgres::make_certificates(&dir);
+        Self { dir }
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The server's certificate and key (PEM).
+    pub fn server(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        (self.dir.join("server.crt"), self.dir.join("server.key"))
+    }
+}
+
+impl Default for TestCertificates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Runs every file of a fuzz corpus directory through `target` (the fuzz target's body),
 /// so the corpus that cargo-fuzz grew is replayed by the ordinary test run; returns how
 /// many inputs ran. Fails the test when the directory holds no input. A panic inside

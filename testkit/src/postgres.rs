@@ -35,7 +35,7 @@ pub struct PostgresServer {
 
 /// Makes a test CA, a server certificate signed by it and a client certificate for
 /// [`CERT_USER`] with the `openssl` tool.
-fn make_certificates(dir: &std::path::Path) {
+pub(crate) fn make_certificates(dir: &std::path::Path) {
     if let Err(e) = std::fs::create_dir_all(dir) {
         panic!("testkit: cannot create {}: {e}", dir.display());
     }
