@@ -30,7 +30,9 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use broker::{CONSUMER_SETTINGS, KafkaBroker};
-pub use mariadb::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID};
+pub use mariadb::{
+    CDC_PASSWORD, CDC_TLS_USER, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID,
+};
 pub use postgres::{CERT_USER, PASSWORD_USERS, PostgresDatabase, PostgresServer, TLS_ONLY_USER};
 pub use registry::SchemaRegistry;
 pub use s3::S3Server;

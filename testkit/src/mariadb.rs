@@ -14,6 +14,9 @@ use crate::tools;
 pub const CDC_USER: &str = "cdc";
 /// Its password.
 pub const CDC_PASSWORD: &str = "cdc";
+/// A user like [`CDC_USER`] (same password) that may only connect over TLS
+/// (`REQUIRE SSL`).
+pub const CDC_TLS_USER: &str = "cdc_tls";
 /// The server id of the lab server (connectors must pick another).
 pub const SERVER_ID: u32 = 1;
 
@@ -22,6 +25,7 @@ pub const SERVER_ID: u32 = 1;
 pub struct MariaDbServer {
     port: u16,
     socket: std::path::PathBuf,
+    tls_dir: std::path::PathBuf,
     binlog_dir: std::path::PathBuf,
     error_log: std::path::PathBuf,
     pid: AtomicU32,
@@ -71,7 +75,17 @@ impl MariaDbServer {
         process::run("mariadb-install-db", &mut install);
 
         let port = process::free_port();
+        // TLS with a certificate for `localhost` from a test CA, as the Postgres server.
+        let tls_dir = root.join("tls");
+        crate::postgres::make_certificates(&tls_dir);
+        if let Some((uid, gid)) = owner {
+            process::chown_tree(&tls_dir, uid, gid);
+            for file in ["ca.crt", "server.crt", "server.key"] {
+                process::chown_tree(&tls_dir.join(file), uid, gid);
+            }
+        }
         let recipe = {
+            let tls_dir = tls_dir.clone();
             let (data, socket, root, error_log) = (
                 data.clone(),
                 socket.clone(),
@@ -102,6 +116,15 @@ impl MariaDbServer {
                         "--max-connections=500",
                     ])
                     .arg(format!("--server-id={SERVER_ID}"))
+                    .arg(format!("--ssl-ca={}", tls_dir.join("ca.crt").display()))
+                    .arg(format!(
+                        "--ssl-cert={}",
+                        tls_dir.join("server.crt").display()
+                    ))
+                    .arg(format!(
+                        "--ssl-key={}",
+                        tls_dir.join("server.key").display()
+                    ))
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null());
@@ -116,6 +139,7 @@ impl MariaDbServer {
         let server = Self {
             port,
             socket,
+            tls_dir,
             binlog_dir: data,
             error_log,
             pid: AtomicU32::new(pid),
@@ -124,7 +148,9 @@ impl MariaDbServer {
 
         let grant = format!(
             "CREATE USER '{CDC_USER}'@'%' IDENTIFIED BY '{CDC_PASSWORD}'; \
-             GRANT ALL PRIVILEGES ON *.* TO '{CDC_USER}'@'%' WITH GRANT OPTION; FLUSH PRIVILEGES;"
+             GRANT ALL PRIVILEGES ON *.* TO '{CDC_USER}'@'%' WITH GRANT OPTION; \
+             CREATE USER '{CDC_TLS_USER}'@'%' IDENTIFIED BY '{CDC_PASSWORD}' REQUIRE SSL; \
+             GRANT ALL PRIVILEGES ON *.* TO '{CDC_TLS_USER}'@'%'; FLUSH PRIVILEGES;"
         );
         process::run(
             "creating the cdc user",
@@ -152,6 +178,11 @@ impl MariaDbServer {
         let pid = process::restart(self.pid.load(Ordering::SeqCst), None);
         self.pid.store(pid, Ordering::SeqCst);
         self.wait_ready(pid);
+    }
+
+    /// PEM file of the CA that issued the server's certificate (for `localhost`).
+    pub fn tls_root_cert(&self) -> std::path::PathBuf {
+        self.tls_dir.join("ca.crt")
     }
 
     /// TCP port on 127.0.0.1.

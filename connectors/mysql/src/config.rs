@@ -33,6 +33,103 @@ pub enum SnapshotMode {
     WhenNeeded,
 }
 
+/// `database.ssl.mode`, Debezium's values and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, without checks (the default).
+    Preferred,
+    /// TLS, without checks.
+    Required,
+    /// TLS, the certificate chain checked against `database.ssl.truststore`.
+    VerifyCa,
+    /// TLS, chain and host name checked.
+    VerifyIdentity,
+}
+
+/// TLS settings of the connections (catalog, snapshot and binlog alike).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `database.ssl.mode`.
+    pub mode: SslMode,
+    /// `database.ssl.truststore`: CA certificates (PEM) to check the server's chain
+    /// against; the system's trust store when unset.
+    pub truststore: Option<std::path::PathBuf>,
+    /// `database.ssl.keystore`: a client certificate and key (PKCS#12).
+    pub keystore: Option<std::path::PathBuf>,
+    /// `database.ssl.keystore.password`.
+    pub keystore_password: Option<String>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("mode", &self.mode)
+            .field("truststore", &self.truststore)
+            .field("keystore", &self.keystore)
+            .field(
+                "keystore_password",
+                &self.keystore_password.as_ref().map(|_| "********"),
+            )
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// Reads `database.ssl.*`. Debezium's truststores are JKS files; outflow reads PEM
+    /// (a JKS or PKCS#12 truststore is refused with the command that converts it).
+    fn from_properties(props: &BTreeMap<String, String>) -> Result<Self, PropertyError> {
+        let mode = match props
+            .get("database.ssl.mode")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => SslMode::Preferred,
+            Some(v) => match v.as_str() {
+                "disabled" => SslMode::Disabled,
+                "preferred" => SslMode::Preferred,
+                "required" => SslMode::Required,
+                "verify_ca" => SslMode::VerifyCa,
+                "verify_identity" => SslMode::VerifyIdentity,
+                _ => {
+                    return Err(PropertyError::new(
+                        "database.ssl.mode",
+                        &v,
+                        "expected disabled, preferred, required, verify_ca or verify_identity",
+                    ));
+                }
+            },
+        };
+        let path = |key: &str| {
+            props
+                .get(key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+        };
+        let truststore = path("database.ssl.truststore");
+        if let Some(store) = &truststore {
+            let name = store.to_string_lossy().to_ascii_lowercase();
+            if [".jks", ".p12", ".pfx", ".pkcs12"]
+                .iter()
+                .any(|e| name.ends_with(e))
+            {
+                return Err(PropertyError::new(
+                    "database.ssl.truststore",
+                    store.to_string_lossy().as_ref(),
+                    "outflow reads CA certificates as PEM; export them with `keytool -exportcert -rfc -keystore <store> -alias <ca> -file ca.pem`",
+                ));
+            }
+        }
+        Ok(Self {
+            mode,
+            truststore,
+            keystore: path("database.ssl.keystore"),
+            keystore_password: props.get("database.ssl.keystore.password").cloned(),
+        })
+    }
+}
+
 /// Validated configuration of a MySQL / MariaDB source.
 #[derive(Clone)]
 pub struct MySqlConfig {
@@ -46,6 +143,8 @@ pub struct MySqlConfig {
     pub user: String,
     /// `database.password`.
     pub password: Option<String>,
+    /// `database.ssl.*`.
+    pub tls: TlsConfig,
     /// `database.server.id`: this client's id among the server's replicas (required,
     /// unique).
     pub server_id: u32,
@@ -79,6 +178,7 @@ impl fmt::Debug for MySqlConfig {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("tls", &self.tls)
             .field("server_id", &self.server_id)
             .field("snapshot_mode", &self.snapshot_mode)
             .finish_non_exhaustive()
@@ -187,7 +287,9 @@ impl MySqlConfig {
                 ));
             }
         };
+        let tls = TlsConfig::from_properties(props)?;
         Ok(Self {
+            tls,
             flavor,
             host: required("database.hostname")?,
             port: number(

@@ -38,7 +38,7 @@ use outflow_core::{
     Source, SourceContext, SourceError, SourcePosition, TableId, TableSchema, Value,
 };
 
-use crate::config::{Flavor, MySqlConfig, SnapshotMode};
+use crate::config::{Flavor, MySqlConfig, SnapshotMode, SslMode};
 use crate::gtid::{GtidState, MariaDbGtidPosition, MySqlGtidSet};
 use crate::mariadb;
 use crate::types::ColumnCodec;
@@ -107,6 +107,20 @@ fn mysql_error(context: impl Into<String>, e: mysql_async::Error) -> SourceError
             ),
             _ => SourceError::transient(context, e),
         },
+        // A certificate that does not verify, or a server without TLS when TLS is
+        // required, stays so until someone changes a setting.
+        mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => SourceError::definite_with(
+            context,
+            "the TLS handshake failed: check database.ssl.mode, database.ssl.truststore (the CA of the server's certificate, PEM) and that database.hostname is a name the certificate holds",
+            e,
+        ),
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            SourceError::definite_with(
+                context,
+                "the server does not offer TLS: enable it on the server, or set database.ssl.mode=preferred or disabled",
+                e,
+            )
+        }
         _ => SourceError::transient(context, e),
     }
 }
@@ -211,21 +225,69 @@ impl MySqlSource {
         Arc::clone(&self.metrics)
     }
 
-    fn opts(&self) -> OptsBuilder {
-        OptsBuilder::default()
+    /// Connection options; `tls` asks for TLS as `database.ssl.*` says.
+    fn opts(&self, tls: bool) -> OptsBuilder {
+        let builder = OptsBuilder::default()
             .ip_or_hostname(self.config.host.clone())
             .tcp_port(self.config.port)
             .user(Some(self.config.user.clone()))
             .pass(self.config.password.clone())
             .prefer_socket(false)
             .tcp_keepalive(Some(Duration::from_secs(30)))
-            .max_allowed_packet(Some(1 << 30))
+            .max_allowed_packet(Some(1 << 30));
+        if tls {
+            builder.ssl_opts(Some(self.ssl_opts()))
+        } else {
+            builder
+        }
+    }
+
+    /// `database.ssl.mode` as mysql_async's TLS options: `preferred` and `required`
+    /// check nothing, `verify_ca` the chain, `verify_identity` the chain and host name.
+    fn ssl_opts(&self) -> mysql_async::SslOpts {
+        let tls = &self.config.tls;
+        let mut opts = mysql_async::SslOpts::default();
+        match tls.mode {
+            SslMode::Disabled | SslMode::Preferred | SslMode::Required => {
+                opts = opts
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true);
+            }
+            SslMode::VerifyCa => opts = opts.with_danger_skip_domain_validation(true),
+            SslMode::VerifyIdentity => {}
+        }
+        if let Some(store) = &tls.truststore {
+            opts = opts.with_root_certs(vec![store.clone().into()]);
+        }
+        if let Some(store) = &tls.keystore {
+            let mut identity = mysql_async::ClientIdentity::new(store.clone().into());
+            if let Some(password) = &tls.keystore_password {
+                identity = identity.with_password(password.clone());
+            }
+            opts = opts.with_client_identity(Some(identity));
+        }
+        opts
     }
 
     async fn connect(&self, what: &str) -> Result<Conn, SourceError> {
-        let connect = Conn::new(self.opts());
-        let mut conn = tokio::time::timeout(self.config.connect_timeout, connect)
-            .await
+        let tls = self.config.tls.mode != SslMode::Disabled;
+        let attempt = |tls: bool| {
+            let connect = Conn::new(self.opts(tls));
+            tokio::time::timeout(self.config.connect_timeout, connect)
+        };
+        let mut result = attempt(tls).await;
+        // `preferred`: plain TCP when the server has no TLS.
+        if self.config.tls.mode == SslMode::Preferred
+            && matches!(
+                &result,
+                Ok(Err(mysql_async::Error::Driver(
+                    mysql_async::DriverError::NoClientSslFlagFromServer
+                )))
+            )
+        {
+            result = attempt(false).await;
+        }
+        let mut conn = result
             .map_err(|_| {
                 SourceError::transient(
                     format!(

@@ -3,3 +3,4 @@
 
 mod fuzz_corpus;
 mod mariadb_live;
+mod tls_live;

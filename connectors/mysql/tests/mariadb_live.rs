@@ -20,7 +20,7 @@ fn source(database: &str, server_id: u32, extra: &[(&str, &str)]) -> MySqlSource
     source_on(mariadb(), database, server_id, extra)
 }
 
-fn source_on(
+pub(crate) fn source_on(
     server: &MariaDbServer,
     database: &str,
     server_id: u32,
@@ -52,7 +52,7 @@ fn source_on(
     MySqlSource::new(MySqlConfig::from_properties(&props).unwrap())
 }
 
-fn row_ops(events: &[ChangeEvent]) -> Vec<(String, i64)> {
+pub(crate) fn row_ops(events: &[ChangeEvent]) -> Vec<(String, i64)> {
     events
         .iter()
         .filter_map(|e| {
@@ -522,7 +522,7 @@ async fn heartbeats_while_idle() {
 }
 
 /// Runs a pipeline from `offsets` until `done` holds for its durable events; returns them.
-async fn drain_until(
+pub(crate) async fn drain_until(
     name: &str,
     source: MySqlSource,
     offsets: Arc<MemoryOffsetStore>,
