@@ -36,7 +36,7 @@ pub fn decode_all(data: &[u8]) {
         {
             continue;
         }
-        let Ok(Some(body)) = event.read_data() else {
+        let Ok(Some(body)) = crate::source::read_event_data(&event) else {
             continue;
         };
         if let EventData::RowsEvent(rows) = body {

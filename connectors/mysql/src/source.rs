@@ -125,6 +125,84 @@ fn mysql_error(context: impl Into<String>, e: mysql_async::Error) -> SourceError
     }
 }
 
+/// An event's body, decoded by mysql_common, whose readers index into the data at sizes
+/// the data states and panic when those run past it (a TRANSACTION_PAYLOAD header field
+/// longer than the event, found by fuzzing): the panic is caught and becomes an error, so
+/// a damaged event is a definite error of the connector, never a crashed task.
+pub(crate) fn read_event_data(event: &Event) -> Result<Option<EventData<'_>>, String> {
+    if event.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8
+        && !transaction_payload_plausible(event.data())
+    {
+        return Err("a TRANSACTION_PAYLOAD event whose header fields run past its end".into());
+    }
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event.read_data())) {
+        Ok(Ok(data)) => Ok(data),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the body of a {:?} event ({} bytes) runs past its end",
+            event.header().event_type_raw(),
+            event.data().len()
+        )),
+    }
+}
+
+/// Whether mysql_common can read a TRANSACTION_PAYLOAD body without panicking: its
+/// header is (type, length, value) fields of length-encoded integers up to an end mark;
+/// mysql_common unwraps a field type above 255 and a compression type other than ZSTD
+/// (0) or NONE (255), and skips an unknown field's bytes unchecked.
+pub(crate) fn transaction_payload_plausible(body: &[u8]) -> bool {
+    fn lenenc(buf: &mut &[u8]) -> Option<u64> {
+        let (&first, rest) = buf.split_first()?;
+        let width = match first {
+            0..=0xfa => {
+                *buf = rest;
+                return Some(u64::from(first));
+            }
+            0xfb | 0xff => {
+                *buf = rest;
+                return Some(0);
+            }
+            0xfc => 2,
+            0xfd => 3,
+            0xfe => 8,
+        };
+        let bytes = rest.get(..width)?;
+        *buf = &rest[width..];
+        let mut value = [0u8; 8];
+        value[..width].copy_from_slice(bytes);
+        Some(u64::from_le_bytes(value))
+    }
+    let mut buf = body;
+    while !buf.is_empty() {
+        let Some(field) = lenenc(&mut buf) else {
+            return false;
+        };
+        match field {
+            0 => return true,
+            1 | 3 => {
+                if lenenc(&mut buf).and_then(|_| lenenc(&mut buf)).is_none() {
+                    return false;
+                }
+            }
+            2 => match lenenc(&mut buf).and_then(|_| lenenc(&mut buf)) {
+                Some(0 | 255) => {}
+                _ => return false,
+            },
+            4..=255 => {
+                let Some(length) = lenenc(&mut buf) else {
+                    return false;
+                };
+                match usize::try_from(length).ok().and_then(|n| buf.get(n..)) {
+                    Some(rest) => buf = rest,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -951,11 +1029,10 @@ impl Stream<'_> {
         {
             return Ok(());
         }
-        let data = event.read_data().map_err(|e| {
-            SourceError::definite_with(
+        let data = read_event_data(&event).map_err(|e| {
+            SourceError::definite(
                 format!("decoding a binlog event at {}:{start}", self.file),
-                "report this as a bug",
-                e,
+                format!("{e}; report this as a bug with the binlog file"),
             )
         })?;
         let Some(data) = data else { return Ok(()) };
@@ -1434,6 +1511,25 @@ impl Source for MySqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_payload_headers_that_mysql_common_cannot_read_are_refused() {
+        // Compression NONE, payload size 1, end mark, then the payload byte.
+        assert!(transaction_payload_plausible(&[2, 1, 255, 1, 1, 1, 0, 9]));
+        // ZSTD with an uncompressed size.
+        assert!(transaction_payload_plausible(&[
+            2, 1, 0, 3, 1, 5, 1, 1, 1, 0, 9
+        ]));
+        for bad in [
+            &[0xfe][..],               // a field type cut short
+            &[2, 1, 7],                // an unknown compression type (unwrapped)
+            &[4, 50, 1],               // an unknown field longer than the event
+            &[0xfc, 0x00, 0x01, 0, 0], // field type 256 (unwrapped into a u8)
+            &[1, 1],                   // a payload size field without its value
+        ] {
+            assert!(!transaction_payload_plausible(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn mysql_gtids_read_as_uuid_and_sequence() {
