@@ -293,3 +293,83 @@ async fn postgres_bytes_that_are_not_utf8_in_a_sql_ascii_database() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // The peak memory is part of the report.
+async fn a_100_mb_bytea_row_reaches_the_lake_whole() {
+    let db = postgres().create_database("bigrow").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE blobs (id int PRIMARY KEY, body bytea);
+             ALTER TABLE blobs ALTER COLUMN body SET STORAGE EXTERNAL;",
+        )
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let daemon = start_with(data.path(), free_port(), &[]);
+    up(&daemon).await;
+    let api = Api::new(&daemon.base);
+    let prefix = unique_name("bigrow");
+    let (code, body) = api
+        .send(api.post("/connectors").json(&json!({
+            "name": "big",
+            "config": {
+                "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "database.hostname": "127.0.0.1",
+                "database.port": db.server().port(),
+                "database.user": "postgres",
+                "database.dbname": db.name(),
+                "topic.prefix": prefix,
+                "slot.name": db.name(),
+                "flush.interval.ms": "200",
+            }
+        })))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let root = data.path().join("lake");
+    let topic = format!("{prefix}.public.blobs");
+    // Two rows streamed, 100 MB each (a repeated 32-byte pattern), the first while the
+    // connector is still starting.
+    let size = 100 * 1024 * 1024;
+    let fill = |id: i32| {
+        format!(
+            "INSERT INTO blobs SELECT {id}, decode(repeat(encode(decode(md5('x') || md5('y'), 'hex'), 'hex'), {}), 'hex')",
+            size / 32
+        )
+    };
+    admin.batch_execute(&fill(1)).await.unwrap();
+    let streamed = {
+        let api = &api;
+        wait_for(Duration::from_secs(120), || async move {
+            let (_, offsets) = api.get("/connectors/big/offsets").await;
+            offsets["offsets"][0]["offset"]["lsn"].is_u64()
+        })
+        .await
+    };
+    assert!(streamed, "status {}", task_state(&api, "big").await);
+    admin.batch_execute(&fill(2)).await.unwrap();
+    let arrived = wait_for(Duration::from_secs(180), || {
+        let (root, topic) = (&root, &topic);
+        async move { lake_rows(root, topic).len() >= 2 }
+    })
+    .await;
+    assert!(arrived, "status {}", task_state(&api, "big").await);
+    let rows = lake_rows(&root, &topic);
+    for (op, row) in &rows {
+        let Avro::Bytes(bytes) = column(row, "body") else {
+            panic!("{op}: body is not bytes");
+        };
+        assert_eq!(bytes.len(), size, "{op}");
+        assert_eq!(&bytes[..16], &bytes[32..48], "{op}: the pattern repeats");
+    }
+    assert_eq!(rows.len(), 2);
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or_default()
+        .to_owned();
+    println!("100 MB rows: daemon peak RSS {peak}");
+}
