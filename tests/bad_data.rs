@@ -373,3 +373,84 @@ async fn a_100_mb_bytea_row_reaches_the_lake_whole() {
         .to_owned();
     println!("100 MB rows: daemon peak RSS {peak}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // The timings are part of the report.
+async fn ten_thousand_tables_in_one_database() {
+    const TABLES: usize = 10_000;
+    let db = postgres().create_database("manytables").await;
+    let admin = db.connect().await;
+    // In batches: one transaction would need more locks than the server has slots.
+    for batch in 0..TABLES / 1000 {
+        let (from, to) = (batch * 1000 + 1, batch * 1000 + 1000);
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN FOR i IN {from}..{to} LOOP
+                   EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v int)', i);
+                   EXECUTE format('INSERT INTO t%s VALUES (1, %s)', i, i);
+                 END LOOP; END $$;"
+            ))
+            .await
+            .unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let daemon = start_with(data.path(), free_port(), &[]);
+    up(&daemon).await;
+    let api = Api::new(&daemon.base);
+    let prefix = unique_name("many");
+    let started = std::time::Instant::now();
+    let (code, body) = api
+        .send(api.post("/connectors").json(&json!({
+            "name": "many",
+            "config": {
+                "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "database.hostname": "127.0.0.1",
+                "database.port": db.server().port(),
+                "database.user": "postgres",
+                "database.dbname": db.name(),
+                "topic.prefix": prefix,
+                "slot.name": db.name(),
+                "flush.interval.ms": "500",
+            }
+        })))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let snapshot = {
+        let api = &api;
+        wait_for(Duration::from_secs(600), || async move {
+            let (_, offsets) = api.get("/connectors/many/offsets").await;
+            let offset = &offsets["offsets"][0]["offset"];
+            offset["lsn"].is_u64() && offset.get("snapshot").is_none()
+        })
+        .await
+    };
+    assert!(snapshot, "status {}", task_state(&api, "many").await);
+    let snapshot_time = started.elapsed();
+    admin
+        .batch_execute("INSERT INTO t10000 VALUES (2, 2); INSERT INTO t1 VALUES (2, 2);")
+        .await
+        .unwrap();
+    let root = data.path().join("lake");
+    let streamed = wait_for(Duration::from_secs(120), || {
+        let root = &root;
+        let prefix = &prefix;
+        async move {
+            lake_rows(root, &format!("{prefix}.public.t10000")).len() == 2
+                && lake_rows(root, &format!("{prefix}.public.t1")).len() == 2
+        }
+    })
+    .await;
+    assert!(streamed, "status {}", task_state(&api, "many").await);
+    let table_topic = format!("{prefix}.public.t");
+    let topics = std::fs::read_dir(&root)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(&table_topic))
+        })
+        .count();
+    assert_eq!(topics, TABLES, "one lake directory per table");
+    println!(
+        "10,000 tables: snapshot durable after {snapshot_time:?}, then streaming; {topics} lake topics"
+    );
+}
