@@ -27,6 +27,12 @@ echo "[test] release binary built after $((SECONDS - start)) s"
 cargo test --workspace --locked "$@"
 echo "[test] all tests passed after $((SECONDS - start)) s"
 
+# The REST API against its OpenAPI document (schemathesis from PyPI; docs/testing.md).
+if [ $# -eq 0 ]; then
+  bash scripts/schemathesis.sh 30
+  echo "[test] schemathesis done after $((SECONDS - start)) s"
+fi
+
 # Benchmarks, as a smoke only (docs/benchmarks.md): each criterion bench runs every
 # case once, and the end-to-end harness drains a few thousand changes per scenario kind.
 if [ $# -eq 0 ]; then
