@@ -670,6 +670,7 @@ pub fn decode_rows(
     let mut buf = mysql_common::io::ParseBuf(rows.rows_data());
     let mut out = Vec::new();
     while !buf.is_empty() {
+        let remaining = buf.len();
         let before = match &before {
             Some(present) => Some(read_image(&mut buf, layout, codecs, present)?),
             None => None,
@@ -692,6 +693,11 @@ pub fn decode_rows(
         };
         if before.is_none() && after.is_none() {
             break;
+        }
+        // Images of no bytes (no column present) would repeat without end (found by
+        // fuzzing: the loop grew until memory ran out).
+        if buf.len() == remaining {
+            return Err(RowDecodeError::EmptyImages);
         }
         out.push((before, after));
     }
@@ -718,6 +724,9 @@ pub enum RowDecodeError {
     /// The rows data ends inside a row.
     #[error("the rows data ends inside a row")]
     Truncated,
+    /// Row images that hold no bytes, so the rows data never advances.
+    #[error("the rows event's images hold no columns")]
+    EmptyImages,
     /// A partial JSON update (`binlog_row_value_options=PARTIAL_JSON`), which carries no
     /// full value.
     #[error("a partial JSON update; set binlog_row_value_options='' on the server")]
