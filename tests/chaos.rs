@@ -496,6 +496,19 @@ impl Chaos {
         }
     }
 
+    /// [`Chaos::begin`] with 1,000 keys and the default settings, returning once the
+    /// snapshot is in the sink: the start of every streaming scenario.
+    pub(crate) async fn streaming(
+        scenario: &'static str,
+        db: Database,
+        sink: Sink,
+        data: tempfile::TempDir,
+    ) -> Self {
+        let chaos = Self::begin(scenario, db, sink, 1000, data, &[]).await;
+        chaos.snapshot_done().await;
+        chaos
+    }
+
     /// Waits until the sink holds at least `events` events.
     async fn wait_events(&self, events: usize, seconds: u64) -> bool {
         wait_for(Duration::from_secs(seconds), || async move {
@@ -784,8 +797,7 @@ async fn avro_change(
 
 /// Kills the daemon 20 times while it streams, restarting it each time.
 async fn sigkill_while_streaming(scenario: &'static str, db: Database, sink: Sink) {
-    let mut chaos = Chaos::begin(scenario, db, sink, 1000, tempfile::tempdir().unwrap(), &[]).await;
-    chaos.snapshot_done().await;
+    let mut chaos = Chaos::streaming(scenario, db, sink, tempfile::tempdir().unwrap()).await;
     for _ in 0..20 {
         chaos.write(150).await;
         chaos.pause().await;
@@ -886,16 +898,13 @@ async fn broker_paused_thirty_seconds_postgres_to_kafka() {
     // Every other Kafka test waits while the shared broker is paused.
     let _alone = crate::BROKER.write().await;
     let db = Database::postgres(postgres()).await;
-    let mut chaos = Chaos::begin(
+    let mut chaos = Chaos::streaming(
         "broker paused 30 s, Postgres → Kafka",
         db,
         Sink::KafkaJson,
-        1000,
         tempfile::tempdir().unwrap(),
-        &[],
     )
     .await;
-    chaos.snapshot_done().await;
     chaos.write(500).await;
     let pid = broker().pid();
     signal(pid, libc::SIGSTOP);
@@ -959,19 +968,9 @@ async fn sigkill_during_the_snapshot_postgres_to_kafka() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_killed_twenty_times_postgres_to_the_lake() {
-    let db = Database::postgres(postgres()).await;
-    let mut chaos = Chaos::begin(
-        "connections terminated ×20, Postgres → lake",
-        db,
-        Sink::Lake,
-        1000,
-        tempfile::tempdir().unwrap(),
-        &[],
-    )
-    .await;
-    chaos.snapshot_done().await;
+/// Kills the connector's database connections 20 times while it streams.
+async fn connections_killed(scenario: &'static str, db: Database) {
+    let mut chaos = Chaos::streaming(scenario, db, Sink::Lake, tempfile::tempdir().unwrap()).await;
     for _ in 0..20 {
         chaos.write(150).await;
         chaos.pause().await;
@@ -983,46 +982,23 @@ async fn connections_killed_twenty_times_postgres_to_the_lake() {
         "no kill reached the connector"
     );
     chaos.finish(20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_twenty_times_postgres_to_the_lake() {
+    let db = Database::postgres(postgres()).await;
+    connections_killed("connections terminated ×20, Postgres → lake", db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_killed_twenty_times_mariadb_to_the_lake() {
     let db = Database::mariadb(dedicated_mariadb()).await;
-    let mut chaos = Chaos::begin(
-        "KILL CONNECTION ×20, MariaDB → lake",
-        db,
-        Sink::Lake,
-        1000,
-        tempfile::tempdir().unwrap(),
-        &[],
-    )
-    .await;
-    chaos.snapshot_done().await;
-    for _ in 0..20 {
-        chaos.write(150).await;
-        chaos.pause().await;
-        let Chaos { writer, db, .. } = &mut chaos;
-        writer.kill_connector_connections(db).await;
-    }
-    assert!(
-        chaos.connector_restarts() > 0,
-        "no kill reached the connector"
-    );
-    chaos.finish(20).await;
+    connections_killed("KILL CONNECTION ×20, MariaDB → lake", db).await;
 }
 
 /// Restarts the database three times while the daemon streams.
 async fn database_restarts(scenario: &'static str, db: Database) {
-    let mut chaos = Chaos::begin(
-        scenario,
-        db,
-        Sink::Lake,
-        1000,
-        tempfile::tempdir().unwrap(),
-        &[],
-    )
-    .await;
-    chaos.snapshot_done().await;
+    let mut chaos = Chaos::streaming(scenario, db, Sink::Lake, tempfile::tempdir().unwrap()).await;
     for _ in 0..3 {
         chaos.write(500).await;
         chaos.pause().await;
@@ -1065,16 +1041,13 @@ async fn registry_paused_thirty_seconds_across_a_schema_change() {
         .unwrap();
     assert!(relaxed.status().is_success(), "{relaxed:?}");
     let db = Database::postgres(postgres()).await;
-    let mut chaos = Chaos::begin(
+    let mut chaos = Chaos::streaming(
         "registry paused 30 s + ALTER TABLE, Postgres → Kafka Avro",
         db,
         Sink::KafkaAvro(registry),
-        1000,
         tempfile::tempdir().unwrap(),
-        &[],
     )
     .await;
-    chaos.snapshot_done().await;
     chaos.write(500).await;
     signal(registry.pid(), libc::SIGSTOP);
     // A new column needs a new schema version while the registry cannot answer.
@@ -1155,16 +1128,7 @@ async fn data_dir_full_then_freed_postgres_to_the_lake() {
     let disk = SmallFileSystem::mount(64);
     let data = tempfile::tempdir_in(disk.dir.path()).unwrap();
     let db = Database::postgres(postgres()).await;
-    let mut chaos = Chaos::begin(
-        "data dir full, Postgres → lake",
-        db,
-        Sink::Lake,
-        1000,
-        data,
-        &[],
-    )
-    .await;
-    chaos.snapshot_done().await;
+    let mut chaos = Chaos::streaming("data dir full, Postgres → lake", db, Sink::Lake, data).await;
     chaos.write(500).await;
     let ballast = disk.fill();
     chaos.write(1000).await;
