@@ -152,8 +152,14 @@ fn parsed_changes(sql: &str, default_db: &str) -> Option<Vec<TableChange>> {
         // Not a table-shape change, whatever else it is.
         return Some(Vec::new());
     }
+    // A low recursion limit: DDL heads do not nest, and deeply nested expressions (a
+    // fuzzed `DEFAULT (((…)))`) would otherwise recurse until a debug build's 2 MiB
+    // thread stack overflows, which aborts the process.
     let statements = std::panic::catch_unwind(|| {
-        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql)
+        sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
+            .with_recursion_limit(24)
+            .try_with_sql(sql)?
+            .parse_statements()
     })
     .ok()?
     .ok()?;
