@@ -29,6 +29,31 @@ fn valid(class: &str) -> Value {
     config
 }
 
+/// Posts `config` as connector `bad`; records it in `wrong` unless the answer is a 400
+/// (Kafka Connect's shape) whose message names `property`. Deletes what was created.
+async fn expect_400_naming(
+    api: &Api,
+    config: Value,
+    property: &str,
+    what: String,
+    wrong: &mut Vec<String>,
+) {
+    let (code, body) = api
+        .send(
+            api.post("/connectors")
+                .json(&json!({"name": "bad", "config": config})),
+        )
+        .await;
+    let message = body["message"].as_str().unwrap_or_default();
+    if code != 400 || body["error_code"] != 400 || !message.contains(property) {
+        wrong.push(format!("{what}: {code} {body}"));
+    }
+    if code == 201 {
+        api.send(api.client.delete(format!("{}/connectors/bad", api.base)))
+            .await;
+    }
+}
+
 /// (property, invalid value) per connector class; each must be a 400 naming the property.
 fn catalogue() -> Vec<(&'static str, &'static str, &'static str)> {
     let common: &[(&str, &str)] = &[
@@ -91,20 +116,8 @@ async fn every_invalid_property_is_a_400_naming_it() {
     for (class, property, value) in catalogue() {
         let mut config = valid(class);
         config[property] = json!(value);
-        let (code, body) = api
-            .send(
-                api.post("/connectors")
-                    .json(&json!({"name": "bad", "config": config})),
-            )
-            .await;
-        let message = body["message"].as_str().unwrap_or_default();
-        if code != 400 || body["error_code"] != 400 || !message.contains(property) {
-            wrong.push(format!("{class} {property}={value}: {code} {body}"));
-        }
-        if code == 201 {
-            api.send(api.client.delete(format!("{}/connectors/bad", api.base)))
-                .await;
-        }
+        let what = format!("{class} {property}={value}");
+        expect_400_naming(&api, config, property, what, &mut wrong).await;
     }
     // A missing required property names it too.
     for (class, required) in [
@@ -114,38 +127,20 @@ async fn every_invalid_property_is_a_400_naming_it() {
     ] {
         let mut config = valid(class);
         config.as_object_mut().unwrap().remove(required);
-        let (code, body) = api
-            .send(
-                api.post("/connectors")
-                    .json(&json!({"name": "bad", "config": config})),
-            )
-            .await;
-        if code != 400
-            || !body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(required)
-        {
-            wrong.push(format!("{class} without {required}: {code} {body}"));
-        }
+        let what = format!("{class} without {required}");
+        expect_400_naming(&api, config, required, what, &mut wrong).await;
     }
     // An unknown class.
     let mut config = valid(POSTGRES);
     config["connector.class"] = json!("com.example.NoSuchConnector");
-    let (code, body) = api
-        .send(
-            api.post("/connectors")
-                .json(&json!({"name": "bad", "config": config})),
-        )
-        .await;
-    if code != 400
-        || !body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("connector.class")
-    {
-        wrong.push(format!("unknown class: {code} {body}"));
-    }
+    expect_400_naming(
+        &api,
+        config,
+        "connector.class",
+        "unknown class".into(),
+        &mut wrong,
+    )
+    .await;
     assert!(
         wrong.is_empty(),
         "not a 400 naming the property:\n{}",

@@ -747,7 +747,6 @@ async fn avro_change(
     schemas: &mut BTreeMap<u32, apache_avro::Schema>,
     payload: &[u8],
 ) -> Option<Change> {
-    use apache_avro::types::Value as Avro;
     if payload.len() < 5 || payload[0] != 0 {
         return None;
     }
@@ -763,33 +762,7 @@ async fn avro_change(
     }
     #[allow(deprecated)] // The replacement reader API is not in this version's stable surface.
     let record = apache_avro::from_avro_datum(&schemas[&id], &mut &payload[5..], None).ok()?;
-    let unwrap = |v: &Avro| match v {
-        Avro::Union(_, inner) => (**inner).clone(),
-        other => other.clone(),
-    };
-    let get = |v: &Avro, name: &str| match unwrap(v) {
-        Avro::Record(fields) => fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| unwrap(v)),
-        _ => None,
-    };
-    let int = |v: Option<Avro>| match v {
-        Some(Avro::Int(i)) => Some(i64::from(i)),
-        Some(Avro::Long(i)) => Some(i),
-        _ => None,
-    };
-    let Some(Avro::String(op)) = get(&record, "op") else {
-        return None;
-    };
-    let image = get(&record, if op == "d" { "before" } else { "after" })?;
-    let k = int(get(&image, "k"))?;
-    let value = if op == "d" {
-        None
-    } else {
-        int(get(&image, "v"))
-    };
-    Some((op, k, value))
+    crate::connectors::envelope_change(&record, "k", "v")
 }
 
 // ---------------------------------------------------------------------------------------

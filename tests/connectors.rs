@@ -122,7 +122,6 @@ pub(crate) fn lake_changes(
     key: &str,
     value: &str,
 ) -> Vec<Change> {
-    use apache_avro::types::Value as Avro;
     let mut files: Vec<std::path::PathBuf> = outflow_lake::layout::walk(&root.join(topic))
         .unwrap()
         .into_iter()
@@ -140,6 +139,24 @@ pub(crate) fn lake_changes(
             .to_owned()
     };
     files.sort_by_key(first_token);
+    let mut out = Vec::new();
+    for file in files {
+        let reader = apache_avro::Reader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        for record in reader {
+            out.extend(envelope_change(&record.unwrap(), key, value));
+        }
+    }
+    out
+}
+
+/// A Debezium envelope record (Avro) as a change: its `op`, the integer `key` column of
+/// the image (`before` for deletes) and, except for deletes, the integer `value` column.
+pub(crate) fn envelope_change(
+    record: &apache_avro::types::Value,
+    key: &str,
+    value: &str,
+) -> Option<Change> {
+    use apache_avro::types::Value as Avro;
     let unwrap = |v: &Avro| match v {
         Avro::Union(_, inner) => (**inner).clone(),
         other => other.clone(),
@@ -156,32 +173,17 @@ pub(crate) fn lake_changes(
         Some(Avro::Long(i)) => Some(i),
         _ => None,
     };
-    let mut out = Vec::new();
-    for file in files {
-        let reader = apache_avro::Reader::new(std::fs::File::open(&file).unwrap()).unwrap();
-        for record in reader {
-            let record = record.unwrap();
-            let Some(Avro::String(op)) = get(&record, "op") else {
-                continue;
-            };
-            let image = if op == "d" {
-                get(&record, "before")
-            } else {
-                get(&record, "after")
-            };
-            let Some(image) = image else { continue };
-            let Some(k) = int(get(&image, key)) else {
-                continue;
-            };
-            let value = if op == "d" {
-                None
-            } else {
-                int(get(&image, value))
-            };
-            out.push((op, k, value));
-        }
-    }
-    out
+    let Some(Avro::String(op)) = get(record, "op") else {
+        return None;
+    };
+    let image = get(record, if op == "d" { "before" } else { "after" })?;
+    let k = int(get(&image, key))?;
+    let value = if op == "d" {
+        None
+    } else {
+        int(get(&image, value))
+    };
+    Some((op, k, value))
 }
 
 /// A small client of the daemon's REST API.

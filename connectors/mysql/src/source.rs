@@ -151,45 +151,29 @@ pub(crate) fn read_event_data(event: &Event) -> Result<Option<EventData<'_>>, St
 /// mysql_common unwraps a field type above 255 and a compression type other than ZSTD
 /// (0) or NONE (255), and skips an unknown field's bytes unchecked.
 pub(crate) fn transaction_payload_plausible(body: &[u8]) -> bool {
-    fn lenenc(buf: &mut &[u8]) -> Option<u64> {
-        let (&first, rest) = buf.split_first()?;
-        let width = match first {
-            0..=0xfa => {
-                *buf = rest;
-                return Some(u64::from(first));
-            }
-            0xfb | 0xff => {
-                *buf = rest;
-                return Some(0);
-            }
-            0xfc => 2,
-            0xfd => 3,
-            0xfe => 8,
-        };
-        let bytes = rest.get(..width)?;
-        *buf = &rest[width..];
-        let mut value = [0u8; 8];
-        value[..width].copy_from_slice(bytes);
-        Some(u64::from_le_bytes(value))
-    }
     let mut buf = body;
     while !buf.is_empty() {
-        let Some(field) = lenenc(&mut buf) else {
+        let Some(field) = crate::types::read_lenenc(&mut buf) else {
             return false;
         };
         match field {
             0 => return true,
             1 | 3 => {
-                if lenenc(&mut buf).and_then(|_| lenenc(&mut buf)).is_none() {
+                if crate::types::read_lenenc(&mut buf)
+                    .and_then(|_| crate::types::read_lenenc(&mut buf))
+                    .is_none()
+                {
                     return false;
                 }
             }
-            2 => match lenenc(&mut buf).and_then(|_| lenenc(&mut buf)) {
+            2 => match crate::types::read_lenenc(&mut buf)
+                .and_then(|_| crate::types::read_lenenc(&mut buf))
+            {
                 Some(0 | 255) => {}
                 _ => return false,
             },
             4..=255 => {
-                let Some(length) = lenenc(&mut buf) else {
+                let Some(length) = crate::types::read_lenenc(&mut buf) else {
                     return false;
                 };
                 match usize::try_from(length).ok().and_then(|n| buf.get(n..)) {

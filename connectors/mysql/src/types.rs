@@ -934,33 +934,36 @@ fn charset_of(id: u16) -> Charset {
     }
 }
 
+/// Reads a MySQL length-encoded integer from the front of `buf` and advances past it;
+/// `None` when `buf` ends inside it (mysql_common's own reader indexes unchecked).
+pub(crate) fn read_lenenc(buf: &mut &[u8]) -> Option<u64> {
+    let (&first, rest) = buf.split_first()?;
+    let width = match first {
+        0..=0xfa => {
+            *buf = rest;
+            return Some(u64::from(first));
+        }
+        0xfb | 0xff => {
+            *buf = rest;
+            return Some(0);
+        }
+        0xfc => 2,
+        0xfd => 3,
+        0xfe => 8,
+    };
+    let bytes = rest.get(..width)?;
+    *buf = &rest[width..];
+    let mut value = [0u8; 8];
+    value[..width].copy_from_slice(bytes);
+    Some(u64::from_le_bytes(value))
+}
+
 /// Whether the ENUM and SET value lists of a TABLE_MAP body's optional metadata hold as
 /// many values as they claim: mysql_common sizes a vector by the claimed count before
 /// reading (a capacity-overflow panic on a damaged count, found by fuzzing). Only that
 /// is judged; a body whose fixed part does not walk is left to mysql_common's own
 /// (graceful) errors.
 pub fn table_map_enum_values_plausible(body: &[u8]) -> bool {
-    fn lenenc(buf: &mut &[u8]) -> Option<u64> {
-        let (&first, rest) = buf.split_first()?;
-        let width = match first {
-            0..=0xfa => {
-                *buf = rest;
-                return Some(u64::from(first));
-            }
-            0xfb | 0xff => {
-                *buf = rest;
-                return Some(0);
-            }
-            0xfc => 2,
-            0xfd => 3,
-            0xfe => 8,
-        };
-        let bytes = rest.get(..width)?;
-        *buf = &rest[width..];
-        let mut value = [0u8; 8];
-        value[..width].copy_from_slice(bytes);
-        Some(u64::from_le_bytes(value))
-    }
     fn take<'a>(buf: &mut &'a [u8], n: u64) -> Option<&'a [u8]> {
         let n = usize::try_from(n).ok()?;
         let taken = buf.get(..n)?;
@@ -975,9 +978,9 @@ pub fn table_map_enum_values_plausible(body: &[u8]) -> bool {
             let len = take(&mut buf, 1)?[0];
             take(&mut buf, u64::from(len) + 1)?;
         }
-        let columns = lenenc(&mut buf)?;
+        let columns = read_lenenc(&mut buf)?;
         take(&mut buf, columns)?;
-        let metadata = lenenc(&mut buf)?;
+        let metadata = read_lenenc(&mut buf)?;
         take(&mut buf, metadata)?;
         take(&mut buf, columns.div_ceil(8))?;
         Some(buf)
@@ -989,21 +992,21 @@ pub fn table_map_enum_values_plausible(body: &[u8]) -> bool {
         let Some(kind) = take(&mut fields, 1).map(|t| t[0]) else {
             return true;
         };
-        let Some(value) = lenenc(&mut fields).and_then(|len| take(&mut fields, len)) else {
+        let Some(value) = read_lenenc(&mut fields).and_then(|len| take(&mut fields, len)) else {
             return true;
         };
         // SET_STR_VALUE (5) and ENUM_STR_VALUE (6): per column, a count and the values.
         if kind == 5 || kind == 6 {
             let mut lists = value;
             while !lists.is_empty() {
-                let Some(count) = lenenc(&mut lists) else {
+                let Some(count) = read_lenenc(&mut lists) else {
                     return false;
                 };
                 if count > lists.len() as u64 {
                     return false;
                 }
                 for _ in 0..count {
-                    if lenenc(&mut lists)
+                    if read_lenenc(&mut lists)
                         .and_then(|len| take(&mut lists, len))
                         .is_none()
                     {
