@@ -8,6 +8,8 @@
 #   rivven-schema       cargo install rivven-schema --version 0.0.22 --locked
 #   moto_server (S3)    PyPI moto[server]==5.2.5 into $OUTFLOW_LAB_DIR/moto, with a
 #                       wrapper in the lab bin dir
+#   stunnel             apt: stunnel4 (TLS in front of tansu and rivven-schema, which
+#                       serve only plain TCP)
 #
 # Binaries that are not from apt go to $OUTFLOW_LAB_DIR/bin
 # (default ~/.local/share/outflow-lab/bin), where testkit looks for them.
@@ -43,10 +45,11 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# --- build dependencies of -sys crates (openssl for the registry client's TLS, zlib for
-#     librdkafka), and the openssl tool the testkit makes test certificates with ----------
+# --- build dependencies of -sys crates (openssl for librdkafka's and the registry
+#     client's TLS, zlib for librdkafka), the openssl tool the testkit makes test
+#     certificates with, and stunnel, its TLS terminator -------------------------------
 missing_dev=()
-for pkg in pkg-config libssl-dev zlib1g-dev make openssl; do
+for pkg in pkg-config libssl-dev zlib1g-dev make openssl stunnel4; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing_dev+=("$pkg")
 done
 if [ ${#missing_dev[@]} -eq 0 ]; then

@@ -147,6 +147,10 @@ pub struct WorkerConfig {
     pub kafka: BTreeMap<String, String>,
     /// Schema registry URL.
     pub schema_registry_url: Option<String>,
+    /// The registry client's TLS settings (`schema.registry.ssl.ca.location`,
+    /// `.certificate.location`, `.key.location`; full keys), given to every connector that
+    /// uses the worker's registry.
+    pub schema_registry_tls: BTreeMap<String, String>,
     /// Record converter.
     pub converter: ConverterKind,
 }
@@ -166,6 +170,9 @@ const KEYS: &[&str] = &[
     "lake.format",
     "converter",
     "schema.registry.url",
+    "schema.registry.ssl.ca.location",
+    "schema.registry.ssl.certificate.location",
+    "schema.registry.ssl.key.location",
 ];
 
 /// The env var that overrides `key`.
@@ -348,6 +355,12 @@ impl RawWorkerConfig {
                 format!("{url:?} is not an http(s) URL"),
             ));
         }
+        let schema_registry_tls: BTreeMap<String, String> = self
+            .values
+            .iter()
+            .filter(|(k, _)| k.starts_with("schema.registry.ssl."))
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
         let converter = match self.get("converter") {
             None if schema_registry_url.is_some() => ConverterKind::Avro,
             None | Some("json") => ConverterKind::Json,
@@ -376,6 +389,7 @@ impl RawWorkerConfig {
             lake_format,
             kafka,
             schema_registry_url,
+            schema_registry_tls,
             converter,
         })
     }

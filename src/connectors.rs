@@ -363,6 +363,9 @@ fn validate(
                 props
                     .entry("schema.registry.url".into())
                     .or_insert(url.clone());
+                for (key, value) in &worker.schema_registry_tls {
+                    props.entry(key.clone()).or_insert(value.clone());
+                }
             }
             Some(
                 RegistryClientConfig::from_properties(prefix, &props)

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable as _;
 use outflow_testkit::{
-    CDC_PASSWORD, CDC_USER, MariaDbServer, PostgresServer, SchemaRegistry, broker,
+    CDC_PASSWORD, CDC_USER, KafkaBroker, MariaDbServer, PostgresServer, SchemaRegistry, broker,
     dedicated_mariadb, dedicated_postgres, dedicated_registry, mariadb, postgres, unique_name,
     wait_for,
 };
@@ -433,6 +433,74 @@ pub(crate) enum Sink {
     KafkaJson,
     /// Kafka, Avro through this registry.
     KafkaAvro(&'static SchemaRegistry),
+    /// Kafka, Avro, with broker and registry reached over TLS only.
+    KafkaAvroTls(&'static TlsLab),
+}
+
+/// A TLS-only broker and registry and the certificates the daemon and the checker use
+/// with them.
+#[derive(Debug)]
+pub(crate) struct TlsLab {
+    pub(crate) certs: outflow_testkit::TestCertificates,
+    pub(crate) broker: &'static KafkaBroker,
+    pub(crate) registry: &'static SchemaRegistry,
+}
+
+/// The test process's TLS lab: a broker and a registry that demand a client
+/// certificate of the test CA (started on first use).
+pub(crate) fn tls_lab() -> &'static TlsLab {
+    static LAB: std::sync::LazyLock<TlsLab> = std::sync::LazyLock::new(|| {
+        let certs = outflow_testkit::TestCertificates::new();
+        let broker =
+            outflow_testkit::dedicated_tls_broker(&certs, outflow_testkit::ClientAuth::Required);
+        let registry =
+            outflow_testkit::dedicated_tls_registry(&certs, outflow_testkit::ClientAuth::Required);
+        TlsLab {
+            certs,
+            broker,
+            registry,
+        }
+    });
+    &LAB
+}
+
+impl TlsLab {
+    /// The daemon's worker settings (env) for this broker and registry: librdkafka's
+    /// `kafka.security.protocol`/`kafka.ssl.*` and the registry client's
+    /// `schema.registry.ssl.*`, each with the test CA and the client certificate.
+    pub(crate) fn worker_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .broker
+            .client_settings()
+            .into_iter()
+            .map(|(k, v)| (outflow::config::env_var_for(&format!("kafka.{k}")), v))
+            .collect();
+        let (cert, key) = self.certs.client();
+        for (k, v) in [
+            ("schema.registry.ssl.ca.location", self.certs.ca()),
+            ("schema.registry.ssl.certificate.location", cert),
+            ("schema.registry.ssl.key.location", key),
+        ] {
+            env.push((outflow::config::env_var_for(k), v.display().to_string()));
+        }
+        env
+    }
+
+    /// An HTTPS client the registry accepts.
+    pub(crate) fn registry_client(&self) -> reqwest::Client {
+        let ca = std::fs::read(self.certs.ca()).unwrap();
+        let (cert, key) = self.certs.client();
+        let identity = reqwest::Identity::from_pkcs8_pem(
+            &std::fs::read(cert).unwrap(),
+            &std::fs::read(key).unwrap(),
+        )
+        .unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .identity(identity)
+            .build()
+            .unwrap()
+    }
 }
 
 /// One scenario in progress: the database, the workload, the daemon and its sink.
@@ -593,7 +661,7 @@ impl Chaos {
             }
             Sink::KafkaJson => {
                 let payloads =
-                    tokio::task::spawn_blocking(move || topic_payloads(&topic, patience))
+                    tokio::task::spawn_blocking(move || topic_payloads(broker(), &topic, patience))
                         .await
                         .unwrap();
                 payloads
@@ -602,18 +670,17 @@ impl Chaos {
                     .collect()
             }
             Sink::KafkaAvro(registry) => {
-                let payloads =
-                    tokio::task::spawn_blocking(move || topic_payloads(&topic, patience))
-                        .await
-                        .unwrap();
-                let mut schemas = BTreeMap::new();
-                let mut out = Vec::new();
-                for payload in payloads {
-                    if let Some(change) = avro_change(registry, &mut schemas, &payload).await {
-                        out.push(change);
-                    }
-                }
-                out
+                avro_changes(broker(), &reqwest::Client::new(), registry, topic, patience).await
+            }
+            Sink::KafkaAvroTls(lab) => {
+                avro_changes(
+                    lab.broker,
+                    &lab.registry_client(),
+                    lab.registry,
+                    topic,
+                    patience,
+                )
+                .await
             }
         }
     }
@@ -680,12 +747,50 @@ fn launch(sink: Sink, data: &std::path::Path, port: u16) -> Daemon {
                 ("OUTFLOW_KAFKA_BOOTSTRAP_SERVERS", servers.as_str()),
             ],
         ),
+        Sink::KafkaAvroTls(lab) => {
+            let (servers, url) = (lab.broker.bootstrap_servers(), lab.registry.url());
+            let mut env = vec![
+                ("OUTFLOW_SINK", "kafka"),
+                ("OUTFLOW_CONVERTER", "avro"),
+                ("OUTFLOW_SCHEMA_REGISTRY_URL", url.as_str()),
+                ("OUTFLOW_KAFKA_BOOTSTRAP_SERVERS", servers.as_str()),
+            ];
+            let tls = lab.worker_env();
+            env.extend(tls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            start_with(data, port, &env)
+        }
     }
+}
+
+/// Every Avro change of `topic` in `broker`, writer schemas fetched from `registry` with
+/// `client`.
+async fn avro_changes(
+    broker: &'static KafkaBroker,
+    client: &reqwest::Client,
+    registry: &SchemaRegistry,
+    topic: String,
+    patience: Duration,
+) -> Vec<Change> {
+    let payloads = tokio::task::spawn_blocking(move || topic_payloads(broker, &topic, patience))
+        .await
+        .unwrap();
+    let mut schemas = BTreeMap::new();
+    let mut out = Vec::new();
+    for payload in payloads {
+        if let Some(change) = avro_change(client, registry, &mut schemas, &payload).await {
+            out.push(change);
+        }
+    }
+    out
 }
 
 /// Every committed record value of partition 0 of `topic` (read_committed), read to the
 /// end of the partition; `patience` bounds the wait for a missing topic or a slow fetch.
-fn topic_payloads(topic: &str, patience: Duration) -> Vec<Vec<u8>> {
+pub(crate) fn topic_payloads(
+    broker: &KafkaBroker,
+    topic: &str,
+    patience: Duration,
+) -> Vec<Vec<u8>> {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
     use rdkafka::error::KafkaError;
@@ -693,13 +798,16 @@ fn topic_payloads(topic: &str, patience: Duration) -> Vec<Vec<u8>> {
     use rdkafka::types::RDKafkaErrorCode;
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", broker().bootstrap_servers())
+        .set("bootstrap.servers", broker.bootstrap_servers())
         .set("group.id", unique_name("chaos"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
     for (k, v) in outflow_testkit::CONSUMER_SETTINGS {
         config.set(*k, *v);
+    }
+    for (k, v) in broker.client_settings() {
+        config.set(k, v);
     }
     let consumer: BaseConsumer = config.create().unwrap();
     let mut assignment = rdkafka::TopicPartitionList::new();
@@ -743,6 +851,7 @@ fn json_change(record: &Value) -> Option<Change> {
 
 /// A Confluent-framed Avro record as a change, its writer schema from the registry.
 async fn avro_change(
+    client: &reqwest::Client,
     registry: &SchemaRegistry,
     schemas: &mut BTreeMap<u32, apache_avro::Schema>,
     payload: &[u8],
@@ -752,7 +861,9 @@ async fn avro_change(
     }
     let id = u32::from_be_bytes(payload[1..5].try_into().ok()?);
     if let std::collections::btree_map::Entry::Vacant(entry) = schemas.entry(id) {
-        let body: Value = reqwest::get(format!("{}/schemas/ids/{id}", registry.url()))
+        let body: Value = client
+            .get(format!("{}/schemas/ids/{id}", registry.url()))
+            .send()
             .await
             .ok()?
             .json()
@@ -850,6 +961,16 @@ async fn sigkill_while_streaming_postgres_to_kafka() {
         "SIGKILL ×20 streaming, Postgres → Kafka",
         db,
         Sink::KafkaJson,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_streaming_postgres_to_kafka_over_mutual_tls() {
+    sigkill_while_streaming(
+        "SIGKILL ×20 while streaming, Postgres → Kafka Avro, broker and registry over mutual TLS",
+        Database::postgres(postgres()).await,
+        Sink::KafkaAvroTls(tls_lab()),
     )
     .await;
 }

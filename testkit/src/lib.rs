@@ -24,6 +24,7 @@ mod process;
 mod registry;
 mod s3;
 mod sys;
+mod tls_terminator;
 mod tools;
 
 use std::sync::LazyLock;
@@ -36,6 +37,7 @@ pub use mariadb::{
 pub use postgres::{CERT_USER, PASSWORD_USERS, PostgresDatabase, PostgresServer, TLS_ONLY_USER};
 pub use registry::SchemaRegistry;
 pub use s3::S3Server;
+pub use tls_terminator::ClientAuth;
 pub use tools::lab_bin_dir;
 
 static POSTGRES: LazyLock<PostgresServer> = LazyLock::new(PostgresServer::start);
@@ -81,6 +83,25 @@ pub fn registry() -> &'static SchemaRegistry {
 /// use the shared one: started now, stopped when the test process exits.
 pub fn dedicated_registry() -> &'static SchemaRegistry {
     Box::leak(Box::new(SchemaRegistry::start()))
+}
+
+/// A broker of its own that speaks only TLS, with `certs`' `localhost` certificate,
+/// demanding a client certificate when `client_auth` says so: started now, stopped when
+/// the test process exits. Clients add [`KafkaBroker::client_settings`].
+pub fn dedicated_tls_broker(
+    certs: &TestCertificates,
+    client_auth: ClientAuth,
+) -> &'static KafkaBroker {
+    Box::leak(Box::new(KafkaBroker::start_tls(certs, client_auth)))
+}
+
+/// A schema registry of its own that speaks only HTTPS, with `certs`' `localhost`
+/// certificate: started now, stopped when the test process exits.
+pub fn dedicated_tls_registry(
+    certs: &TestCertificates,
+    client_auth: ClientAuth,
+) -> &'static SchemaRegistry {
+    Box::leak(Box::new(SchemaRegistry::start_tls(certs, client_auth)))
 }
 
 /// The process's S3-API server (started on first use).
@@ -144,6 +165,11 @@ impl TestCertificates {
     /// The server's certificate and key (PEM).
     pub fn server(&self) -> (std::path::PathBuf, std::path::PathBuf) {
         (self.dir.join("server.crt"), self.dir.join("server.key"))
+    }
+
+    /// The client's certificate and key (PEM), issued to [`CERT_USER`] by the test CA.
+    pub fn client(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        (self.dir.join("client.crt"), self.dir.join("client.key"))
     }
 }
 

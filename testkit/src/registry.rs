@@ -7,7 +7,9 @@ use std::io::{Read as _, Write as _};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::TestCertificates;
 use crate::process;
+use crate::tls_terminator::{ClientAuth, TlsTerminator};
 use crate::tools;
 
 /// A running registry owned by this test process.
@@ -15,10 +17,38 @@ use crate::tools;
 pub struct SchemaRegistry {
     port: u16,
     pid: u32,
+    tls: Option<TlsTerminator>,
 }
 
 impl SchemaRegistry {
     pub(crate) fn start() -> Self {
+        let (port, pid) = Self::start_rivven();
+        Self {
+            port,
+            pid,
+            tls: None,
+        }
+    }
+
+    /// A registry reachable only over HTTPS (stunnel in front of rivven-schema, see
+    /// `tls_terminator`), at `https://localhost:<port>`.
+    pub(crate) fn start_tls(certs: &TestCertificates, client_auth: ClientAuth) -> Self {
+        let (backend, pid) = Self::start_rivven();
+        let terminator = TlsTerminator::start(
+            "registry",
+            process::free_port(),
+            backend,
+            certs,
+            client_auth,
+        );
+        Self {
+            port: terminator.port(),
+            pid,
+            tls: Some(terminator),
+        }
+    }
+
+    fn start_rivven() -> (u16, u32) {
         let binary = tools::find_binary(
             "rivven-schema",
             "OUTFLOW_RIVVEN_SCHEMA_BIN",
@@ -45,12 +75,17 @@ impl SchemaRegistry {
             || http_status(port, "/subjects") == Some(200),
             || process::log_tail(&log, 30),
         );
-        Self { port, pid }
+        (port, pid)
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    /// Base URL, e.g. `http://127.0.0.1:40123`, or `https://localhost:40123` for a
+    /// registry behind TLS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        if self.tls.is_some() {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.port)
+        }
     }
 
     /// OS process id (chaos tests pause it with SIGSTOP/SIGCONT).

@@ -6,7 +6,13 @@
 //! with jittered exponential backoff before reporting [`RegistryError::Unavailable`].
 //! HTTP 409 is [`RegistryError::Incompatible`] with the registry's message; other 4xx are
 //! [`RegistryError::Refused`]. Basic auth (`basic.auth.credentials.source=USER_INFO`,
-//! `basic.auth.user.info`) and a PEM CA file for TLS are supported; credentials never
+//! `basic.auth.user.info`) is supported; over HTTPS the client trusts the system's CAs
+//! plus `schema.registry.ssl.ca.location` (PEM) and presents
+//! `schema.registry.ssl.certificate.location` + `schema.registry.ssl.key.location` (PEM)
+//! when the registry demands a client certificate. These are the names Confluent's
+//! librdkafka-based clients use; the Java clients' JKS `truststore`/`keystore` settings are
+//! refused with the `keytool` command that converts them. A certificate that does not
+//! verify is [`RegistryError::Untrusted`] (definite), not a retry. Credentials never
 //! appear in `Debug` output or errors.
 
 use std::collections::BTreeMap;
@@ -26,6 +32,8 @@ pub struct RegistryClientConfig {
     pub basic_auth: Option<(String, String)>,
     /// PEM file of a CA to trust in addition to the system's.
     pub ca_location: Option<PathBuf>,
+    /// PEM certificate and PEM (PKCS#8) key presented when the registry asks for one.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
     /// Timeout of one request.
     pub request_timeout: Duration,
     /// Rounds over all URLs before giving up with a transient error.
@@ -41,6 +49,7 @@ impl fmt::Debug for RegistryClientConfig {
                 &self.basic_auth.as_ref().map(|(user, _)| (user, "********")),
             )
             .field("ca_location", &self.ca_location)
+            .field("client_identity", &self.client_identity)
             .field("request_timeout", &self.request_timeout)
             .field("attempts", &self.attempts)
             .finish()
@@ -49,8 +58,10 @@ impl fmt::Debug for RegistryClientConfig {
 
 impl RegistryClientConfig {
     /// Reads `<prefix>schema.registry.url`, `<prefix>basic.auth.credentials.source`,
-    /// `<prefix>basic.auth.user.info` and `<prefix>schema.registry.ssl.ca.location`
-    /// (prefix e.g. `value.converter.`). Pure: no I/O.
+    /// `<prefix>basic.auth.user.info`, `<prefix>schema.registry.ssl.ca.location`,
+    /// `<prefix>schema.registry.ssl.certificate.location` and
+    /// `<prefix>schema.registry.ssl.key.location` (prefix e.g. `value.converter.`); refuses
+    /// the Java clients' JKS/PKCS#12 store settings, naming them. Pure: no I/O.
     pub fn from_properties(
         prefix: &str,
         props: &BTreeMap<String, String>,
@@ -99,12 +110,54 @@ impl RegistryClientConfig {
                 ));
             }
         };
+        for store in ["truststore", "keystore"] {
+            let store_key = key(&format!("schema.registry.ssl.{store}.location"));
+            if let Some(path) = props.get(&store_key) {
+                let (instead, command) = if store == "truststore" {
+                    (
+                        "schema.registry.ssl.ca.location",
+                        "keytool -exportcert -rfc -keystore <truststore> -alias <ca alias> > ca.pem",
+                    )
+                } else {
+                    (
+                        "schema.registry.ssl.certificate.location and schema.registry.ssl.key.location",
+                        "openssl pkcs12 -in <keystore.p12> -nokeys > cert.pem; openssl pkcs12 -in <keystore.p12> -nocerts -nodes > key.pem (convert a JKS store to PKCS#12 first with keytool -importkeystore -deststoretype PKCS12)",
+                    )
+                };
+                return Err(PropertyError::new(
+                    store_key,
+                    path,
+                    format!(
+                        "Java key stores are not read; give PEM files in {instead} ({command})"
+                    ),
+                ));
+            }
+        }
+        let optional_path = |k: &str| {
+            props
+                .get(&key(k))
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from)
+        };
+        let client_identity = match (
+            optional_path("schema.registry.ssl.certificate.location"),
+            optional_path("schema.registry.ssl.key.location"),
+        ) {
+            (Some(cert), Some(key_file)) => Some((cert, key_file)),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(PropertyError::new(
+                    key("schema.registry.ssl.key.location"),
+                    "",
+                    "schema.registry.ssl.certificate.location and schema.registry.ssl.key.location go together: give both or neither",
+                ));
+            }
+        };
         Ok(Self {
             urls,
             basic_auth,
-            ca_location: props
-                .get(&key("schema.registry.ssl.ca.location"))
-                .map(PathBuf::from),
+            ca_location: optional_path("schema.registry.ssl.ca.location"),
+            client_identity,
             request_timeout: Duration::from_secs(10),
             attempts: 3,
         })
@@ -135,6 +188,21 @@ impl HttpSchemaRegistry {
                 .map_err(|e| RegistryClientError(format!("CA file {}: {e}", path.display())))?;
             builder = builder.add_root_certificate(cert);
         }
+        if let Some((cert_path, key_path)) = &config.client_identity {
+            let read = |path: &PathBuf| {
+                std::fs::read(path)
+                    .map_err(|e| RegistryClientError(format!("reading {}: {e}", path.display())))
+            };
+            let identity = reqwest::Identity::from_pkcs8_pem(&read(cert_path)?, &read(key_path)?)
+                .map_err(|e| {
+                RegistryClientError(format!(
+                    "client certificate {} with key {} (PEM certificate, PEM PKCS#8 key): {e}",
+                    cert_path.display(),
+                    key_path.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
         let client = builder
             .build()
             .map_err(|e| RegistryClientError(e.to_string()))?;
@@ -160,10 +228,17 @@ impl HttpSchemaRegistry {
             subject: subject.to_owned(),
             message,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("{url}: {}", without_url(&e))))?;
+        let response = request.send().await.map_err(|e| {
+            let message = format!("{url}: {}", without_url(&e));
+            if certificate_rejected(&e) {
+                RegistryError::Untrusted {
+                    subject: subject.to_owned(),
+                    message,
+                }
+            } else {
+                unavailable(message)
+            }
+        })?;
         let status = response.status();
         let text = response
             .text()
@@ -208,6 +283,20 @@ fn without_url(e: &reqwest::Error) -> String {
         text = format!("{text}: {source}");
     }
     text
+}
+
+/// Whether a request failed because the server's certificate did not verify (OpenSSL's
+/// "certificate verify failed" anywhere in the error chain): a setting to fix, not an
+/// outage to wait out.
+fn certificate_rejected(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(error) = source {
+        if error.to_string().contains("certificate verify failed") {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn encode_path(segment: &str) -> String {

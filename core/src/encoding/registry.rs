@@ -44,6 +44,18 @@ pub enum RegistryError {
         /// The registry's message.
         message: String,
     },
+    /// The registry's TLS certificate did not verify against the trusted CAs.
+    #[error(
+        "the schema registry's TLS certificate was not accepted while registering subject \
+         {subject}: {message}. Set schema.registry.ssl.ca.location to a PEM file of the CA \
+         that signed it, and use the host name the certificate names in schema.registry.url"
+    )]
+    Untrusted {
+        /// The subject.
+        subject: String,
+        /// What the TLS library said.
+        message: String,
+    },
     /// Any other refusal (invalid schema 422, unauthorized 401/403, ...).
     #[error("schema registry refused subject {subject} (HTTP {status}): {message}")]
     Refused {
@@ -60,7 +72,9 @@ impl Classify for RegistryError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Unavailable { .. } => ErrorClass::Transient,
-            Self::Incompatible { .. } | Self::Refused { .. } => ErrorClass::Definite,
+            Self::Incompatible { .. } | Self::Refused { .. } | Self::Untrusted { .. } => {
+                ErrorClass::Definite
+            }
         }
     }
 }
