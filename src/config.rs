@@ -438,8 +438,9 @@ mod tests {
     #[test]
     fn toml_keys_and_env_overrides() {
         let c = from(
-            "sink = \"kafka\"\n[kafka]\n\"bootstrap.servers\" = \"b:9092\"\n[rest]\nlisten = \"0.0.0.0:1\"\n[schema.registry]\nurl = \"http://r:8081\"\n",
+            "sink = \"kafka\"\n[kafka]\n\"bootstrap.servers\" = \"b:9092\"\n[rest]\nlisten = \"0.0.0.0:1\"\n[schema.registry]\nurl = \"http://r:8081\"\n[schema.registry.ssl]\n\"ca.location\" = \"/ca.pem\"\n",
             &[
+                ("OUTFLOW_SCHEMA_REGISTRY_SSL_KEY_LOCATION", "/k.pem"),
                 ("OUTFLOW_REST_LISTEN", "127.0.0.1:9000"),
                 ("OUTFLOW_KAFKA_LINGER_MS", "5"),
                 ("OUTFLOW_DATA_DIR", "/var/lib/outflow"),
@@ -456,6 +457,19 @@ mod tests {
         assert_eq!(c.kafka.get("linger.ms").map(String::as_str), Some("5"));
         assert_eq!(c.converter, ConverterKind::Avro);
         assert_eq!(c.lake_path, "/var/lib/outflow/lake");
+        assert_eq!(
+            c.schema_registry_tls,
+            BTreeMap::from([
+                (
+                    "schema.registry.ssl.ca.location".to_owned(),
+                    "/ca.pem".to_owned()
+                ),
+                (
+                    "schema.registry.ssl.key.location".to_owned(),
+                    "/k.pem".to_owned()
+                ),
+            ])
+        );
     }
 
     #[test]

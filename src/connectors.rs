@@ -563,10 +563,10 @@ async fn run_connector(
             .pipeline
             .offset_commits
             .load(std::sync::atomic::Ordering::Relaxed);
-        let result: Result<(), PipelineError> = async {
+        let attempt = crate::panics::CatchPanic::new(async {
             let encoder = match (&validated.converter, &validated.registry) {
-                (ConverterKind::Avro, Some(registry)) => {
-                    RecordEncoder::Avro(outflow_core::encoding::registry::AvroSerializer::new(
+                (ConverterKind::Avro, Some(registry)) => RecordEncoder::Avro(Box::new(
+                    outflow_core::encoding::registry::AvroSerializer::new(
                         HttpSchemaRegistry::new(registry.clone()).map_err(|e| {
                             outflow_core::SinkError::definite_with(
                                 "creating the schema registry client",
@@ -576,8 +576,8 @@ async fn run_connector(
                         })?,
                         Default::default(),
                         Default::default(),
-                    ))
-                }
+                    ),
+                )),
                 _ => RecordEncoder::Json {
                     schemas_enable: validated.schemas_enable,
                 },
@@ -620,8 +620,15 @@ async fn run_connector(
             .run(stop.clone())
             .await
             .map(|_| ())
-        }
-        .await;
+        });
+        let result: Result<(), PipelineError> = match attempt.await {
+            Ok(result) => result,
+            Err(panicked) => {
+                // The hook has logged where; the status says what to do.
+                set(&status, "FAILED", Some(panicked.to_string()));
+                return;
+            }
+        };
         match result {
             Ok(()) => {
                 tracing::info!(connector = %name, "connector task ended");
@@ -642,7 +649,7 @@ async fn run_connector(
                 if progressed || started.elapsed() > Duration::from_secs(300) {
                     backoff = Duration::from_secs(1);
                 }
-                tracing::warn!(connector = %name, error = %e, retry_in = ?backoff, "connector failed; restarting from its durable position");
+                tracing::warn!(connector = %name, error = %chain(&e).replace("\nCaused by: ", ": "), retry_in = ?backoff, "connector failed; restarting from its durable position");
                 set(&status, "RESTARTING", Some(chain(&e)));
                 metrics
                     .restarts
@@ -657,7 +664,7 @@ async fn run_connector(
                 if stop.is_cancelled() {
                     return;
                 }
-                tracing::error!(connector = %name, error = %e, "connector failed");
+                tracing::error!(connector = %name, error = %chain(&e).replace("\nCaused by: ", ": "), "connector failed");
                 set(&status, "FAILED", Some(chain(&e)));
                 return;
             }
@@ -712,6 +719,13 @@ impl ConnectorRuntime {
             }
             TargetState::Running => {}
         }
+        crate::panics::register_secrets(
+            managed
+                .config
+                .iter()
+                .filter(|(key, _)| is_secret(key))
+                .map(|(_, value)| value),
+        );
         match validate(&self.worker, name, &managed.config) {
             Ok(validated) => {
                 managed.stop = CancellationToken::new();

@@ -7,5 +7,6 @@ pub mod config;
 pub mod connectors;
 pub mod fuzzing;
 pub mod metrics;
+pub mod panics;
 pub mod rest;
 pub mod state;

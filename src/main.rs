@@ -128,6 +128,7 @@ fn main() -> ExitCode {
         } => offline(|| create_from_file(&file, config.as_deref())),
         Command::Serve { config } => {
             init_tracing();
+            outflow::panics::install_hook();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -287,9 +288,28 @@ fn init_tracing() {
     };
 }
 
+/// The worker's secret values: REST credentials and secret `kafka.*` settings.
+fn worker_secrets(config: &WorkerConfig) -> Vec<String> {
+    let mut secrets: Vec<String> = config
+        .kafka
+        .iter()
+        .filter(|(key, _)| connectors::is_secret(key))
+        .map(|(_, value)| value.clone())
+        .collect();
+    match &config.rest_auth {
+        outflow::config::RestAuth::None => {}
+        outflow::config::RestAuth::Basic { password, .. } => {
+            secrets.push(password.expose().to_owned());
+        }
+        outflow::config::RestAuth::Bearer { token } => secrets.push(token.expose().to_owned()),
+    }
+    secrets
+}
+
 async fn serve(config_path: Option<PathBuf>) -> Result<(), ServeError> {
     let config: WorkerConfig =
         RawWorkerConfig::load(config_path.as_deref(), std::env::vars())?.validate()?;
+    outflow::panics::register_secrets(worker_secrets(&config));
     tracing::info!(
         sink = ?config.sink,
         lake_path = %config.lake_path,

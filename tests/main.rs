@@ -11,6 +11,7 @@ mod chaos;
 mod cli;
 mod connectors;
 mod fuzz_corpus;
+mod kafka_tls;
 mod lifecycle;
 mod mariadb;
 mod rest_tls;

@@ -163,7 +163,7 @@ pub async fn build(
                 )?,
                 formatter()?,
                 TransformChain::default(),
-                RecordEncoder::Avro(serializer),
+                RecordEncoder::Avro(Box::new(serializer)),
             )
             .await?;
             AnySink::Kafka(Box::new(sink))

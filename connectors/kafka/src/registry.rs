@@ -399,6 +399,43 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_pem_only_and_certificate_with_key() {
+        let c = RegistryClientConfig::from_properties(
+            "value.converter.",
+            &props(&[
+                ("value.converter.schema.registry.url", "https://r:8081"),
+                ("value.converter.schema.registry.ssl.ca.location", "/ca.pem"),
+                (
+                    "value.converter.schema.registry.ssl.certificate.location",
+                    "/c.pem",
+                ),
+                ("value.converter.schema.registry.ssl.key.location", "/k.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.ca_location, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            c.client_identity,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        let url = ("schema.registry.url", "https://r:8081");
+        let err = RegistryClientConfig::from_properties(
+            "",
+            &props(&[url, ("schema.registry.ssl.certificate.location", "/c.pem")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.property, "schema.registry.ssl.key.location");
+        for store in ["truststore", "keystore"] {
+            let key = format!("schema.registry.ssl.{store}.location");
+            let err =
+                RegistryClientConfig::from_properties("", &props(&[url, (key.as_str(), "/s.jks")]))
+                    .unwrap_err();
+            assert_eq!(err.property, key);
+            assert!(err.to_string().contains("PEM"), "{err}");
+        }
+    }
+
+    #[test]
     fn subjects_are_path_encoded() {
         assert_eq!(encode_path("a.b/c-value"), "a.b%2Fc-value");
     }

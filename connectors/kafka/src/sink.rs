@@ -19,8 +19,10 @@
 //!    bound). Only then does the pipeline store the resume position and the source
 //!    acknowledge the database.
 //! 4. A fenced producer (another instance took over), an authorization failure or a
-//!    record too large is a definite error naming the topic and the reason; anything else
-//!    is transient and the connector restarts from the stored position.
+//!    record too large is a definite error naming the topic and the reason; so is a
+//!    start that timed out because every broker connection failed its TLS handshake or
+//!    SASL authentication ([`BrokerConnectionContext`]); anything else is transient and
+//!    the connector restarts from the stored position.
 //!
 //! Topics are created on first use with `topic.creation.default.*`. Keyed records are
 //! partitioned as the Java client does ([`crate::partitioner`]). Backpressure: librdkafka's
@@ -38,7 +40,7 @@ use outflow_core::transforms::TransformChain;
 use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, SourcePosition};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -190,7 +192,7 @@ impl KafkaSinkConfig {
 #[derive(Debug)]
 pub enum RecordEncoder {
     /// Confluent-framed Avro through the schema registry.
-    Avro(AvroSerializer<HttpSchemaRegistry>),
+    Avro(Box<AvroSerializer<HttpSchemaRegistry>>),
     /// Kafka's JsonConverter, with or without the schema.
     Json {
         /// `value.converter.schemas.enable` / `key.converter.schemas.enable`.
@@ -288,6 +290,69 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| kafka_error(context.to_owned(), e))
 }
 
+/// The producer's client context. librdkafka retries broker connections forever, so a
+/// broker certificate the client does not trust, a client certificate the broker refuses
+/// or wrong SASL credentials surface only as a start that times out. This context keeps
+/// the last such failure librdkafka reported, so that [`KafkaSink::start`] can report it
+/// as a definite error naming the settings to fix instead of a timeout to retry. It logs
+/// every client error once, at warn (librdkafka logs them at error itself).
+#[derive(Debug, Default, Clone)]
+pub struct BrokerConnectionContext {
+    setup_failure: Arc<std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>>,
+}
+
+impl BrokerConnectionContext {
+    /// The last TLS or authentication failure reported, if any.
+    fn setup_failure(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.setup_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ClientContext for BrokerConnectionContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The broker refusing the handshake (a client certificate it does not trust, or
+        // none) arrives as a transport failure carrying the TLS alert.
+        let refused_handshake = |reason: &str| reason.contains("SSL") && reason.contains("alert");
+        let code = match error.rdkafka_error_code() {
+            Some(code @ (RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)) => Some(code),
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if refused_handshake(reason) => {
+                Some(RDKafkaErrorCode::SSL)
+            }
+            _ => None,
+        };
+        if let Some(code) = code {
+            *self
+                .setup_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((code, reason.to_owned()));
+        }
+        tracing::warn!(error = %error, reason, "Kafka client error");
+    }
+}
+
+/// The settings to check when the broker connection failed its TLS handshake or SASL
+/// authentication.
+fn setup_failure_hint(code: RDKafkaErrorCode) -> &'static str {
+    if code == RDKafkaErrorCode::SSL {
+        "the TLS handshake with the broker failed: set kafka.ssl.ca.location to a PEM file of the CA that signed the broker's certificate, name the brokers in bootstrap.servers by the host names their certificates carry, and give kafka.ssl.certificate.location and kafka.ssl.key.location if the broker demands a client certificate"
+    } else {
+        "the broker refused the connector's credentials: check kafka.security.protocol, kafka.sasl.mechanism, kafka.sasl.username and kafka.sasl.password"
+    }
+}
+
+/// The error of a connection-set-up failure `context` gave up on.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+struct BrokerSetupError {
+    reason: String,
+    #[source]
+    source: KafkaError,
+}
+
 struct OpenTransaction {
     deliveries: Vec<(Arc<str>, DeliveryFuture)>,
     notifiers: Vec<DurableNotifier>,
@@ -297,7 +362,7 @@ struct OpenTransaction {
 /// The Kafka sink of one connector.
 pub struct KafkaSink {
     config: KafkaSinkConfig,
-    producer: Arc<FutureProducer>,
+    producer: Arc<FutureProducer<BrokerConnectionContext>>,
     formatter: EnvelopeFormatter,
     transforms: TransformChain,
     encoder: RecordEncoder,
@@ -338,20 +403,33 @@ impl KafkaSink {
         if !config.client.contains_key("queue.buffering.max.kbytes") {
             client.set("queue.buffering.max.kbytes", "65536");
         }
-        let producer: FutureProducer = client.create().map_err(|e| {
-            SinkError::definite_with(
-                "creating the Kafka producer",
-                "check the producer.* settings",
-                e,
-            )
-        })?;
+        let connection = BrokerConnectionContext::default();
+        let producer: FutureProducer<BrokerConnectionContext> = client
+            .create_with_context(connection.clone())
+            .map_err(|e| {
+                SinkError::definite_with(
+                    "creating the Kafka producer",
+                    "check the kafka.* and producer.* settings",
+                    e,
+                )
+            })?;
         let producer = Arc::new(producer);
         let fencing = Arc::clone(&producer);
-        blocking(
-            "initialising transactions (fencing earlier instances)",
-            move || fencing.init_transactions(CLIENT_TIMEOUT),
-        )
-        .await?;
+        let context = "initialising transactions (fencing earlier instances)";
+        let initialised =
+            tokio::task::spawn_blocking(move || fencing.init_transactions(CLIENT_TIMEOUT))
+                .await
+                .map_err(|e| SinkError::transient(format!("{context}: the task failed"), e))?;
+        if let Err(e) = initialised {
+            return Err(match connection.setup_failure() {
+                Some((code, reason)) => SinkError::definite_with(
+                    context,
+                    setup_failure_hint(code),
+                    BrokerSetupError { reason, source: e },
+                ),
+                None => kafka_error(context.to_owned(), e),
+            });
+        }
         tracing::info!(transactional_id = %config.transactional_id, "Kafka producer ready; earlier instances fenced");
         Ok(Self {
             config,

@@ -761,7 +761,7 @@ async fn postgres_to_kafka_avro_through_the_registry() {
         sink_config(&connector, &[]),
         formatter(&prefix),
         TransformChain::default(),
-        RecordEncoder::Avro(serializer),
+        RecordEncoder::Avro(Box::new(serializer)),
     )
     .await
     .unwrap();
