@@ -3,6 +3,7 @@
 //! metrics, the REST API and the embedded state store. It wires the connector crates
 //! together and holds no CDC logic.
 
+pub mod allocator;
 pub mod config;
 pub mod connectors;
 pub mod fuzzing;

@@ -14,6 +14,7 @@ use outflow::config::{ConfigError, RawWorkerConfig, WorkerConfig};
 
 /// mimalloc: the hot path allocates many small, short-lived values (rows, records); it is
 /// markedly faster there than the system allocator (see `core/benches/encode.rs`).
+/// Tuned for footprint by [`outflow::allocator::tune`].
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -112,6 +113,7 @@ impl ServeError {
 }
 
 fn main() -> ExitCode {
+    outflow::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {

@@ -29,9 +29,58 @@ use std::io::Write as _;
 use measure::{BoxError, Run, RunKind};
 use sinks::SinkKind;
 
-/// The daemon's allocator.
+/// The daemon's allocator; the `system-allocator` feature leaves the system's, so that
+/// heap profilers (valgrind's massif) see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// With `system-allocator`, the system's allocator counting live bytes, so a drain can
+/// report its peak live heap beside its peak RSS (what the allocator keeps vs. what the
+/// program holds).
+#[cfg(feature = "system-allocator")]
+#[allow(unsafe_code)] // GlobalAlloc is an unsafe trait; this only forwards to System.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub struct Counting;
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    /// Peak live heap bytes so far.
+    pub fn peak() -> usize {
+        PEAK.load(Ordering::Relaxed)
+    }
+
+    fn grew(by: usize) {
+        let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+        PEAK.fetch_max(live, Ordering::Relaxed);
+    }
+
+    // SAFETY: every call forwards to `System` with the caller's arguments unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            grew(layout.size());
+            // SAFETY: forwarded as received.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            // SAFETY: forwarded as received.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+            // SAFETY: forwarded as received.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+}
 
 const SCENARIOS: [&str; 6] = [
     "pg-stream",
@@ -248,6 +297,11 @@ fn child_main(spec: &str) -> ! {
         .and_then(|runtime| runtime.block_on(child::run_child(spec)));
     match result {
         Ok(line) => {
+            #[cfg(feature = "system-allocator")]
+            eprintln!(
+                "outflow-bench __drain: peak live heap {:.1} MB",
+                counting::peak() as f64 / 1e6
+            );
             println!("{line}");
             std::process::exit(0)
         }
@@ -259,6 +313,7 @@ fn child_main(spec: &str) -> ! {
 }
 
 fn main() {
+    outflow::allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("__drain") {
         child_main(args.get(1).map_or("", String::as_str));

@@ -396,10 +396,7 @@ pub async fn drain<Src: Source, S: Sink>(
         source,
         sink,
         plan.offsets.clone(),
-        PipelineConfig {
-            checkpoint_interval: plan.checkpoint,
-            ..PipelineConfig::default()
-        },
+        pipeline_config(plan.checkpoint),
     );
     let mut task = tokio::spawn(pipeline.run(shutdown.clone()));
     let mut load = plan.load.take().map(|start| start(progress.clone()));
@@ -463,4 +460,23 @@ pub async fn drain<Src: Source, S: Sink>(
         server_cpu_seconds: server_cpu,
         latency,
     })
+}
+
+/// The daemon's pipeline settings with the run's checkpoint interval;
+/// `BENCH_CHANNEL_CAPACITY`, `BENCH_CHANNEL_EVENTS` and `BENCH_MAX_IN_FLIGHT` override the defaults (tuning
+/// experiments).
+fn pipeline_config(checkpoint: Duration) -> PipelineConfig {
+    let defaults = PipelineConfig::default();
+    let from_env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    PipelineConfig {
+        checkpoint_interval: checkpoint,
+        channel_capacity: from_env("BENCH_CHANNEL_CAPACITY", defaults.channel_capacity),
+        channel_events: from_env("BENCH_CHANNEL_EVENTS", defaults.channel_events),
+        max_in_flight: from_env("BENCH_MAX_IN_FLIGHT", defaults.max_in_flight),
+    }
 }

@@ -7,9 +7,13 @@
 //!       └──────── DurableWatch ◀── OffsetStore::commit ◀┘
 //! ```
 //!
-//! - **Backpressure**: the channel holds at most `channel_capacity` batches and the
-//!   runner keeps at most `max_in_flight` accepted-but-not-durable batches; when either is
-//!   full the source's `send` waits, so memory stays bounded whatever the sink's speed.
+//! - **Backpressure**: the channel holds at most `channel_capacity` batches and
+//!   `channel_events` events, and the runner keeps at most `max_in_flight`
+//!   accepted-but-not-durable batches; when any is full the source's `send` waits, so
+//!   memory stays bounded whatever the sink's speed. Decoded events are the bulky form
+//!   of the data (a sink's encoded bytes are several times smaller), so the event bound
+//!   is what keeps a fast source in front of a slower sink from holding tens of
+//!   megabytes of them.
 //! - **Exactly-once guard**: events at or before the stored resume position are dropped
 //!   (sources may resend them after a restart); a position that does not increase
 //!   otherwise is a definite [`PipelineError::OutOfOrder`].
@@ -49,6 +53,9 @@ use crate::source::{DurableWatch, EventSender, Source, SourceContext};
 pub struct PipelineConfig {
     /// Batches that may wait between source and sink.
     pub channel_capacity: usize,
+    /// Events that may wait between source and sink, over all waiting batches (a batch
+    /// larger than this waits alone).
+    pub channel_events: usize,
     /// Batches accepted by the sink and not yet durable.
     pub max_in_flight: usize,
     /// How often accepted batches are flushed to durability (Kafka Connect's
@@ -59,7 +66,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            channel_capacity: 16,
+            channel_capacity: 64,
+            channel_events: 4096,
             max_in_flight: 64,
             checkpoint_interval: Duration::from_millis(1000),
         }
@@ -271,7 +279,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
         let source_stop = shutdown.child_token();
         let ctx = SourceContext {
             resume_after: resume.clone(),
-            events: EventSender::new(tx),
+            events: EventSender::new(tx, config.channel_events),
             durable: DurableWatch::new(durable_rx),
             shutdown: source_stop.clone(),
         };
@@ -338,7 +346,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                 batch = async {
                     match held.take() {
                         Some(batch) => Some(batch),
-                        None => rx.recv().await,
+                        None => rx.recv().await.map(crate::source::QueuedBatch::into_batch),
                     }
                 }, if !source_done && in_flight.len() < config.max_in_flight => {
                     let Some(mut batch) = batch else {
@@ -350,7 +358,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                     // batch that does not continue it in order waits for its own turn
                     // (and its own error), so what came before it still gets written.
                     while batch.len() < MERGE_EVENTS && held.is_none() {
-                        match rx.try_recv() {
+                        match rx.try_recv().map(crate::source::QueuedBatch::into_batch) {
                             Ok(next)
                                 if next.events.first().map(|e| &e.position)
                                     > batch.last_position() =>
@@ -645,6 +653,7 @@ mod tests {
         let sent = source.sent.clone();
         let config = PipelineConfig {
             channel_capacity: 2,
+            channel_events: 4096,
             max_in_flight: 3,
             checkpoint_interval: Duration::from_secs(3600),
         };
@@ -681,6 +690,54 @@ mod tests {
         assert_eq!(
             offsets.load("c1").await.unwrap(),
             durable.last().map(|e| e.position.clone())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_event_budget_bounds_what_waits_in_the_channel() {
+        // Room for 100 batches but only 25 events: with the sink stalled, at most two
+        // 10-event batches wait in the channel.
+        let sink = MemorySink::new(MemorySinkMode::OnFlush);
+        sink.hold(true);
+        let offsets = Arc::new(MemoryOffsetStore::new());
+        let batches = (0..100u64)
+            .map(|b| (b * 10 + 1..=b * 10 + 10).collect())
+            .collect();
+        let source = ScriptedSource::new(batches, true);
+        let sent = source.sent.clone();
+        let config = PipelineConfig {
+            channel_capacity: 100,
+            channel_events: 25,
+            max_in_flight: 3,
+            checkpoint_interval: Duration::from_secs(3600),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(
+            Pipeline::new("c1", source, sink.clone(), offsets.clone(), config)
+                .run(shutdown.clone()),
+        );
+        while sink.accepted().len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+        let accepted = sink.accepted().len() as u64;
+        let sent_events = sent.load(Ordering::SeqCst) * 10;
+        assert!(
+            sent_events < 1000,
+            "everything was sent: the budget did not hold"
+        );
+        assert!(
+            sent_events <= accepted + 20,
+            "sent {sent_events} events, accepted {accepted}"
+        );
+        sink.hold(false);
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            sink.durable().len() as u64,
+            sent.load(Ordering::SeqCst) * 10
         );
     }
 }

@@ -4,7 +4,8 @@
 //! - the durable position to resume after (`resume_after`): the source restarts its
 //!   stream at or before it and may resend events up to it — the pipeline drops every
 //!   event at or before it, so resending is safe, skipping is not;
-//! - an [`EventSender`], a bounded channel: `send` waits while the sink is behind, which
+//! - an [`EventSender`], a channel bounded in batches and in events: `send` waits while
+//!   the sink is behind, which
 //!   is how backpressure reaches the database connection (the source stops reading the
 //!   socket, the database buffers WAL/binlog on its side);
 //! - a [`DurableWatch`] that the pipeline advances once events are durable in the sink
@@ -13,8 +14,9 @@
 //! - a cancellation token: on cancel the source stops and returns `Ok(())`.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SourceError;
@@ -27,22 +29,66 @@ use crate::position::SourcePosition;
 pub struct PipelineClosed;
 
 /// Bounded channel end a source sends its batches into.
+///
+/// The channel is bounded twice: in batches (the channel's capacity) and in events (a
+/// budget of permits, one per event, that a batch holds while it waits in the channel
+/// and gives back when the pipeline takes it). Batches range from one event (a
+/// single-row transaction) to thousands (a snapshot chunk, a bulk statement), so a bound
+/// in batches alone either starves small transactions or lets tens of thousands of
+/// decoded events wait in memory.
 #[derive(Debug, Clone)]
 pub struct EventSender {
-    tx: mpsc::Sender<EventBatch>,
+    tx: mpsc::Sender<QueuedBatch>,
+    budget: Arc<Semaphore>,
+    budget_events: u32,
+}
+
+/// A batch waiting in the channel, holding its share of the event budget.
+#[derive(Debug)]
+pub(crate) struct QueuedBatch {
+    pub(crate) batch: EventBatch,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl QueuedBatch {
+    /// The batch; its events leave the budget.
+    pub(crate) fn into_batch(self) -> EventBatch {
+        self.batch
+    }
 }
 
 impl EventSender {
-    pub(crate) fn new(tx: mpsc::Sender<EventBatch>) -> Self {
-        Self { tx }
+    /// A sender into `tx` whose waiting batches hold at most `budget_events` events
+    /// together (a larger batch waits alone).
+    pub(crate) fn new(tx: mpsc::Sender<QueuedBatch>, budget_events: usize) -> Self {
+        let budget_events = u32::try_from(budget_events.max(1)).unwrap_or(u32::MAX >> 3);
+        Self {
+            tx,
+            budget: Arc::new(Semaphore::new(budget_events as usize)),
+            budget_events,
+        }
     }
 
-    /// Sends one batch, waiting while the channel is full (backpressure).
+    /// Sends one batch, waiting while the channel or the event budget is full
+    /// (backpressure).
     pub async fn send(&self, batch: EventBatch) -> Result<(), PipelineClosed> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.tx.send(batch).await.map_err(|_| PipelineClosed)
+        let wanted = u32::try_from(batch.len())
+            .unwrap_or(u32::MAX)
+            .min(self.budget_events);
+        let permit = Arc::clone(&self.budget)
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| PipelineClosed)?;
+        self.tx
+            .send(QueuedBatch {
+                batch,
+                _permit: permit,
+            })
+            .await
+            .map_err(|_| PipelineClosed)
     }
 }
 
