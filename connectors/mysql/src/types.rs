@@ -623,6 +623,14 @@ fn read_image(
         // The value is read from a view of the buffer that lives as long as the metadata
         // borrow (the deserializer wants one lifetime for both), then the buffer advances.
         let rest: &[u8] = buf.0;
+        // DATETIME2 stores the value + 2^39 in 5 big-endian bytes: a clear top bit is a
+        // negative date-time, which the server never writes and which overflows inside
+        // mysql_common's unpacking (found by the binlog_events fuzz target).
+        if *kind == mysql_async::consts::ColumnType::MYSQL_TYPE_DATETIME2
+            && rest.first().is_some_and(|b| b & 0x80 == 0)
+        {
+            return Err(RowDecodeError::NegativeDatetime);
+        }
         let mut view = mysql_common::io::ParseBuf(rest);
         let value = mysql_async::binlog::value::BinlogValue::deserialize(
             (*kind, metadata.as_slice(), *unsigned, false),
@@ -731,6 +739,10 @@ pub enum RowDecodeError {
     /// full value.
     #[error("a partial JSON update; set binlog_row_value_options='' on the server")]
     PartialJson,
+    /// A DATETIME2 value below the encoding's offset (a negative date-time, which no
+    /// server writes; mysql_common would overflow on it).
+    #[error("a DATETIME value with an invalid encoding (negative)")]
+    NegativeDatetime,
 }
 
 /// Turns one row image of a rows event into values with `codecs` (the shape of the
