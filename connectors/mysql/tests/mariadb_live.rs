@@ -217,11 +217,11 @@ async fn every_type_decodes_the_same_from_snapshot_and_binlog() {
     let columns = "id INT PRIMARY KEY, mi MEDIUMINT, mu MEDIUMINT UNSIGNED, su SMALLINT UNSIGNED, \
         bi BIGINT, bu BIGINT UNSIGNED, dbl DOUBLE, fl FLOAT, f2 FLOAT(7,2), bin BINARY(4), \
         vb VARBINARY(10), bl BLOB, txt TEXT, lat VARCHAR(10) CHARACTER SET latin1, y YEAR, \
-        b1 BIT(1), b12 BIT(12), g POINT, dt DATE, tm TIME(6), ip INET6, u UUID";
+        b1 BIT(1), b12 BIT(12), g POINT, dt DATE, tm TIME(6), ip INET6, u UUID, t2 TIME(2)";
     let values = "-8388608, 16777215, 65535, -9223372036854775808, 9223372036854775807, 1.5, 2.5, \
         3.25, 'ab', x'00ff', x'010203', 'long text', x'636166e9', 2024, b'1', b'101010101010', \
         ST_GeomFromText('POINT(1 2)'), '2024-02-29', '-838:59:59.000000', '::ffff:1.2.3.4', \
-        '123e4567-e89b-12d3-a456-426614174000'";
+        '123e4567-e89b-12d3-a456-426614174000', '-00:00:01.50'";
     conn.query_drop(format!(
         "CREATE TABLE t ({columns}); INSERT INTO t VALUES (1, {values})"
     ))
@@ -310,6 +310,8 @@ async fn every_type_decodes_the_same_from_snapshot_and_binlog() {
         at("tm"),
         &Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000)
     );
+    // A negative TIME(2) with a fraction: mysql_common 0.37 gets it wrong; ours does not.
+    assert_eq!(at("t2"), &Value::Time(-1_500_000));
     assert_eq!(at("ip"), &Value::String("::ffff:1.2.3.4".into()));
     assert_eq!(
         at("u"),
