@@ -663,7 +663,7 @@ fn read_image(
 }
 
 /// A TIME(1) or TIME(2) value as the binlog stores it (3 bytes of seconds-packed time
-/// + 2^23, then one byte of hundredths). mysql_common 0.37 unpacks a negative one with a
+/// plus 2^23, then one byte of hundredths). mysql_common 0.37 unpacks a negative one with a
 /// fraction in unsigned arithmetic (`-00:00:01.50` comes out as a large positive time in
 /// release builds and overflows in debug ones; found by the binlog_events fuzz target),
 /// so these are read here, as the server's `my_time_packed_from_binary` does: a negative
