@@ -631,6 +631,11 @@ fn read_image(
         {
             return Err(RowDecodeError::NegativeDatetime);
         }
+        if *kind == mysql_async::consts::ColumnType::MYSQL_TYPE_NEWDECIMAL
+            && !decimal_plausible(rest, metadata)
+        {
+            return Err(RowDecodeError::InvalidDecimal);
+        }
         if *kind == mysql_async::consts::ColumnType::MYSQL_TYPE_TIME2
             && matches!(metadata.first(), Some(1 | 2))
         {
@@ -660,6 +665,56 @@ fn read_image(
         });
     }
     Ok(values)
+}
+
+/// Whether `bytes` start with a well-formed binary DECIMAL of the precision and scale in
+/// `metadata` (MySQL's `decimal2bin` layout: the integer digits, then the fraction, in
+/// groups of nine decimal digits per 4 bytes, a leading and a trailing partial group,
+/// the sign in the top bit and negative values with every bit inverted). Every group
+/// must hold fewer digits than its size allows; mysql_common 0.37 multiplies an
+/// oversized trailing group without a check (found by the binlog_events fuzz target). A
+/// value too short is left to the decoder's own truncation error.
+fn decimal_plausible(bytes: &[u8], metadata: &[u8]) -> bool {
+    const DIG_TO_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    let (Some(&precision), Some(&scale)) = (metadata.first(), metadata.get(1)) else {
+        return false;
+    };
+    if precision == 0 || precision > 65 || scale > 30 || scale > precision {
+        return false;
+    }
+    let (intg, frac) = (usize::from(precision - scale), usize::from(scale));
+    let mut groups: Vec<(usize, u32)> = Vec::with_capacity(16);
+    if intg % 9 > 0 {
+        groups.push((DIG_TO_BYTES[intg % 9], intg as u32 % 9));
+    }
+    groups.extend(std::iter::repeat_n((4, 9), intg / 9 + frac / 9));
+    if frac % 9 > 0 {
+        groups.push((DIG_TO_BYTES[frac % 9], frac as u32 % 9));
+    }
+    let total: usize = groups.iter().map(|(size, _)| size).sum();
+    let Some(stored) = bytes.get(..total) else {
+        return true;
+    };
+    let negative = stored.first().is_some_and(|b| b & 0x80 == 0);
+    let mut at = 0;
+    for (size, digits) in groups {
+        let mut group: u64 = 0;
+        for (i, byte) in stored[at..at + size].iter().enumerate() {
+            let mut byte = *byte;
+            if at + i == 0 {
+                byte ^= 0x80;
+            }
+            if negative {
+                byte = !byte;
+            }
+            group = group << 8 | u64::from(byte);
+        }
+        if group >= 10u64.pow(digits) {
+            return false;
+        }
+        at += size;
+    }
+    true
 }
 
 /// A TIME(1) or TIME(2) value as the binlog stores it (3 bytes of seconds-packed time
@@ -772,6 +827,10 @@ pub enum RowDecodeError {
     /// server writes; mysql_common would overflow on it).
     #[error("a DATETIME value with an invalid encoding (negative)")]
     NegativeDatetime,
+    /// A DECIMAL value whose digit groups are out of range for its precision and scale
+    /// (no server writes one; mysql_common would overflow on it).
+    #[error("a DECIMAL value with an invalid encoding")]
+    InvalidDecimal,
 }
 
 /// Turns one row image of a rows event into values with `codecs` (the shape of the
@@ -806,6 +865,28 @@ pub fn binlog_row_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_digit_groups_are_checked() {
+        // DECIMAL(5,2): 3 integer digits (2 bytes), 2 fraction digits (1 byte).
+        // 123.45 → 0x80 0x7B 0x2D; -123.45 → the same with every bit inverted.
+        assert!(decimal_plausible(&[0x80, 0x7B, 0x2D], &[5, 2]));
+        assert!(decimal_plausible(&[0x7F, 0x84, 0xD2], &[5, 2]));
+        // A fraction group of 100 (> 99) or an integer group of 1000 (> 999).
+        assert!(!decimal_plausible(&[0x80, 0x7B, 0x64], &[5, 2]));
+        assert!(!decimal_plausible(&[0x83, 0xE8, 0x00], &[5, 2]));
+        // DECIMAL(10,0): one 1-byte group, one full group.
+        assert!(decimal_plausible(&[0x81, 0x3B, 0x9A, 0xC9, 0xFF], &[10, 0]));
+        assert!(!decimal_plausible(
+            &[0x81, 0x3B, 0x9A, 0xCA, 0x00],
+            &[10, 0]
+        ));
+        assert!(!decimal_plausible(&[0x80], &[2, 3]));
+        assert!(
+            decimal_plausible(&[0x80], &[5, 2]),
+            "short: left to the decoder"
+        );
+    }
 
     #[test]
     fn time2_with_hundredths_borrows_a_second_when_negative() {
