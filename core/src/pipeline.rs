@@ -643,17 +643,22 @@ mod tests {
         assert_eq!(seen, vec![pos(3)]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_sink_holds_the_source_back() {
-        // A sink that never becomes durable on its own, tiny buffers, many batches.
+    type Stalled = (
+        MemorySink,
+        Arc<MemoryOffsetStore>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<PipelineReport, PipelineError>>,
+    );
+
+    /// Runs `source` into a sink that holds everything (nothing becomes durable), with
+    /// 3 batches in flight and the given channel bounds, until the pipeline has settled.
+    async fn run_stalled(source: ScriptedSource, batches: usize, events: usize) -> Stalled {
         let sink = MemorySink::new(MemorySinkMode::OnFlush);
         sink.hold(true);
         let offsets = Arc::new(MemoryOffsetStore::new());
-        let source = ScriptedSource::new((1..=100).map(|n| vec![n]).collect(), true);
-        let sent = source.sent.clone();
         let config = PipelineConfig {
-            channel_capacity: 2,
-            channel_events: 4096,
+            channel_capacity: batches,
+            channel_events: events,
             max_in_flight: 3,
             checkpoint_interval: Duration::from_secs(3600),
         };
@@ -668,6 +673,15 @@ mod tests {
         for _ in 0..1000 {
             tokio::task::yield_now().await;
         }
+        (sink, offsets, shutdown, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_sink_holds_the_source_back() {
+        // A sink that never becomes durable on its own, tiny buffers, many batches.
+        let source = ScriptedSource::new((1..=100).map(|n| vec![n]).collect(), true);
+        let sent = source.sent.clone();
+        let (sink, offsets, shutdown, task) = run_stalled(source, 2, 4096).await;
         // 3 batches in flight (queued ones merge into them) + 2 queued + at most 1
         // being handed over; then nothing moves while nothing becomes durable.
         let accepted = sink.accepted().len();
@@ -697,31 +711,12 @@ mod tests {
     async fn the_event_budget_bounds_what_waits_in_the_channel() {
         // Room for 100 batches but only 25 events: with the sink stalled, at most two
         // 10-event batches wait in the channel.
-        let sink = MemorySink::new(MemorySinkMode::OnFlush);
-        sink.hold(true);
-        let offsets = Arc::new(MemoryOffsetStore::new());
         let batches = (0..100u64)
             .map(|b| (b * 10 + 1..=b * 10 + 10).collect())
             .collect();
         let source = ScriptedSource::new(batches, true);
         let sent = source.sent.clone();
-        let config = PipelineConfig {
-            channel_capacity: 100,
-            channel_events: 25,
-            max_in_flight: 3,
-            checkpoint_interval: Duration::from_secs(3600),
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(
-            Pipeline::new("c1", source, sink.clone(), offsets.clone(), config)
-                .run(shutdown.clone()),
-        );
-        while sink.accepted().len() < 3 {
-            tokio::task::yield_now().await;
-        }
-        for _ in 0..1000 {
-            tokio::task::yield_now().await;
-        }
+        let (sink, _offsets, shutdown, task) = run_stalled(source, 100, 25).await;
         let accepted = sink.accepted().len() as u64;
         let sent_events = sent.load(Ordering::SeqCst) * 10;
         assert!(
