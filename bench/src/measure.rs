@@ -463,8 +463,8 @@ pub async fn drain<Src: Source, S: Sink>(
 }
 
 /// The daemon's pipeline settings with the run's checkpoint interval;
-/// `BENCH_CHANNEL_CAPACITY`, `BENCH_CHANNEL_EVENTS` and `BENCH_MAX_IN_FLIGHT` override the defaults (tuning
-/// experiments).
+/// `BENCH_CHANNEL_CAPACITY`, `BENCH_CHANNEL_EVENTS` and `BENCH_MAX_IN_FLIGHT` override the
+/// defaults and `BENCH_CHECKPOINT_MS` the run's interval (tuning experiments).
 fn pipeline_config(checkpoint: Duration) -> PipelineConfig {
     let defaults = PipelineConfig::default();
     let from_env = |name: &str, default: usize| {
@@ -474,7 +474,10 @@ fn pipeline_config(checkpoint: Duration) -> PipelineConfig {
             .unwrap_or(default)
     };
     PipelineConfig {
-        checkpoint_interval: checkpoint,
+        checkpoint_interval: std::env::var("BENCH_CHECKPOINT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(checkpoint, Duration::from_millis),
         channel_capacity: from_env("BENCH_CHANNEL_CAPACITY", defaults.channel_capacity),
         channel_events: from_env("BENCH_CHANNEL_EVENTS", defaults.channel_events),
         max_in_flight: from_env("BENCH_MAX_IN_FLIGHT", defaults.max_in_flight),

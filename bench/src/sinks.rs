@@ -156,11 +156,18 @@ pub async fn build(
                 SubjectNameStrategy::TopicName,
                 SubjectNameStrategy::TopicName,
             );
+            // `BENCH_KAFKA_PROPS="k=v,k=v"`: extra sink properties (tuning experiments).
+            let mut sink_props = props(&[("bootstrap.servers", servers.as_str())]);
+            for pair in std::env::var("BENCH_KAFKA_PROPS")
+                .unwrap_or_default()
+                .split(',')
+            {
+                if let Some((key, value)) = pair.split_once('=') {
+                    sink_props.insert(key.trim().to_owned(), value.trim().to_owned());
+                }
+            }
             let sink = KafkaSink::start(
-                KafkaSinkConfig::from_properties(
-                    name,
-                    &props(&[("bootstrap.servers", servers.as_str())]),
-                )?,
+                KafkaSinkConfig::from_properties(name, &sink_props)?,
                 formatter()?,
                 TransformChain::default(),
                 RecordEncoder::Avro(Box::new(serializer)),

@@ -25,6 +25,9 @@ pub struct Decimal {
     pub scale: i32,
 }
 
+/// Digits that always fit a `u128` (10^38 < 2^128): parsed without a big-integer parse.
+const SMALL_DECIMAL_DIGITS: usize = 38;
+
 impl Decimal {
     /// Builds a decimal from its unscaled integer and scale.
     pub fn new(unscaled: impl Into<BigInt>, scale: i32) -> Self {
@@ -59,17 +62,25 @@ impl Decimal {
         {
             return None;
         }
-        let digits = format!("{int_part}{frac_part}");
-        let digits = if digits.is_empty() {
-            "0"
+        let scale = i32::try_from(frac_part.len()).ok()?;
+        let digit_count = int_part.len() + frac_part.len();
+        let mut unscaled = if digit_count <= SMALL_DECIMAL_DIGITS {
+            // The common case (every `numeric(p,s)` with p ≤ 38): no text concatenation,
+            // no big-integer parse.
+            let small = int_part
+                .bytes()
+                .chain(frac_part.bytes())
+                .fold(0u128, |n, b| n * 10 + u128::from(b - b'0'));
+            BigInt::from(small)
         } else {
-            digits.as_str()
+            let mut digits = String::with_capacity(digit_count);
+            digits.push_str(int_part);
+            digits.push_str(frac_part);
+            digits.parse().ok()?
         };
-        let mut unscaled: BigInt = digits.parse().ok()?;
         if negative {
             unscaled = -unscaled;
         }
-        let scale = i32::try_from(frac_part.len()).ok()?;
         Some(Self { unscaled, scale })
     }
 }
@@ -209,6 +220,29 @@ mod tests {
         fn decimal_display_round_trips(unscaled in any::<i64>(), scale in 0i32..30) {
             let d = Decimal::new(unscaled, scale);
             prop_assert_eq!(Decimal::parse(&d.to_string()), Some(d));
+        }
+
+        /// Both parse paths (≤ 38 digits in a `u128`, longer through the big integer)
+        /// agree with a big-integer parse of the digits, around the boundary too.
+        #[test]
+        fn decimal_parse_matches_big_integer_parse(
+            digits in "[0-9]{1,60}",
+            point in 0usize..61,
+            negative in any::<bool>(),
+        ) {
+            let point = point.min(digits.len());
+            let text = format!(
+                "{}{}.{}",
+                if negative { "-" } else { "" },
+                &digits[..point],
+                &digits[point..]
+            );
+            let mut expected: BigInt = digits.parse().map_err(|e| TestCaseError::fail(format!("{e}")))?;
+            if negative {
+                expected = -expected;
+            }
+            let scale = i32::try_from(digits.len() - point).unwrap_or(i32::MAX);
+            prop_assert_eq!(Decimal::parse(&text), Some(Decimal::new(expected, scale)));
         }
     }
 }

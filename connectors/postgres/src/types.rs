@@ -387,10 +387,14 @@ fn parse_date_days(text: &str) -> Option<i64> {
         "-infinity" => return Some(i64::from(i32::MIN)),
         _ => {}
     }
-    let (body, bc) = match text.strip_suffix(" BC") {
-        Some(b) => (b, true),
-        None => (text, false),
-    };
+    match text.strip_suffix(" BC") {
+        Some(body) => parse_date_parts(body, true),
+        None => parse_date_parts(text, false),
+    }
+}
+
+/// `YYYY-MM-DD` (a year of the era `bc` says) → days.
+fn parse_date_parts(body: &str, bc: bool) -> Option<i64> {
     let mut parts = body.splitn(3, '-');
     let mut year: i64 = parts.next()?.parse().ok()?;
     let month: u32 = parts.next()?.parse().ok()?;
@@ -466,6 +470,12 @@ const TIMESTAMP_NEG_INFINITY: i64 = -9_223_372_036_832_400_000;
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]][ BC]` → µs since the epoch (UTC).
 fn parse_timestamp(text: &str, with_zone: bool) -> Option<i64> {
+    parse_timestamp_fixed(text.as_bytes(), with_zone)
+        .or_else(|| parse_timestamp_general(text, with_zone))
+}
+
+/// [`parse_timestamp`] for every form the server may print, by splitting the text.
+fn parse_timestamp_general(text: &str, with_zone: bool) -> Option<i64> {
     match text {
         "infinity" => return Some(TIMESTAMP_POS_INFINITY),
         "-infinity" => return Some(TIMESTAMP_NEG_INFINITY),
@@ -482,16 +492,82 @@ fn parse_timestamp(text: &str, with_zone: bool) -> Option<i64> {
     } else {
         (time, 0)
     };
-    let date = if bc {
-        format!("{date} BC")
-    } else {
-        date.to_owned()
-    };
-    let days = parse_date_days(&date)?;
+    let days = parse_date_parts(date, bc)?;
     let micros = parse_time(time)?;
     days.checked_mul(86_400_000_000)?
         .checked_add(micros)?
         .checked_sub(i64::from(offset) * 1_000_000)
+}
+
+/// Two ASCII digits at `at` as a number.
+fn two_digits(b: &[u8], at: usize) -> Option<u32> {
+    match (b.get(at)?, b.get(at + 1)?) {
+        (h @ b'0'..=b'9', l @ b'0'..=b'9') => Some(u32::from(h - b'0') * 10 + u32::from(l - b'0')),
+        _ => None,
+    }
+}
+
+/// The form the server prints for nearly every value, read by position without
+/// splitting: `YYYY-MM-DD HH:MM:SS[.f{1,6}]` and, `with_zone`, `±HH[:MM[:SS]]`; a
+/// four-digit year of the common era. `None` for anything else (BC, five-digit years,
+/// infinities, malformed text): [`parse_timestamp`]'s general path decides those. For
+/// every text it accepts it returns what the general path returns (a property test
+/// checks this).
+fn parse_timestamp_fixed(b: &[u8], with_zone: bool) -> Option<i64> {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let year = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
+    let (month, day) = (two_digits(b, 5)?, two_digits(b, 8)?);
+    let (hour, minute, second) = (two_digits(b, 11)?, two_digits(b, 14)?, two_digits(b, 17)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    if hour > 24 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut fraction = 0i64;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        while let Some(digit @ b'0'..=b'9') = b.get(at) {
+            fraction = fraction * 10 + i64::from(digit - b'0');
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 || digits > 6 {
+            return None;
+        }
+        fraction *= 10i64.pow(6 - digits as u32);
+    }
+    let mut offset_seconds = 0i64;
+    if with_zone {
+        let sign = match b.get(at)? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        offset_seconds = i64::from(two_digits(b, at + 1)?) * 3600;
+        at += 3;
+        for unit in [60, 1] {
+            if b.get(at) != Some(&b':') {
+                break;
+            }
+            offset_seconds += i64::from(two_digits(b, at + 1)?) * unit;
+            at += 3;
+        }
+        offset_seconds *= sign;
+    }
+    if at != b.len() {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let of_day = (i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second);
+    Some((days * 86_400 + of_day - offset_seconds) * 1_000_000 + fraction)
 }
 
 /// ISO-8601 interval (`IntervalStyle=iso_8601`): `P1Y2M3DT4H5M6.5S`, parts may be negative.

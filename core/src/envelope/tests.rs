@@ -919,3 +919,129 @@ fn required_columns_missing_from_a_key_only_before_image_get_debeziums_fallback(
         assert_eq!(fallback_datum(&schema), expected, "{schema:?}");
     }
 }
+
+/// A table with every kind of value [`EnvelopeFormatter::format_owned`] moves (text,
+/// JSON, enum labels, bytes, bits, sets) beside some it does not.
+fn owning_table() -> Arc<TableSchema> {
+    let text = DataType::String { length: None };
+    Arc::new(
+        TableSchema::new(
+            TableId::new("public", "docs"),
+            SchemaVersion::FIRST,
+            vec![
+                ColumnSchema::new("code", text.clone(), false),
+                ColumnSchema::new("title", text.clone(), true),
+                ColumnSchema::new("secret", text, true),
+                ColumnSchema::new("body", DataType::Json, true),
+                ColumnSchema::new(
+                    "mood",
+                    DataType::Enum {
+                        labels: vec!["sad".into(), "ok".into()],
+                    },
+                    true,
+                ),
+                ColumnSchema::new("blob", DataType::Bytes { length: None }, true),
+                ColumnSchema::new("flags", DataType::Bits { length: 12 }, true),
+                ColumnSchema::new(
+                    "tags",
+                    DataType::Set {
+                        labels: vec!["a".into(), "b".into()],
+                    },
+                    true,
+                ),
+                ColumnSchema::new(
+                    "amount",
+                    DataType::Decimal {
+                        precision: Some(12),
+                        scale: Some(2),
+                    },
+                    true,
+                ),
+                ColumnSchema::new("n", DataType::Int64, false),
+            ],
+            &["code"],
+        )
+        .unwrap(),
+    )
+}
+
+fn owning_row(i: i64) -> Row {
+    vec![
+        Value::String(format!("c{i}")),
+        Value::String(format!("title {i}")),
+        Value::String("hunter2".into()),
+        Value::Json(format!(r#"{{"k":{i}}}"#)),
+        Value::Enum("ok".into()),
+        Value::Bytes(vec![0, 1, 2, (i % 256) as u8]),
+        Value::Bytes(vec![0x0f, 0xff]),
+        Value::String("a,b".into()),
+        Value::Decimal(crate::value::Decimal::new(i * 1001, 3)),
+        Value::Int64(i),
+    ]
+}
+
+#[test]
+fn format_owned_gives_the_records_format_gives() {
+    let table = owning_table();
+    let mut key_only = owning_row(2);
+    for value in key_only.iter_mut().skip(1) {
+        *value = Value::Null;
+    }
+    let mut toasted = owning_row(3);
+    toasted[1] = Value::Unavailable;
+    toasted[3] = Value::Unavailable;
+    let events = [
+        EventKind::Insert {
+            table: Arc::clone(&table),
+            after: owning_row(1),
+        },
+        EventKind::Update {
+            table: Arc::clone(&table),
+            before: Some(key_only),
+            after: toasted,
+        },
+        EventKind::Update {
+            table: Arc::clone(&table),
+            before: Some(owning_row(4)),
+            after: owning_row(5),
+        },
+        EventKind::Read {
+            table: Arc::clone(&table),
+            after: owning_row(6),
+            mark: SnapshotMark::Last,
+        },
+        EventKind::Delete {
+            table: Arc::clone(&table),
+            before: owning_row(7),
+        },
+    ];
+    let rules: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("binary.handling.mode", "base64")],
+        &[
+            ("binary.handling.mode", "hex"),
+            ("decimal.handling.mode", "string"),
+        ],
+        &[
+            ("column.mask.with.4.chars", "public.docs.secret"),
+            ("column.truncate.to.2.chars", "public.docs.title"),
+            ("column.exclude.list", "public.docs.blob"),
+            ("message.key.columns", "public.docs:title"),
+        ],
+        &[
+            ("skipped.operations", "c,u"),
+            ("tombstones.on.delete", "false"),
+        ],
+    ];
+    for extra in rules {
+        let mut by_reference = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, extra));
+        let mut owned = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, extra));
+        for (seq, kind) in events.iter().enumerate() {
+            let e = event(pg(2000, seq as u64), kind.clone());
+            let (mut expected, mut got) = (Vec::new(), Vec::new());
+            by_reference.format(&e, 7, &mut expected).unwrap();
+            owned.format_owned(e, 7, &mut got).unwrap();
+            assert_eq!(got, expected, "{extra:?}, event {seq}");
+        }
+    }
+}

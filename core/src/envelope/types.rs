@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use num_bigint::BigInt;
+use num_traits::ToPrimitive as _;
 
 use crate::connect::{ConnectSchema, Datum, SchemaKind, logical};
 use crate::schema::DataType;
@@ -286,6 +287,41 @@ pub fn column_datum(
     Ok(datum)
 }
 
+/// Whether [`owned_column_datum`] takes `value` without copying: a value that owns
+/// memory and is not null (nulls and TOAST placeholders take [`column_datum`]'s rules).
+pub fn moves_into_datum(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::String(_) | Value::Json(_) | Value::Enum(_) | Value::Bytes(_)
+    )
+}
+
+/// [`column_datum`] for a value the caller gives away: text, JSON, enum labels and
+/// bytes move into the datum. The same datum as [`column_datum`] for every value.
+pub fn owned_column_datum(
+    value: Value,
+    data_type: &DataType,
+    modes: TypeModes,
+) -> Result<Datum, TypeMismatch> {
+    Ok(match (value, data_type) {
+        (
+            Value::String(s),
+            DataType::String { .. }
+            | DataType::Set { .. }
+            | DataType::Xml
+            | DataType::Ltree
+            | DataType::Enum { .. },
+        )
+        | (Value::Json(s), DataType::Json)
+        | (Value::Enum(s), DataType::Enum { .. }) => Datum::String(s),
+        (Value::Bytes(b), DataType::Bytes { .. }) if modes.binary == BinaryHandlingMode::Bytes => {
+            Datum::Bytes(b)
+        }
+        (Value::Bytes(b), DataType::Bits { .. }) => Datum::Bytes(b),
+        (value, data_type) => column_datum(&value, data_type, modes, "")?,
+    })
+}
+
 fn to_i32(v: i64, value: &Value, data_type: &DataType) -> Result<i32, TypeMismatch> {
     i32::try_from(v).map_err(|_| mismatch(value, data_type))
 }
@@ -305,16 +341,64 @@ fn decimal_datum(d: &Decimal, declared_scale: Option<u32>, mode: DecimalHandling
         DecimalHandlingMode::Precise => match declared_scale {
             Some(scale) => {
                 let scale = i32::try_from(scale).unwrap_or(i32::MAX);
-                Datum::Bytes(rescale(&d.unscaled, d.scale, scale).to_signed_bytes_be())
+                Datum::Bytes(
+                    rescale_small(&d.unscaled, d.scale, scale)
+                        .map(signed_bytes_be)
+                        .unwrap_or_else(|| {
+                            rescale(&d.unscaled, d.scale, scale).to_signed_bytes_be()
+                        }),
+                )
             }
             None => Datum::Struct(vec![
                 Datum::Int32(d.scale),
-                Datum::Bytes(d.unscaled.to_signed_bytes_be()),
+                Datum::Bytes(
+                    d.unscaled
+                        .to_i128()
+                        .map_or_else(|| d.unscaled.to_signed_bytes_be(), signed_bytes_be),
+                ),
             ]),
         },
         DecimalHandlingMode::Double => Datum::Float64(d.to_string().parse().unwrap_or(f64::NAN)),
         DecimalHandlingMode::String => Datum::String(d.to_string()),
     }
+}
+
+/// [`rescale`] in `i128` arithmetic, the case of nearly every value: `None` when the
+/// value or the result does not fit (the big-integer path takes those).
+fn rescale_small(unscaled: &BigInt, from: i32, to: i32) -> Option<i128> {
+    use std::cmp::Ordering;
+    let value = unscaled.to_i128()?;
+    match to.cmp(&from) {
+        Ordering::Equal => Some(value),
+        Ordering::Greater => value.checked_mul(10i128.checked_pow(to.abs_diff(from))?),
+        Ordering::Less => {
+            let divisor = 10i128.checked_pow(from.abs_diff(to))?;
+            let (quotient, remainder) = (value / divisor, value % divisor);
+            if remainder.unsigned_abs().checked_mul(2)? < divisor.unsigned_abs() {
+                Some(quotient)
+            } else if value < 0 {
+                Some(quotient - 1)
+            } else {
+                Some(quotient + 1)
+            }
+        }
+    }
+}
+
+/// The shortest big-endian two's-complement bytes of `value`: what
+/// `BigInt::to_signed_bytes_be` (and Java's `BigInteger.toByteArray`) give.
+fn signed_bytes_be(value: i128) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let sign_fill = if value < 0 { 0xff } else { 0x00 };
+    let mut start = 0;
+    // A leading fill byte is redundant when the next byte carries the same sign bit.
+    while start + 1 < bytes.len()
+        && bytes[start] == sign_fill
+        && (bytes[start + 1] & 0x80) == (sign_fill & 0x80)
+    {
+        start += 1;
+    }
+    bytes[start..].to_vec()
 }
 
 /// `unscaled * 10^-from` expressed with scale `to` (rounding half away from zero when
@@ -667,5 +751,49 @@ mod tests {
             binary_datum(&[0xfb, 0xff], BinaryHandlingMode::Base64UrlSafe),
             Datum::String("-_8=".into())
         );
+    }
+
+    proptest::proptest! {
+        /// The `i128` path gives the bytes the big-integer path gives, whatever the
+        /// value, its scale and the declared scale (rounding included).
+        #[test]
+        fn small_decimal_bytes_match_the_big_integer_path(
+            unscaled in proptest::prelude::any::<i128>(),
+            small in -1_000_000i64..1_000_000,
+            use_small in proptest::prelude::any::<bool>(),
+            from in 0i32..40,
+            to in 0i32..40,
+        ) {
+            let unscaled = if use_small { i128::from(small) } else { unscaled };
+            let big = BigInt::from(unscaled);
+            let expected = rescale(&big, from, to).to_signed_bytes_be();
+            if let Some(fast) = rescale_small(&big, from, to) {
+                proptest::prop_assert_eq!(signed_bytes_be(fast), expected);
+            }
+            proptest::prop_assert_eq!(signed_bytes_be(unscaled), big.to_signed_bytes_be());
+        }
+    }
+
+    #[test]
+    fn signed_bytes_edges() {
+        for v in [
+            0i128,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            255,
+            256,
+            i128::MAX,
+            i128::MIN,
+        ] {
+            assert_eq!(
+                signed_bytes_be(v),
+                BigInt::from(v).to_signed_bytes_be(),
+                "{v}"
+            );
+        }
     }
 }

@@ -233,3 +233,60 @@ fn civil(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
+
+proptest! {
+    /// The fixed-layout reading of a timestamp agrees with the general one on the
+    /// server's own forms (any instant of years 1–9999, 0–6 fractional digits, offsets
+    /// with minutes and seconds).
+    #[test]
+    fn fixed_layout_timestamps_match_the_general_parser(
+        days in 0i64..3_652_059,
+        of_day in 0i64..86_400_000_000,
+        digits in 0usize..=6,
+        offset in -57_599i32..57_599,
+        with_zone in any::<bool>(),
+    ) {
+        let micros = (days - 719_162) * 86_400_000_000 + of_day;
+        let (y, m, d) = civil(days - 719_162);
+        let secs = of_day / 1_000_000;
+        let mut text = format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        if digits > 0 {
+            let fraction = format!("{:06}", of_day % 1_000_000);
+            text.push('.');
+            text.push_str(&fraction[..digits]);
+        }
+        if with_zone {
+            let sign = if offset < 0 { '-' } else { '+' };
+            let a = offset.unsigned_abs();
+            text.push_str(&format!("{sign}{:02}", a / 3600));
+            if a % 3600 != 0 {
+                text.push_str(&format!(":{:02}", a / 60 % 60));
+                if a % 60 != 0 {
+                    text.push_str(&format!(":{:02}", a % 60));
+                }
+            }
+        }
+        let fixed = parse_timestamp_fixed(text.as_bytes(), with_zone);
+        prop_assert!(fixed.is_some(), "{}", text);
+        prop_assert_eq!(fixed, parse_timestamp_general(&text, with_zone), "{}", text);
+        if !with_zone && digits == 6 {
+            prop_assert_eq!(fixed, Some(micros));
+        }
+    }
+
+    /// Whatever the fixed-layout reading accepts, the general parser reads the same way.
+    #[test]
+    fn fixed_layout_timestamps_never_disagree(
+        text in "[0-9]{4}-(0[0-9]|1[0-3])-([0-2][0-9]|3[0-2]) ([01][0-9]|2[0-5]):[0-6][0-9]:[0-6][0-9](\\.[0-9]{0,7})?([+-][0-9]{1,2}(:[0-9]{2}){0,3})?( BC)?",
+        with_zone in any::<bool>(),
+    ) {
+        if let Some(fixed) = parse_timestamp_fixed(text.as_bytes(), with_zone) {
+            prop_assert_eq!(Some(fixed), parse_timestamp_general(&text, with_zone), "{}", text);
+        }
+    }
+}
