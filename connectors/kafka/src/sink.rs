@@ -785,10 +785,10 @@ impl Sink for KafkaSink {
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        for event in batch.events {
+        for event in &batch.events {
             self.formatted.clear();
             self.formatter
-                .format_owned(event, now_us, &mut self.formatted)
+                .format(event, now_us, &mut self.formatted)
                 .map_err(|e| {
                     SinkError::definite_with(
                         "putting an event in Debezium's shape",

@@ -775,11 +775,10 @@ impl Sink for LakeSink {
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        for event in batch.events {
+        for event in &batch.events {
             self.formatted.clear();
-            let commit_us = event.source_ts_us.unwrap_or(now_us);
             self.formatter
-                .format_owned(event, now_us, &mut self.formatted)
+                .format(event, now_us, &mut self.formatted)
                 .map_err(|e| {
                     SinkError::definite_with(
                         "putting an event in Debezium's shape",
@@ -787,6 +786,7 @@ impl Sink for LakeSink {
                         e,
                     )
                 })?;
+            let commit_us = event.source_ts_us.unwrap_or(now_us);
             // Taken and put back so the buffers keep their capacity across events.
             let mut formatted = std::mem::take(&mut self.formatted);
             let mut transformed = std::mem::take(&mut self.transformed);

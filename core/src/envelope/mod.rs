@@ -63,14 +63,6 @@ pub enum RecordKind {
     SchemaChange,
 }
 
-/// The parts of a data-change record that depend on the rows.
-struct ChangeData {
-    key: Option<Payload>,
-    before: Datum,
-    after: Datum,
-    op: usize,
-}
-
 /// One record for a topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -422,51 +414,6 @@ impl EnvelopeFormatter {
         Ok(Datum::Struct(fields))
     }
 
-    /// [`row_datum`](Self::row_datum), taking the values that own memory out of `row`
-    /// (each planned column is read once: the plan's indices are distinct).
-    fn row_datum_owned(
-        &self,
-        table: &TableSchema,
-        plan: &columns::TablePlan,
-        row: &mut [Value],
-    ) -> Result<Datum, EnvelopeError> {
-        if row.len() != table.columns.len() {
-            return Err(EnvelopeError::RowShape {
-                table: table.id.clone(),
-                got: row.len(),
-                expected: table.columns.len(),
-            });
-        }
-        let mut fields = Vec::with_capacity(plan.columns.len());
-        for planned in &plan.columns {
-            let movable = row
-                .get(planned.index)
-                .is_some_and(|value| planned.transform.is_none() && types::moves_into_datum(value));
-            let column = table.columns.get(planned.index);
-            let datum = match (movable, row.get_mut(planned.index), column) {
-                (true, Some(value), Some(column)) => {
-                    let value = std::mem::replace(value, Value::Null);
-                    types::owned_column_datum(value, &column.data_type, self.modes).map_err(
-                        |source| EnvelopeError::Column {
-                            table: table.id.clone(),
-                            column: column.name.clone(),
-                            source,
-                        },
-                    )?
-                }
-                _ => {
-                    let datum = self.column_value(table, planned.index, row)?;
-                    match (&planned.transform, datum.as_str()) {
-                        (Some(transform), Some(text)) => Datum::String(transform.apply(text)),
-                        (_, _) => datum,
-                    }
-                }
-            };
-            fields.push(datum);
-        }
-        Ok(Datum::Struct(fields))
-    }
-
     fn key_datum(
         &self,
         table: &TableSchema,
@@ -483,53 +430,6 @@ impl EnvelopeFormatter {
 
     fn skipped(&self, op: Operation) -> bool {
         self.config.skipped_operations.contains(&op)
-    }
-
-    /// [`format`](Self::format) for an event the caller is done with: the same records,
-    /// but the row values that own memory (text, JSON, enum labels, bytes) move into
-    /// the records instead of being copied. Inserts, updates and snapshot reads take
-    /// this path; every other event is formatted by reference.
-    pub fn format_owned(
-        &mut self,
-        mut event: ChangeEvent,
-        now_us: i64,
-        out: &mut Vec<Record>,
-    ) -> Result<(), EnvelopeError> {
-        let (table, before, after, op) = match &mut event.kind {
-            EventKind::Insert { table, after } if !self.skipped(Operation::Create) => {
-                (Arc::clone(table), None, after, OP_CREATE)
-            }
-            EventKind::Update {
-                table,
-                before,
-                after,
-            } if !self.skipped(Operation::Update) => {
-                (Arc::clone(table), before.as_mut(), after, OP_UPDATE)
-            }
-            EventKind::Read { table, after, .. } => (Arc::clone(table), None, after, OP_READ),
-            _ => return self.format(&event, now_us, out),
-        };
-        let shapes = self.shapes(&table);
-        // The key first: it reads columns the value record then takes.
-        let key = self.key_payload(&table, &shapes, after)?;
-        let before_datum = match before {
-            Some(row) => self.row_datum_owned(&table, &shapes.plan, row)?,
-            None => Datum::Null,
-        };
-        let after_datum = self.row_datum_owned(&table, &shapes.plan, after)?;
-        self.push_change(
-            &event,
-            &shapes,
-            ChangeData {
-                key,
-                before: before_datum,
-                after: after_datum,
-                op,
-            },
-            now_us,
-            out,
-        );
-        Ok(())
     }
 
     /// Appends the records of `event` to `out`. `now_us` is the processing time (the
@@ -705,55 +605,17 @@ impl EnvelopeFormatter {
             .map(|r| self.row_datum(table, &shapes.plan, r))
             .transpose()?
             .unwrap_or(Datum::Null);
-        let row = after.or(before).map_or(&[][..], Vec::as_slice);
-        let key = self.key_payload(table, &shapes, row)?;
-        self.push_change(
-            event,
-            &shapes,
-            ChangeData {
-                key,
-                before: before_datum,
-                after: after_datum,
-                op,
-            },
-            now_us,
-            out,
-        );
-        Ok(())
-    }
-
-    /// The key record of a change to `row` (`None` for a keyless table).
-    fn key_payload(
-        &self,
-        table: &TableSchema,
-        shapes: &TableShapes,
-        row: &[Value],
-    ) -> Result<Option<Payload>, EnvelopeError> {
-        match &shapes.key {
-            Some(schema) => Ok(Some(Payload {
-                schema: Arc::clone(schema),
-                datum: self.key_datum(table, &shapes.plan, row)?,
-            })),
-            None => Ok(None),
-        }
-    }
-
-    /// Appends the data-change record of `event` built from `data`.
-    fn push_change(
-        &mut self,
-        event: &ChangeEvent,
-        shapes: &TableShapes,
-        data: ChangeData,
-        now_us: i64,
-        out: &mut Vec<Record>,
-    ) {
-        let ChangeData {
-            key,
-            before: before_datum,
-            after: after_datum,
-            op,
-        } = data;
-        let value = self.envelope_datum(event, shapes, before_datum, after_datum, op, now_us);
+        let key = match &shapes.key {
+            Some(schema) => {
+                let row = after.or(before).map_or(&[][..], Vec::as_slice);
+                Some(Payload {
+                    schema: Arc::clone(schema),
+                    datum: self.key_datum(table, &shapes.plan, row)?,
+                })
+            }
+            None => None,
+        };
+        let value = self.envelope_datum(event, &shapes, before_datum, after_datum, op, now_us);
         out.push(Record {
             topic: Arc::clone(&shapes.topic),
             key,
@@ -765,6 +627,7 @@ impl EnvelopeFormatter {
             kind: RecordKind::Change,
             headers: Vec::new(),
         });
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -287,41 +287,6 @@ pub fn column_datum(
     Ok(datum)
 }
 
-/// Whether [`owned_column_datum`] takes `value` without copying: a value that owns
-/// memory and is not null (nulls and TOAST placeholders take [`column_datum`]'s rules).
-pub fn moves_into_datum(value: &Value) -> bool {
-    matches!(
-        value,
-        Value::String(_) | Value::Json(_) | Value::Enum(_) | Value::Bytes(_)
-    )
-}
-
-/// [`column_datum`] for a value the caller gives away: text, JSON, enum labels and
-/// bytes move into the datum. The same datum as [`column_datum`] for every value.
-pub fn owned_column_datum(
-    value: Value,
-    data_type: &DataType,
-    modes: TypeModes,
-) -> Result<Datum, TypeMismatch> {
-    Ok(match (value, data_type) {
-        (
-            Value::String(s),
-            DataType::String { .. }
-            | DataType::Set { .. }
-            | DataType::Xml
-            | DataType::Ltree
-            | DataType::Enum { .. },
-        )
-        | (Value::Json(s), DataType::Json)
-        | (Value::Enum(s), DataType::Enum { .. }) => Datum::String(s),
-        (Value::Bytes(b), DataType::Bytes { .. }) if modes.binary == BinaryHandlingMode::Bytes => {
-            Datum::Bytes(b)
-        }
-        (Value::Bytes(b), DataType::Bits { .. }) => Datum::Bytes(b),
-        (value, data_type) => column_datum(&value, data_type, modes, "")?,
-    })
-}
-
 fn to_i32(v: i64, value: &Value, data_type: &DataType) -> Result<i32, TypeMismatch> {
     i32::try_from(v).map_err(|_| mismatch(value, data_type))
 }
