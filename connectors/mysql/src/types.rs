@@ -235,6 +235,20 @@ impl ColumnCodec {
         }
     }
 
+    /// The value of a text or JSON column from the bytes the binlog holds, without an
+    /// intermediate `mysql_common` value (one copy fewer); `None` for every other column,
+    /// which [`decode`](Self::decode) takes. The same value `decode` makes of those bytes.
+    fn decode_binlog_text(&self, bytes: &[u8]) -> Option<Value> {
+        if self.inet6 || self.fixed_length.is_some() {
+            return None;
+        }
+        match &self.data_type {
+            DataType::String { .. } => Some(Value::String(self.text(bytes, true))),
+            DataType::Json => Some(Value::Json(String::from_utf8_lossy(bytes).into_owned())),
+            _ => None,
+        }
+    }
+
     /// `bigint.unsigned.handling.mode=precise`: BIGINT UNSIGNED becomes a decimal of
     /// precision 20, scale 0 (every value exact) instead of a wrapping INT64 (`long`).
     #[must_use]
@@ -631,10 +645,20 @@ fn read_image(
         {
             return Err(RowDecodeError::NegativeDatetime);
         }
-        if *kind == mysql_async::consts::ColumnType::MYSQL_TYPE_NEWDECIMAL
-            && !decimal_plausible(rest, metadata)
-        {
-            return Err(RowDecodeError::InvalidDecimal);
+        if *kind == mysql_async::consts::ColumnType::MYSQL_TYPE_NEWDECIMAL {
+            match read_binary_decimal(rest, metadata) {
+                BinaryDecimal::Implausible => return Err(RowDecodeError::InvalidDecimal),
+                BinaryDecimal::Valid {
+                    value: Some(value),
+                    size,
+                } if matches!(codec.data_type, DataType::Decimal { .. }) => {
+                    buf.0 = &rest[size..];
+                    values.push(Value::Decimal(value));
+                    continue;
+                }
+                // Wider than 38 digits, or short (the decoder reports the truncation).
+                _ => {}
+            }
         }
         if *kind == mysql_async::consts::ColumnType::MYSQL_TYPE_TIME2
             && matches!(metadata.first(), Some(1 | 2))
@@ -642,6 +666,13 @@ fn read_image(
             let bytes: &[u8; 4] = rest.first_chunk().ok_or(RowDecodeError::Truncated)?;
             buf.0 = &rest[4..];
             values.push(codec.decode(&time2_hundredths(*bytes), true)?);
+            continue;
+        }
+        if let Some((payload, size)) = length_prefixed(*kind, metadata, rest)
+            && let Some(value) = codec.decode_binlog_text(payload)
+        {
+            buf.0 = &rest[size..];
+            values.push(value);
             continue;
         }
         let mut view = mysql_common::io::ParseBuf(rest);
@@ -667,39 +698,83 @@ fn read_image(
     Ok(values)
 }
 
-/// Whether `bytes` start with a well-formed binary DECIMAL of the precision and scale in
-/// `metadata` (MySQL's `decimal2bin` layout: the integer digits, then the fraction, in
-/// groups of nine decimal digits per 4 bytes, a leading and a trailing partial group,
-/// the sign in the top bit and negative values with every bit inverted). Every group
-/// must hold fewer digits than its size allows; mysql_common 0.37 multiplies an
-/// oversized trailing group without a check (found by the binlog_events fuzz target). A
-/// value too short is left to the decoder's own truncation error.
-fn decimal_plausible(bytes: &[u8], metadata: &[u8]) -> bool {
+/// The payload of a VARCHAR or BLOB-family value (TEXT, JSON on MariaDB) at the start
+/// of `bytes` and the bytes it takes with its length prefix: VARCHAR has a 1-byte
+/// length when its declared maximum (metadata, 2 bytes little-endian) is below 256 and 2
+/// bytes otherwise; a BLOB has as many length bytes as its metadata says (1–4). `None`
+/// for other types and for a value cut short (the decoder reports that).
+fn length_prefixed<'a>(
+    kind: mysql_async::consts::ColumnType,
+    metadata: &[u8],
+    bytes: &'a [u8],
+) -> Option<(&'a [u8], usize)> {
+    use mysql_async::consts::ColumnType;
+    let prefix = match kind {
+        ColumnType::MYSQL_TYPE_VARCHAR => {
+            let max = u16::from_le_bytes([*metadata.first()?, *metadata.get(1)?]);
+            if max < 256 { 1 } else { 2 }
+        }
+        ColumnType::MYSQL_TYPE_BLOB => match metadata.first()? {
+            size @ 1..=4 => usize::from(*size),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let mut length = [0u8; 8];
+    length[..prefix].copy_from_slice(bytes.get(..prefix)?);
+    let length = usize::try_from(u64::from_le_bytes(length)).ok()?;
+    let end = prefix.checked_add(length)?;
+    Some((bytes.get(prefix..end)?, end))
+}
+
+/// What the first bytes of a binary DECIMAL hold (MySQL's `decimal2bin` layout: the
+/// integer digits, then the fraction, in groups of nine decimal digits per 4 bytes, a
+/// leading and a trailing partial group, the sign in the top bit and negative values
+/// with every bit inverted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BinaryDecimal {
+    /// Fewer bytes than the precision needs: left to the decoder's truncation error.
+    Short,
+    /// Bad metadata, or a digit group holding more digits than its size allows: never
+    /// written by a server (mysql_common 0.37 multiplies an oversized trailing group
+    /// without a check; found by the binlog_events fuzz target).
+    Implausible,
+    /// Well formed, `size` bytes long; `value` is the number when it has at most 38
+    /// digits (read straight from the groups, no text round trip).
+    Valid { value: Option<Decimal>, size: usize },
+}
+
+/// Reads a binary DECIMAL of the precision and scale in `metadata` from `bytes`.
+fn read_binary_decimal(bytes: &[u8], metadata: &[u8]) -> BinaryDecimal {
     const DIG_TO_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    /// Digits that always fit a `u128`.
+    const SMALL_DIGITS: u8 = 38;
     let (Some(&precision), Some(&scale)) = (metadata.first(), metadata.get(1)) else {
-        return false;
+        return BinaryDecimal::Implausible;
     };
     if precision == 0 || precision > 65 || scale > 30 || scale > precision {
-        return false;
+        return BinaryDecimal::Implausible;
     }
     let (intg, frac) = (usize::from(precision - scale), usize::from(scale));
-    let mut groups: Vec<(usize, u32)> = Vec::with_capacity(16);
-    if intg % 9 > 0 {
-        groups.push((DIG_TO_BYTES[intg % 9], intg as u32 % 9));
-    }
-    groups.extend(std::iter::repeat_n((4, 9), intg / 9 + frac / 9));
-    if frac % 9 > 0 {
-        groups.push((DIG_TO_BYTES[frac % 9], frac as u32 % 9));
-    }
-    let total: usize = groups.iter().map(|(size, _)| size).sum();
-    let Some(stored) = bytes.get(..total) else {
-        return true;
+    // (bytes, digits) of each group in order: the leading partial group, the full ones,
+    // the trailing partial group.
+    let full = intg / 9 + frac / 9;
+    let groups = [(DIG_TO_BYTES[intg % 9], intg % 9)]
+        .into_iter()
+        .chain(std::iter::repeat_n((4, 9), full))
+        .chain([(DIG_TO_BYTES[frac % 9], frac % 9)])
+        .filter(|(_, digits)| *digits > 0);
+    let size = DIG_TO_BYTES[intg % 9] + 4 * full + DIG_TO_BYTES[frac % 9];
+    let Some(stored) = bytes.get(..size) else {
+        return BinaryDecimal::Short;
     };
     let negative = stored.first().is_some_and(|b| b & 0x80 == 0);
+    let small = precision <= SMALL_DIGITS;
+    let mut unscaled: u128 = 0;
     let mut at = 0;
-    for (size, digits) in groups {
-        let mut group: u64 = 0;
-        for (i, byte) in stored[at..at + size].iter().enumerate() {
+    for (group_size, digits) in groups {
+        let mut group: u32 = 0;
+        for (i, byte) in stored[at..at + group_size].iter().enumerate() {
             let mut byte = *byte;
             if at + i == 0 {
                 byte ^= 0x80;
@@ -707,14 +782,33 @@ fn decimal_plausible(bytes: &[u8], metadata: &[u8]) -> bool {
             if negative {
                 byte = !byte;
             }
-            group = group << 8 | u64::from(byte);
+            group = group << 8 | u32::from(byte);
         }
-        if group >= 10u64.pow(digits) {
-            return false;
+        let limit = 10u32.pow(digits as u32);
+        if group >= limit {
+            return BinaryDecimal::Implausible;
         }
-        at += size;
+        if small {
+            unscaled = unscaled * u128::from(limit) + u128::from(group);
+        }
+        at += group_size;
     }
-    true
+    // Below 10^38 < i128::MAX: the conversion cannot fail for a small decimal.
+    let value = i128::try_from(unscaled)
+        .ok()
+        .filter(|_| small)
+        .map(|magnitude| {
+            Decimal::new(
+                if negative { -magnitude } else { magnitude },
+                i32::from(scale),
+            )
+        });
+    BinaryDecimal::Valid { value, size }
+}
+
+#[cfg(test)]
+fn decimal_plausible(bytes: &[u8], metadata: &[u8]) -> bool {
+    read_binary_decimal(bytes, metadata) != BinaryDecimal::Implausible
 }
 
 /// A TIME(1) or TIME(2) value as the binlog stores it (3 bytes of seconds-packed time
@@ -906,6 +1000,136 @@ mod tests {
         // The extremes of the encoding do not overflow.
         let _ = time2_hundredths([0, 0, 0, 255]);
         let _ = time2_hundredths([255, 255, 255, 255]);
+    }
+
+    /// `decimal2bin`: a DECIMAL of `precision` and `scale` holding the digit groups
+    /// `groups` (leading partial, full, trailing partial), as the server writes it.
+    fn decimal_bytes(precision: u8, scale: u8, groups: &[u32], negative: bool) -> Vec<u8> {
+        const DIG_TO_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+        let (intg, frac) = (usize::from(precision - scale), usize::from(scale));
+        let sizes = [DIG_TO_BYTES[intg % 9]]
+            .into_iter()
+            .chain(std::iter::repeat_n(4, intg / 9 + frac / 9))
+            .chain([DIG_TO_BYTES[frac % 9]])
+            .filter(|size| *size > 0);
+        let mut out = Vec::new();
+        for (size, group) in sizes.zip(groups) {
+            out.extend_from_slice(&group.to_be_bytes()[4 - size..]);
+        }
+        if negative {
+            for b in &mut out {
+                *b = !*b;
+            }
+        }
+        if let Some(first) = out.first_mut() {
+            *first ^= 0x80;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// A binary DECIMAL read from its digit groups equals what mysql_common's
+        /// decoder and the text path make of the same bytes, for every precision and
+        /// scale up to 38 digits; wider ones are left to that path.
+        #[test]
+        fn binary_decimals_read_directly_match_mysql_common(
+            precision in 1u8..=65,
+            scale_seed in 0u8..=30,
+            seeds in proptest::collection::vec(proptest::prelude::any::<u32>(), 9),
+            negative in proptest::prelude::any::<bool>(),
+        ) {
+            let scale = scale_seed.min(precision);
+            let (intg, frac) = (usize::from(precision - scale), usize::from(scale));
+            let digits: Vec<usize> = [intg % 9]
+                .into_iter()
+                .chain(std::iter::repeat_n(9, intg / 9 + frac / 9))
+                .chain([frac % 9])
+                .filter(|d| *d > 0)
+                .collect();
+            let groups: Vec<u32> = digits
+                .iter()
+                .zip(seeds.iter().cycle())
+                .map(|(d, seed)| seed % 10u32.pow(*d as u32))
+                .collect();
+            let bytes = decimal_bytes(precision, scale, &groups, negative);
+            let metadata = [precision, scale];
+            let direct = read_binary_decimal(&bytes, &metadata);
+            let mut view = mysql_common::io::ParseBuf(&bytes);
+            let reference = <mysql_async::binlog::value::BinlogValue<'_> as mysql_common::proto::MyDeserialize>::deserialize(
+                (mysql_async::consts::ColumnType::MYSQL_TYPE_NEWDECIMAL, &metadata[..], false, false),
+                &mut view,
+            );
+            let Ok(mysql_async::binlog::value::BinlogValue::Value(reference)) = reference else {
+                return Err(proptest::test_runner::TestCaseError::fail("mysql_common refused"));
+            };
+            let codec = ColumnCodec::from_information_schema(
+                "decimal",
+                &format!("decimal({precision},{scale})"),
+                true,
+                Some(u32::from(precision)),
+                Some(u32::from(scale)),
+                None,
+                None,
+                None,
+            );
+            let expected = codec.decode(&reference, true).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            match direct {
+                BinaryDecimal::Valid { value: Some(value), size } => {
+                    proptest::prop_assert_eq!(size, bytes.len());
+                    proptest::prop_assert_eq!(Value::Decimal(value), expected);
+                }
+                BinaryDecimal::Valid { value: None, size } => {
+                    proptest::prop_assert!(precision > 38);
+                    proptest::prop_assert_eq!(size, bytes.len());
+                }
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// VARCHAR and BLOB-family text read straight from the binlog bytes equals what
+        /// mysql_common's decoder and `decode` make of them (UTF-8 and latin1 text, JSON
+        /// on MariaDB, invalid UTF-8 included), and takes the same number of bytes.
+        #[test]
+        fn binlog_text_read_directly_matches_mysql_common(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            blob in proptest::prelude::any::<bool>(),
+            varchar_max in 1u16..=65_535,
+            pack in 1u8..=4,
+            column in 0usize..3,
+        ) {
+            use mysql_async::consts::ColumnType;
+            let (kind, metadata, prefix) = if blob {
+                (ColumnType::MYSQL_TYPE_BLOB, vec![pack], usize::from(pack))
+            } else {
+                let max = varchar_max.max(u16::try_from(payload.len()).unwrap_or(u16::MAX));
+                (ColumnType::MYSQL_TYPE_VARCHAR, max.to_le_bytes().to_vec(), if max < 256 { 1 } else { 2 })
+            };
+            let payload = &payload[..payload.len().min(if prefix == 1 { 255 } else { payload.len() })];
+            let mut bytes = (payload.len() as u64).to_le_bytes()[..prefix].to_vec();
+            bytes.extend_from_slice(payload);
+            bytes.extend_from_slice(b"next");
+            let codec = match column {
+                0 => ColumnCodec::from_information_schema("varchar", "varchar(300)", true, None, None, None, Some("utf8mb4"), Some(300)),
+                1 => ColumnCodec::from_information_schema("text", "text", true, None, None, None, Some("latin1"), Some(65_535)),
+                _ => ColumnCodec::from_information_schema("json", "longtext", true, None, None, None, Some("utf8mb4"), Some(u64::from(u32::MAX))),
+            };
+            let mut view = mysql_common::io::ParseBuf(&bytes);
+            let reference = <mysql_async::binlog::value::BinlogValue<'_> as mysql_common::proto::MyDeserialize>::deserialize(
+                (kind, &metadata[..], false, false),
+                &mut view,
+            );
+            let Ok(mysql_async::binlog::value::BinlogValue::Value(reference)) = reference else {
+                return Err(proptest::test_runner::TestCaseError::fail("mysql_common refused"));
+            };
+            let consumed = bytes.len() - view.0.len();
+            let expected = codec.decode(&reference, true).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let (direct_payload, size) = length_prefixed(kind, &metadata, &bytes)
+                .ok_or_else(|| proptest::test_runner::TestCaseError::fail("no payload"))?;
+            proptest::prop_assert_eq!(size, consumed);
+            proptest::prop_assert_eq!(codec.decode_binlog_text(direct_payload), Some(expected));
+        }
     }
 
     fn codec(data_type: &str, column_type: &str) -> ColumnCodec {
