@@ -662,10 +662,10 @@ impl MySqlSource {
             ));
         }
         values
-            .iter()
+            .into_iter()
             .zip(&table.codecs)
             .map(|(v, c)| {
-                c.decode(v, binlog).map_err(|e| {
+                c.decode_owned(v, binlog).map_err(|e| {
                     SourceError::definite_with(
                         format!("decoding a value of {}", table.schema.id),
                         "report this as a bug with the column's type",
