@@ -310,6 +310,27 @@ fn lake_settings(
     LakeSinkConfig::from_properties(name, &sink_props).map_err(from_property_error)
 }
 
+/// Where a connector spools large in-progress transactions: under the data dir (the
+/// operator chose that disk for outflow's state; `/tmp` is often a small tmpfs).
+fn spool_dir(worker: &WorkerConfig, name: &str) -> std::path::PathBuf {
+    worker.data_dir.join("spool").join(name)
+}
+
+/// Makes a connector's spool dir exist and empty. Spool files are unlinked when made, so
+/// only a crash in that instant leaves one; a (re)start removes whatever is there.
+fn clear_spool(dir: &std::path::Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Checks a connector's config against the worker's; pure.
 fn validate(
     worker: &WorkerConfig,
@@ -333,9 +354,9 @@ fn validate(
     config.insert("connector.class".to_owned(), class.to_owned());
     let config = &config;
     let source = if class == POSTGRES_CLASS {
-        SourceSettings::Postgres(
-            PostgresConfig::from_properties(config).map_err(from_property_error)?,
-        )
+        let mut postgres = PostgresConfig::from_properties(config).map_err(from_property_error)?;
+        postgres.spool_dir = spool_dir(worker, name);
+        SourceSettings::Postgres(postgres)
     } else {
         SourceSettings::MySql(MySqlConfig::from_properties(config).map_err(from_property_error)?)
     };
@@ -601,6 +622,18 @@ async fn run_connector(
                     ))
                 }
             };
+            if let SourceSettings::Postgres(config) = &validated.source {
+                let removed = clear_spool(&config.spool_dir).map_err(|e| {
+                    outflow_core::SinkError::definite_with(
+                        format!("preparing the spool dir {}", config.spool_dir.display()),
+                        "make the data dir writable",
+                        e,
+                    )
+                })?;
+                if removed > 0 {
+                    tracing::info!(connector = %name, removed, "removed spool files left by an earlier run");
+                }
+            }
             Pipeline::new(
                 name.clone(),
                 match &validated.source {
@@ -1093,7 +1126,40 @@ impl ConnectorRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::is_secret;
+    use super::{clear_spool, is_secret, spool_dir, validate};
+
+    #[test]
+    fn postgres_spools_under_the_data_dir_and_a_start_clears_what_a_crash_left() {
+        let data = tempfile::tempdir().unwrap();
+        let worker = crate::config::RawWorkerConfig::load(
+            None,
+            [(
+                "OUTFLOW_DATA_DIR".to_owned(),
+                data.path().display().to_string(),
+            )],
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let config = std::collections::BTreeMap::from([
+            ("connector.class".to_owned(), "postgres".to_owned()),
+            ("database.hostname".to_owned(), "localhost".to_owned()),
+            ("database.user".to_owned(), "u".to_owned()),
+            ("database.dbname".to_owned(), "d".to_owned()),
+            ("topic.prefix".to_owned(), "p".to_owned()),
+        ]);
+        let validated = validate(&worker, "inventory", &config).unwrap();
+        let super::SourceSettings::Postgres(postgres) = &validated.source else {
+            panic!("a Postgres source");
+        };
+        assert_eq!(postgres.spool_dir, data.path().join("spool/inventory"));
+        assert_eq!(postgres.spool_dir, spool_dir(&worker, "inventory"));
+        std::fs::create_dir_all(&postgres.spool_dir).unwrap();
+        std::fs::write(postgres.spool_dir.join(".tmpA1b2C3"), b"left by a crash").unwrap();
+        assert_eq!(clear_spool(&postgres.spool_dir).unwrap(), 1);
+        assert_eq!(std::fs::read_dir(&postgres.spool_dir).unwrap().count(), 0);
+        assert_eq!(clear_spool(&data.path().join("spool/new")).unwrap(), 0);
+    }
 
     #[test]
     fn secret_properties_are_recognised() {

@@ -80,9 +80,66 @@ pub enum StateError {
         /// What is wrong.
         what: String,
     },
+    /// The file's permissions cannot be made owner-only (it holds secrets).
+    #[error(
+        "state store {path}: cannot make it owner-only (mode 0600): {source}; it holds connector passwords: fix the data dir's ownership or choose another data.dir"
+    )]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The blocking task failed.
     #[error("state store task: {0}")]
     Task(String),
+}
+
+/// Makes `path` owner-only, creating it empty (with mode 0600 from the first byte) when
+/// it is missing; an existing file with wider permissions is narrowed. SQLite gives its
+/// `-wal` and `-shm` files the database file's mode, so this covers them once they are
+/// made; existing ones are narrowed too.
+fn owner_only(path: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let failed = |source| StateError::Permissions {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    let mut companions = vec![path.to_owned()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        companions.push(PathBuf::from(name));
+    }
+    for file in companions {
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(failed(e)),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(failed)?;
+            let now = std::fs::metadata(&file)
+                .map_err(failed)?
+                .permissions()
+                .mode();
+            if now & 0o077 != 0 {
+                return Err(failed(std::io::Error::other(format!(
+                    "mode is still {:o} after chmod",
+                    now & 0o777
+                ))));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The embedded store. Cheap to clone; clones share the connection.
@@ -113,12 +170,8 @@ impl StateStore {
             path: path.clone(),
             source,
         };
-        let fresh = !path.exists();
+        owner_only(&path)?;
         let connection = Connection::open(&path).map_err(sqlite)?;
-        if fresh {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
@@ -357,6 +410,29 @@ impl OffsetStore for StateStore {
 mod tests {
     use super::*;
     use outflow_core::{Lsn, PgPosition};
+
+    #[tokio::test]
+    async fn the_database_and_its_journal_files_are_owner_only_even_when_they_were_not() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        // A state.db from an older version (or copied by hand) readable by everyone.
+        let path = dir.path().join("state.db");
+        drop(StateStore::open(dir.path()).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        store.commit("c", &at(1)).await.unwrap();
+        for name in ["state.db", "state.db-wal", "state.db-shm"] {
+            let file = dir.path().join(name);
+            if let Ok(meta) = std::fs::metadata(&file) {
+                let mode = meta.permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{name} has mode {:o}", mode & 0o777);
+            }
+        }
+        assert!(
+            dir.path().join("state.db-wal").exists(),
+            "WAL journal in use"
+        );
+    }
 
     fn at(lsn: u64) -> SourcePosition {
         SourcePosition::Postgres(PgPosition {

@@ -36,6 +36,10 @@ pub fn decode_all(data: &[u8]) {
         {
             continue;
         }
+        let Ok(expanded) = crate::source::expand_compressed(&event) else {
+            continue;
+        };
+        let event = expanded.unwrap_or(event);
         let Ok(Some(body)) = crate::source::read_event_data(&event) else {
             continue;
         };

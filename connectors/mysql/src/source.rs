@@ -146,6 +146,51 @@ pub(crate) fn read_event_data(event: &Event) -> Result<Option<EventData<'_>>, St
     }
 }
 
+/// The event header flag that says a reader that does not know the event may skip it.
+const LOG_EVENT_IGNORABLE_F: u16 = 0x80;
+
+/// The plain event a MariaDB compressed event (`log_bin_compress=ON`) stands for, with
+/// the compressed event's header fields (binlog offsets included); `None` for any other
+/// event. See [`crate::mariadb::uncompressed`].
+pub(crate) fn expand_compressed(
+    event: &Event,
+) -> Result<Option<Event>, crate::mariadb::DecodeError> {
+    let header = event.header();
+    let query_post_header = usize::from(
+        event
+            .fde()
+            .get_event_type_header_length(EventType::QUERY_EVENT),
+    );
+    let Some((plain, body)) =
+        crate::mariadb::uncompressed(header.event_type_raw(), event.data(), query_post_header)?
+    else {
+        return Ok(None);
+    };
+    let malformed = |reason: String| crate::mariadb::DecodeError {
+        event: "compressed",
+        reason,
+    };
+    // Whatever followed the body on the wire (the checksum) follows it again, so that
+    // mysql_common strips as many bytes as it did from the compressed event.
+    let footer = usize::try_from(header.event_size())
+        .unwrap_or(usize::MAX)
+        .saturating_sub(19 + event.data().len());
+    let size = u32::try_from(19 + body.len() + footer)
+        .map_err(|_| malformed(format!("{} bytes uncompressed", body.len())))?;
+    let mut raw = Vec::with_capacity(19 + body.len() + footer);
+    raw.extend(header.timestamp().to_le_bytes());
+    raw.push(plain);
+    raw.extend(header.server_id().to_le_bytes());
+    raw.extend(size.to_le_bytes());
+    raw.extend(header.log_pos().to_le_bytes());
+    raw.extend(header.flags_raw().to_le_bytes());
+    raw.extend(body);
+    raw.resize(raw.len() + footer, 0);
+    Event::read(event.fde(), raw.as_slice())
+        .map(Some)
+        .map_err(|e| malformed(e.to_string()))
+}
+
 /// Whether mysql_common can read a TRANSACTION_PAYLOAD body without panicking: its
 /// header is (type, length, value) fields of length-encoded integers up to an end mark;
 /// mysql_common unwraps a field type above 255 and a compression type other than ZSTD
@@ -1013,13 +1058,52 @@ impl Stream<'_> {
         {
             return Ok(());
         }
-        let data = read_event_data(&event).map_err(|e| {
+        // log_bin_compress=ON: the plain event, with the compressed one's offsets.
+        let expanded = expand_compressed(&event).map_err(|e| {
+            SourceError::definite_with(
+                format!(
+                    "decoding a compressed binlog event at {}:{start}",
+                    self.file
+                ),
+                "report this as a bug with the binlog file (or set log_bin_compress=OFF)",
+                e,
+            )
+        })?;
+        let event = expanded.as_ref().unwrap_or(&event);
+        let data = read_event_data(event).map_err(|e| {
             SourceError::definite(
                 format!("decoding a binlog event at {}:{start}", self.file),
                 format!("{e}; report this as a bug with the binlog file"),
             )
         })?;
-        let Some(data) = data else { return Ok(()) };
+        let data = match data {
+            Some(EventData::IncidentEvent(incident)) => {
+                return Err(SourceError::definite(
+                    format!(
+                        "the server wrote an INCIDENT event at {}:{start} ({:?}): changes may be missing from its binlog",
+                        self.file,
+                        incident.message()
+                    ),
+                    "take a new snapshot (reset the connector's offsets) once the server's problem is fixed",
+                ));
+            }
+            Some(data) => data,
+            // Flagged ignorable by the server: safe to skip whatever it is.
+            None if header.flags_raw() & LOG_EVENT_IGNORABLE_F != 0 => return Ok(()),
+            None if self.txn.is_some() => {
+                return Err(SourceError::definite(
+                    format!(
+                        "unknown binlog event type {raw_type} inside a transaction at {}:{start}: its changes cannot be read",
+                        self.file
+                    ),
+                    "report this with the server version and the binlog file; the connector stopped rather than skip changes",
+                ));
+            }
+            None => {
+                tracing::warn!(event_type = raw_type, file = %self.file, pos = start, "skipping an unknown binlog event outside any transaction");
+                return Ok(());
+            }
+        };
         match data {
             EventData::RotateEvent(rotate) => {
                 if !artificial {

@@ -242,12 +242,24 @@ impl PostgresSource {
                 &[&self.config.publication_name],
             )
             .await
-            .map_err(|e| query_error("reading the publication", e))?
-            .is_none_or(|r| r.get::<_, bool>(0));
+            .map_err(|e| query_error("reading the publication", e))?;
+        // A publication FOR ALL TABLES that outflow is about to create publishes tables
+        // it does not capture too: each of those must be identifiable, or the user's
+        // UPDATE/DELETE on it fail from then on.
+        let creating_all_tables = publishes_changes.is_none()
+            && self.config.publication_autocreate == PublicationAutocreate::AllTables;
+        let publishes_changes = publishes_changes.is_none_or(|r| r.get::<_, bool>(0));
         let mut unusable = Vec::new();
+        let mut uncaptured = Vec::new();
         for row in &rows {
             let (schema, table): (String, String) = (row.get(0), row.get(1));
             if !self.config.captures(&schema, &table) {
+                if creating_all_tables
+                    && let Some(why) =
+                        unusable_identity(&row.get::<_, String>(2), row.get(3), row.get(4))
+                {
+                    uncaptured.push(format!("{schema}.{table} ({why})"));
+                }
                 continue;
             }
             let mut identity: String = row.get(2);
@@ -280,20 +292,21 @@ impl PostgresSource {
                     continue;
                 }
             }
-            let usable = match identity.as_str() {
-                "f" => true,
-                "d" => has_key,
-                "i" => has_index,
-                _ => false,
-            };
-            if !usable {
-                let why = match identity.as_str() {
-                    "d" => "REPLICA IDENTITY DEFAULT without a primary key",
-                    "i" => "REPLICA IDENTITY INDEX whose index is gone",
-                    _ => "REPLICA IDENTITY NOTHING",
-                };
+            if let Some(why) = unusable_identity(&identity, has_key, has_index) {
                 unusable.push((full_name, why));
             }
+        }
+        if !uncaptured.is_empty() {
+            return Err(SourceError::definite(
+                format!(
+                    "publication.autocreate.mode=all_tables would publish tables that have no usable replica identity, and UPDATE and DELETE on them would then fail in your applications: {}",
+                    uncaptured.join(", ")
+                ),
+                format!(
+                    "set publication.autocreate.mode=filtered (publishes only the captured tables), create the publication {} yourself, or give those tables a primary key or REPLICA IDENTITY FULL",
+                    self.config.publication_name
+                ),
+            ));
         }
         if publishes_changes && !unusable.is_empty() {
             let list: Vec<String> = unusable
@@ -447,6 +460,19 @@ impl PostgresSource {
             ))
             .await
             .map_err(|e| query_error("adding tables to the publication", e))
+    }
+}
+
+/// Why a table with replica identity `identity` (`pg_class.relreplident`) cannot be
+/// identified in UPDATE and DELETE messages, if it cannot.
+fn unusable_identity(identity: &str, has_key: bool, has_index: bool) -> Option<&'static str> {
+    match identity {
+        "f" => None,
+        "d" if has_key => None,
+        "i" if has_index => None,
+        "d" => Some("REPLICA IDENTITY DEFAULT without a primary key"),
+        "i" => Some("REPLICA IDENTITY INDEX whose index is gone"),
+        _ => Some("REPLICA IDENTITY NOTHING"),
     }
 }
 

@@ -227,6 +227,25 @@ async fn preflight_errors_name_the_setting_and_the_fix() {
             && text.contains("replica.identity.autoset.values"),
         "{text}"
     );
+    // all_tables would publish the keyless table the connector does not capture: the
+    // user's UPDATE/DELETE on it would start failing, so the publication is not made.
+    let text = run_to_error(vec![("table.include.list", "public\\.ok_t".into())]).await;
+    assert!(
+        text.contains("publication.autocreate.mode=all_tables would publish")
+            && text.contains("public.keyless (REPLICA IDENTITY DEFAULT without a primary key)")
+            && text.contains("publication.autocreate.mode=filtered"),
+        "{text}"
+    );
+    let publications: i64 = admin
+        .query_one("SELECT count(*) FROM pg_publication", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(publications, 0, "no publication was created");
+    admin
+        .batch_execute("UPDATE keyless SET b = 'still writable'; DELETE FROM keyless")
+        .await
+        .unwrap();
     // Nothing was left behind by the failed starts: no slot.
     let slots: i64 = admin
         .query_one(
