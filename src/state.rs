@@ -156,6 +156,12 @@ const SCHEMA: &str = "
         target TEXT NOT NULL,
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
+    CREATE TABLE IF NOT EXISTS resources (
+        connector TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (connector, resource)
+    );
     CREATE TABLE IF NOT EXISTS offsets (
         connector TEXT PRIMARY KEY,
         position TEXT NOT NULL,
@@ -400,6 +406,45 @@ impl OffsetStore for StateStore {
             }
             tx.commit().map_err(|e| s.sqlite(e))?;
             Ok(outcome)
+        })
+        .await
+        .map_err(offset_error)
+    }
+
+    async fn owns_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> Result<bool, OffsetStoreError> {
+        let (connector, resource) = (connector.to_owned(), resource.to_owned());
+        self.with(move |c, s| {
+            c.query_row(
+                "SELECT 1 FROM resources WHERE connector = ?1 AND resource = ?2",
+                params![connector, resource],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|row| row.is_some())
+            .map_err(|e| s.sqlite(e))
+        })
+        .await
+        .map_err(offset_error)
+    }
+
+    async fn record_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> Result<bool, OffsetStoreError> {
+        let (connector, resource) = (connector.to_owned(), resource.to_owned());
+        self.with(move |c, s| {
+            c.execute(
+                "INSERT INTO resources (connector, resource) VALUES (?1, ?2) \
+                 ON CONFLICT (connector, resource) DO NOTHING",
+                params![connector, resource],
+            )
+            .map_err(|e| s.sqlite(e))?;
+            Ok(true)
         })
         .await
         .map_err(offset_error)

@@ -41,5 +41,5 @@ pub use position::{
 };
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
 pub use sink::{DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink};
-pub use source::{DurableWatch, EventSender, Source, SourceContext};
+pub use source::{DurableWatch, EventSender, ResourceLedger, Source, SourceContext};
 pub use value::{Decimal, Interval, Value};

@@ -36,6 +36,29 @@ pub trait OffsetStore: Send + Sync + 'static {
         connector: &str,
         position: &SourcePosition,
     ) -> impl Future<Output = Result<CommitOutcome, OffsetStoreError>> + Send;
+
+    /// Whether `connector` recorded creating `resource` outside the store (a replication
+    /// slot) with [`OffsetStore::record_resource`]. A store that keeps no such records
+    /// answers `false`: the resource is then not known to be the connector's, and a
+    /// source must not destroy it.
+    fn owns_resource(
+        &self,
+        _connector: &str,
+        _resource: &str,
+    ) -> impl Future<Output = Result<bool, OffsetStoreError>> + Send {
+        std::future::ready(Ok(false))
+    }
+
+    /// Records durably, before the source creates it, that `connector` creates
+    /// `resource`; returns whether the store keeps such records. Records outlive the
+    /// connector's offsets (a reset leaves the slot the connector's own).
+    fn record_resource(
+        &self,
+        _connector: &str,
+        _resource: &str,
+    ) -> impl Future<Output = Result<bool, OffsetStoreError>> + Send {
+        std::future::ready(Ok(false))
+    }
 }
 
 /// Decides a commit against the stored position; the one place the never-backward rule
@@ -54,12 +77,22 @@ pub fn advance(stored: &mut Option<SourcePosition>, position: &SourcePosition) -
 #[derive(Debug, Default)]
 pub struct MemoryOffsetStore {
     positions: Mutex<HashMap<String, SourcePosition>>,
+    resources: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl MemoryOffsetStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Forgets `connector`'s position, keeping its resource records (an operator's
+    /// offset reset, as the daemon's `DELETE /connectors/{name}/offsets`).
+    pub fn reset(&self, connector: &str) {
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(connector);
     }
 }
 
@@ -88,6 +121,30 @@ impl OffsetStore for MemoryOffsetStore {
         }
         Ok(outcome)
     }
+
+    async fn owns_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> Result<bool, OffsetStoreError> {
+        let resources = self
+            .resources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(resources.contains(&(connector.to_owned(), resource.to_owned())))
+    }
+
+    async fn record_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> Result<bool, OffsetStoreError> {
+        self.resources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((connector.to_owned(), resource.to_owned()));
+        Ok(true)
+    }
 }
 
 impl<T: OffsetStore> OffsetStore for std::sync::Arc<T> {
@@ -104,6 +161,22 @@ impl<T: OffsetStore> OffsetStore for std::sync::Arc<T> {
         position: &SourcePosition,
     ) -> impl Future<Output = Result<CommitOutcome, OffsetStoreError>> + Send {
         (**self).commit(connector, position)
+    }
+
+    fn owns_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> impl Future<Output = Result<bool, OffsetStoreError>> + Send {
+        (**self).owns_resource(connector, resource)
+    }
+
+    fn record_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> impl Future<Output = Result<bool, OffsetStoreError>> + Send {
+        (**self).record_resource(connector, resource)
     }
 }
 

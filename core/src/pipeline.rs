@@ -273,6 +273,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
             config,
             metrics,
         } = self;
+        let offsets = Arc::new(offsets);
         let resume = offsets.load(&connector).await?;
         let (tx, mut rx) = mpsc::channel(config.channel_capacity.max(1));
         let (durable_tx, durable_rx) = watch::channel(resume.clone());
@@ -282,6 +283,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
             events: EventSender::new(tx, config.channel_events),
             durable: DurableWatch::new(durable_rx),
             shutdown: source_stop.clone(),
+            resources: crate::source::ResourceLedger::of(Arc::clone(&offsets), &connector),
         };
         let mut source_task = Some(tokio::spawn(async move { source.run(ctx).await }));
         // Stops the source on every exit path, errors included.

@@ -11,7 +11,10 @@
 //! - a [`DurableWatch`] that the pipeline advances once events are durable in the sink
 //!   and recorded in the offset store; only then may the source acknowledge the database
 //!   (Postgres `confirmed_flush_lsn`);
-//! - a cancellation token: on cancel the source stops and returns `Ok(())`.
+//! - a cancellation token: on cancel the source stops and returns `Ok(())`;
+//! - a [`ResourceLedger`]: what the connector created outside the store (its replication
+//!   slot), recorded before it is created, so that nothing someone else made is ever
+//!   dropped or taken over.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::SourceError;
+use crate::error::{OffsetStoreError, SourceError};
 use crate::event::EventBatch;
 use crate::position::SourcePosition;
 
@@ -116,6 +119,80 @@ impl DurableWatch {
     }
 }
 
+/// The connector's records of what it created outside the offset store (a replication
+/// slot), so that a source can tell its own resources from another consumer's before it
+/// drops or reuses one. Backed by the pipeline's [`crate::OffsetStore`].
+#[derive(Clone)]
+pub struct ResourceLedger {
+    backend: Option<Arc<dyn LedgerBackend>>,
+}
+
+impl std::fmt::Debug for ResourceLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceLedger")
+            .field("keeps_records", &self.backend.is_some())
+            .finish()
+    }
+}
+
+type LedgerFuture = futures_util::future::BoxFuture<'static, Result<bool, OffsetStoreError>>;
+
+trait LedgerBackend: Send + Sync {
+    fn owns(&self, resource: String) -> LedgerFuture;
+    fn record(&self, resource: String) -> LedgerFuture;
+}
+
+struct StoreLedger<O> {
+    store: Arc<O>,
+    connector: String,
+}
+
+impl<O: crate::OffsetStore> LedgerBackend for StoreLedger<O> {
+    fn owns(&self, resource: String) -> LedgerFuture {
+        let (store, connector) = (Arc::clone(&self.store), self.connector.clone());
+        Box::pin(async move { store.owns_resource(&connector, &resource).await })
+    }
+
+    fn record(&self, resource: String) -> LedgerFuture {
+        let (store, connector) = (Arc::clone(&self.store), self.connector.clone());
+        Box::pin(async move { store.record_resource(&connector, &resource).await })
+    }
+}
+
+impl ResourceLedger {
+    /// A ledger that keeps nothing: no resource is known to be the connector's.
+    pub fn none() -> Self {
+        Self { backend: None }
+    }
+
+    /// The ledger of `connector` in `store`.
+    pub fn of<O: crate::OffsetStore>(store: Arc<O>, connector: &str) -> Self {
+        Self {
+            backend: Some(Arc::new(StoreLedger {
+                store,
+                connector: connector.to_owned(),
+            })),
+        }
+    }
+
+    /// Whether the connector recorded creating `resource`.
+    pub async fn owns(&self, resource: &str) -> Result<bool, OffsetStoreError> {
+        match &self.backend {
+            Some(backend) => backend.owns(resource.to_owned()).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Records that the connector creates `resource` (call it before creating);
+    /// `false` if nothing keeps the record.
+    pub async fn record(&self, resource: &str) -> Result<bool, OffsetStoreError> {
+        match &self.backend {
+            Some(backend) => backend.record(resource.to_owned()).await,
+            None => Ok(false),
+        }
+    }
+}
+
 /// What a source gets to run with.
 #[derive(Debug)]
 pub struct SourceContext {
@@ -127,6 +204,8 @@ pub struct SourceContext {
     pub durable: DurableWatch,
     /// Cancelled when the source must stop.
     pub shutdown: CancellationToken,
+    /// What the connector created outside the offset store, and recording more.
+    pub resources: ResourceLedger,
 }
 
 /// A change stream of one database.

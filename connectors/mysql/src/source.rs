@@ -1316,6 +1316,47 @@ impl Stream<'_> {
 }
 
 impl MySqlSource {
+    /// Without a snapshot, the position streaming starts from is the binlog's end now: it
+    /// is made durable before anything is read (a marker event, as a finished snapshot's),
+    /// so that a stop before the first change, or a crash, resumes here instead of at a
+    /// later end, which would lose every change in between.
+    async fn store_start(
+        &self,
+        ctx: &SourceContext,
+        file: &str,
+        pos: u64,
+        gtids: Option<&GtidState>,
+    ) -> Result<(), SourceError> {
+        let marker = SourcePosition::Binlog(BinlogPosition {
+            file: file.to_owned(),
+            pos,
+            event: 0,
+            row: SNAPSHOT_COMPLETE_ROW,
+            gtid: None,
+            gtid_set: gtids.map(ToString::to_string),
+            snapshot: true,
+            snapshot_reads: None,
+        });
+        let mut batch = vec![ChangeEvent {
+            position: marker.clone(),
+            source_ts_us: Some(now_micros()),
+            kind: EventKind::Heartbeat,
+            binlog: None,
+        }];
+        send(ctx, &mut batch).await?;
+        let mut durable = ctx.durable.clone();
+        while durable.current().is_none_or(|d| d < marker) {
+            tokio::select! {
+                () = ctx.shutdown.cancelled() => return Ok(()),
+                changed = durable.changed() => if changed.is_none() {
+                    return Ok(());
+                },
+            }
+        }
+        tracing::info!(file, pos, "start position stored; streaming");
+        Ok(())
+    }
+
     async fn stream(
         &self,
         ctx: &SourceContext,
@@ -1559,6 +1600,7 @@ impl Source for MySqlSource {
                 SnapshotMode::NoData | SnapshotMode::Never => {
                     let (file, pos) = Self::current_position(&mut admin).await?;
                     let gtids = self.gtid_state_at(&mut admin, &file, pos).await?;
+                    self.store_start(&ctx, &file, pos, gtids.as_ref()).await?;
                     StreamStart {
                         file,
                         pos,
@@ -1569,7 +1611,7 @@ impl Source for MySqlSource {
                 }
             },
         };
-        if mode == SnapshotMode::InitialOnly {
+        if mode == SnapshotMode::InitialOnly || ctx.shutdown.is_cancelled() {
             return Ok(());
         }
         self.stream(&ctx, admin, start).await

@@ -1241,3 +1241,64 @@ async fn preflight_errors_name_the_setting() {
         "{error}"
     );
 }
+
+/// Without a snapshot the start position is durable before the first change: a
+/// connector stopped before any change resumes where it started, and every change
+/// written while it was stopped arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_the_first_change_loses_nothing_without_a_snapshot() {
+    let db = mariadb().create_database("nodata").await;
+    let mut conn = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    for (n, mode) in ["no_data", "never"].into_iter().enumerate() {
+        let offsets = Arc::new(MemoryOffsetStore::new());
+        let run = |sink: MemorySink, shutdown: CancellationToken| {
+            tokio::spawn(
+                Pipeline::new(
+                    "nodata",
+                    source(db.name(), 5601, &[("snapshot.mode", mode)]),
+                    sink,
+                    offsets.clone(),
+                    PipelineConfig::default(),
+                )
+                .run(shutdown),
+            )
+        };
+        let shutdown = CancellationToken::new();
+        let task = run(MemorySink::new(MemorySinkMode::Immediate), shutdown.clone());
+        let stored = wait_for(Duration::from_secs(30), || {
+            let offsets = offsets.clone();
+            async move { offsets.load("nodata").await.unwrap().is_some() }
+        })
+        .await;
+        assert!(stored, "{mode}: the start position was stored");
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+
+        let base = 1000 * (n as i64 + 1);
+        let values: Vec<String> = (0..100).map(|i| format!("({})", base + i)).collect();
+        conn.query_drop(format!("INSERT INTO t VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+        let sink = MemorySink::new(MemorySinkMode::Immediate);
+        let shutdown = CancellationToken::new();
+        let task = run(sink.clone(), shutdown.clone());
+        let all = wait_for(Duration::from_secs(30), || {
+            let sink = sink.clone();
+            async move { row_ops(&sink.durable()).len() >= 100 }
+        })
+        .await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let ops = row_ops(&sink.durable());
+        assert!(
+            all,
+            "{mode}: {} of 100 changes made while stopped arrived",
+            ops.len()
+        );
+        let expected: Vec<(String, i64)> = (0..100).map(|i| ("c".to_owned(), base + i)).collect();
+        assert_eq!(ops, expected, "{mode}");
+    }
+}

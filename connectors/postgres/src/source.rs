@@ -327,6 +327,103 @@ impl PostgresSource {
         Ok(())
     }
 
+    /// The identity of this connector's slot in its ledger: name, database and the
+    /// cluster's system identifier (`IDENTIFY_SYSTEM`; slot names are per cluster).
+    async fn slot_resource(&self, conn: &mut ReplicationConnection) -> Result<String, SourceError> {
+        let rows = conn
+            .simple_query("IDENTIFY_SYSTEM")
+            .await
+            .map_err(|e| replication_error("identifying the server (IDENTIFY_SYSTEM)", e))?;
+        let system = rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_default();
+        Ok(format!(
+            "postgres slot {} in database {} of system {system}",
+            self.config.slot_name, self.config.dbname
+        ))
+    }
+
+    /// Checks that the existing slot `slot.name` is this connector's (recorded in its
+    /// ledger when it was created) and idle; returns its ledger identity. A slot that
+    /// someone else made, or one the ledger does not know, is a definite error naming
+    /// who holds it; this connector's own slot still held by a walsender (its previous
+    /// connection, not yet gone after a network drop) is transient.
+    async fn own_slot(
+        &self,
+        catalog: &Catalog,
+        conn: &mut ReplicationConnection,
+        ctx: &SourceContext,
+        to_drop: bool,
+    ) -> Result<String, SourceError> {
+        let slot = &self.config.slot_name;
+        let resource = self.slot_resource(conn).await?;
+        let owned =
+            ctx.resources.owns(&resource).await.map_err(|e| {
+                SourceError::transient("reading which slots this connector made", e)
+            })?;
+        let row = catalog
+            .client()
+            .query_opt(
+                "SELECT s.active, s.active_pid, s.database::text, s.plugin::text, \
+                 r.application_name::text, r.client_addr::text, r.usename::text \
+                 FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid \
+                 WHERE s.slot_name = $1",
+                &[slot],
+            )
+            .await
+            .map_err(|e| query_error("looking up who holds the replication slot", e))?;
+        let Some(row) = row else {
+            return Err(SourceError::transient(
+                "checking the replication slot",
+                format!("slot {slot} vanished while it was being checked"),
+            ));
+        };
+        let (active, pid, database, plugin): (bool, Option<i32>, Option<String>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (application, address, user): (Option<String>, Option<String>, Option<String>) =
+            (row.get(4), row.get(5), row.get(6));
+        let holder = if active {
+            let pid = pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+            format!(
+                "in use by PID {pid} ({}{}{})",
+                application.filter(|a| !a.is_empty()).map_or_else(
+                    || "application unknown".to_owned(),
+                    |a| format!("application {a:?}")
+                ),
+                user.map(|u| format!(", user {u}")).unwrap_or_default(),
+                address.map(|a| format!(", from {a}")).unwrap_or_default(),
+            )
+        } else {
+            "not in use right now".to_owned()
+        };
+        let wrong_database = database.as_deref() != Some(self.config.dbname.as_str());
+        if !owned || wrong_database {
+            let what = if to_drop {
+                "outflow drops only slots it created, and this connector has no offsets to resume it from"
+            } else {
+                "streaming from it would take its changes away from whoever reads it"
+            };
+            return Err(SourceError::definite(
+                format!(
+                    "replication slot {slot} already exists and was not created by this connector ({holder}; database {}, plugin {}): {what}",
+                    database.as_deref().unwrap_or("none"),
+                    plugin.as_deref().unwrap_or("none"),
+                ),
+                format!(
+                    "give this connector a slot of its own with slot.name, or, if nobody needs {slot}, drop it yourself: SELECT pg_drop_replication_slot('{slot}')"
+                ),
+            ));
+        }
+        if active {
+            return Err(SourceError::transient(
+                "taking over this connector's replication slot",
+                format!("slot {slot} is {holder}; waiting for it to be released"),
+            ));
+        }
+        Ok(resource)
+    }
+
     /// Fails with a definite error when a new slot cannot be created.
     async fn slot_capacity(&self, catalog: &Catalog) -> Result<(), SourceError> {
         let row = catalog
@@ -611,18 +708,30 @@ impl Source for PostgresSource {
                     "set snapshot.mode=when_needed to take a new snapshot, or reset the connector's offsets",
                 ));
             }
-            (Some(_), None) if !wants_snapshot => {}
+            (Some(_), None) if !wants_snapshot => {
+                // Streaming from it takes its changes from whoever else reads it.
+                self.own_slot(&catalog, &mut conn, &ctx, false).await?;
+            }
             (existing, _) => {
                 // A new slot: a resume position from the old one means nothing to it.
                 resume_snapshot = None;
                 if existing.is_some() {
-                    // No durable offset: nothing was delivered from this slot; start over.
-                    conn.simple_query(&format!("DROP_REPLICATION_SLOT {} WAIT", quote(&slot)))
+                    // Ours, with no durable offset: nothing was delivered from it; start
+                    // over. Someone else's: an error, never a drop.
+                    let resource = self.own_slot(&catalog, &mut conn, &ctx, true).await?;
+                    conn.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote(&slot)))
                         .await
                         .map_err(|e| replication_error("dropping the stale replication slot", e))?;
-                }
-                if existing.is_none() {
+                    tracing::info!(slot = %slot, %resource, "dropped this connector's own stale replication slot");
+                } else {
                     self.slot_capacity(&catalog).await?;
+                }
+                let resource = self.slot_resource(&mut conn).await?;
+                let recorded = ctx.resources.record(&resource).await.map_err(|e| {
+                    SourceError::transient("recording the slot as this connector's", e)
+                })?;
+                if !recorded {
+                    tracing::warn!(slot = %slot, "the offset store keeps no record of created slots: a later start without offsets will refuse this slot as unknown");
                 }
                 let created = conn
                     .create_slot(&slot, wants_snapshot)

@@ -81,8 +81,14 @@ pub(crate) async fn wait_events(
     let events = sink.durable();
     assert!(
         ok,
-        "condition not reached; events: {:#?}",
-        events.iter().map(|e| &e.kind).collect::<Vec<_>>()
+        "condition not reached; {} events, the last ones: {:?}",
+        events.len(),
+        events
+            .iter()
+            .rev()
+            .take(8)
+            .map(|e| kind_name(e))
+            .collect::<Vec<_>>()
     );
     events
 }
