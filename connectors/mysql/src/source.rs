@@ -91,9 +91,35 @@ struct Table {
     codecs: Vec<ColumnCodec>,
 }
 
+/// Server error codes that pass by themselves: retried with backoff. The one table of
+/// the MySQL / MariaDB connector; other server errors are transient too unless
+/// [`definite_server_error`] knows them (a retry costs little, a FAILED connector waits
+/// for an operator), and so are I/O errors (2013, lost connection, and 2006, gone away,
+/// arrive as I/O errors of the client).
+const TRANSIENT_SERVER_ERRORS: &[(u16, &str)] = &[
+    (1040, "too many connections"),
+    (1203, "the user has more than max_user_connections"),
+    (1205, "lock wait timeout"),
+    (1213, "deadlock"),
+    (1053, "server shutdown in progress"),
+    (1317, "query interrupted"),
+    (1927, "connection killed (MariaDB)"),
+    (2006, "server has gone away"),
+    (2013, "lost connection during query"),
+];
+
+/// Whether server error `code` stops the connector for good (an operator must act).
+fn definite_server_error(code: u16) -> bool {
+    !TRANSIENT_SERVER_ERRORS.iter().any(|(c, _)| *c == code)
+        && matches!(code, 1236 | 1045 | 1044 | 1142 | 1227)
+}
+
 fn mysql_error(context: impl Into<String>, e: mysql_async::Error) -> SourceError {
     let context = context.into();
     match &e {
+        mysql_async::Error::Server(s) if !definite_server_error(s.code) => {
+            SourceError::transient(context, e)
+        }
         mysql_async::Error::Server(s) => match s.code {
             1236 => SourceError::definite_with(
                 context,
@@ -1621,6 +1647,32 @@ impl Source for MySqlSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_errors_are_classified_by_one_table() {
+        for code in [1040, 1203, 1205, 1213, 1053, 1317, 1927, 2006, 2013] {
+            assert!(!definite_server_error(code), "{code} is transient");
+        }
+        for code in [1236, 1045, 1044, 1142, 1227] {
+            assert!(definite_server_error(code), "{code} is definite");
+        }
+        let server = |code: u16| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "m".into(),
+                state: "HY000".into(),
+            })
+        };
+        use outflow_core::Classify as _;
+        assert_eq!(
+            mysql_error("x", server(1040)).class(),
+            outflow_core::ErrorClass::Transient
+        );
+        assert_eq!(
+            mysql_error("x", server(1236)).class(),
+            outflow_core::ErrorClass::Definite
+        );
+    }
 
     #[test]
     fn transaction_payload_headers_that_mysql_common_cannot_read_are_refused() {

@@ -46,12 +46,48 @@ use snapshot::ResumeWindow;
 
 const BATCH_EVENTS: usize = 1024;
 
+/// SQLSTATEs (whole codes, or classes of two characters) that pass by themselves: a
+/// retry with backoff, not a FAILED connector. The one table for both connections.
+const TRANSIENT_SQLSTATES: &[(&str, &str)] = &[
+    ("08", "connection exception (refused, broken, lost)"),
+    (
+        "57",
+        "operator intervention: admin/crash shutdown (57P01/57P02), starting up (57P03), cancelled (57014)",
+    ),
+    ("53000", "insufficient resources"),
+    ("53100", "disk full"),
+    ("53200", "out of memory"),
+    (
+        "53300",
+        "too many connections (max_connections, or the role's or database's CONNECTION LIMIT)",
+    ),
+    ("40001", "serialization failure"),
+    ("40P01", "deadlock detected"),
+    (
+        "55006",
+        "object in use: the slot is active for a PID (the previous walsender, not yet gone after a network drop)",
+    ),
+    ("55P03", "lock not available"),
+    ("58000", "system error"),
+    ("58030", "I/O error"),
+    ("XX000", "internal error"),
+];
+
+/// Whether a server error with SQLSTATE `code` is transient ([`TRANSIENT_SQLSTATES`]).
+pub(crate) fn transient_sqlstate(code: &str) -> bool {
+    TRANSIENT_SQLSTATES.iter().any(|(entry, _)| {
+        if entry.len() == 2 {
+            code.starts_with(entry)
+        } else {
+            code == *entry
+        }
+    })
+}
+
 fn replication_error(context: &str, e: ReplicationError) -> SourceError {
     let transient = match &e {
         ReplicationError::Io(_) => true,
-        ReplicationError::Server { code, .. } => {
-            code.starts_with("08") || code.starts_with("57") || code == "53300"
-        }
+        ReplicationError::Server { code, .. } => transient_sqlstate(code),
         _ => false,
     };
     if transient {
@@ -78,8 +114,13 @@ fn query_error(context: &str, e: tokio_postgres::Error) -> SourceError {
         );
     }
     match e.code() {
-        Some(code) if !code.code().starts_with("08") && !code.code().starts_with("57") => {
-            SourceError::definite_with(context.to_owned(), "see the server's message", e)
+        Some(code) if !transient_sqlstate(code.code()) => {
+            let hint = if code.code().starts_with("28") {
+                "check database.user and database.password"
+            } else {
+                "see the server's message"
+            };
+            SourceError::definite_with(context.to_owned(), hint, e)
         }
         _ => SourceError::transient(context.to_owned(), e),
     }
@@ -1505,4 +1546,38 @@ fn now_micros() -> i64 {
 async fn futures_next<S: futures_util::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     use futures_util::StreamExt as _;
     stream.next().await
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use super::transient_sqlstate;
+
+    #[test]
+    fn server_errors_that_pass_by_themselves_are_transient() {
+        for code in [
+            "53300", // too many connections
+            "55006", // replication slot is active for PID …
+            "57P01", // terminating connection due to administrator command
+            "57P02", // crash shutdown
+            "57P03", // the database system is starting up / shutting down
+            "57014", // cancelled
+            "08006", // connection failure
+            "08P01", // protocol violation on a broken link
+            "40001", "40P01", "53100", "53200", "55P03", "58030",
+        ] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in [
+            "28P01", // wrong password
+            "28000", // no pg_hba.conf entry
+            "42501", // insufficient privilege
+            "42704", // undefined object (a missing slot or publication)
+            "42P01", // undefined table
+            "53400", // configuration limit exceeded (max_replication_slots)
+            "55000", // object not in prerequisite state (wal_level, invalidated slot)
+            "0A000", // feature not supported
+        ] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+    }
 }

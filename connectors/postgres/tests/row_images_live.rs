@@ -187,7 +187,8 @@ async fn preflight_errors_name_the_setting_and_the_fix() {
         .batch_execute(
             "CREATE TABLE ok_t (id int PRIMARY KEY);
              CREATE TABLE keyless (a int, b text);
-             CREATE ROLE no_replication LOGIN;",
+             CREATE ROLE no_replication LOGIN;
+             CREATE ROLE no_connections LOGIN REPLICATION CONNECTION LIMIT 0;",
         )
         .await
         .unwrap();
@@ -209,6 +210,22 @@ async fn preflight_errors_name_the_setting_and_the_fix() {
             err.to_string()
         }
     };
+
+    // Too many connections (53300) passes by itself: transient, retried.
+    let run = start(
+        config(&db, &[("database.user", "no_connections")]),
+        Arc::new(MemoryOffsetStore::new()),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(30), run.task)
+        .await
+        .expect("the connector did not stop")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        outflow_core::Classify::class(&err),
+        outflow_core::ErrorClass::Transient,
+        "{err}"
+    );
 
     let text = run_to_error(vec![("database.user", "no_replication".into())]).await;
     assert!(
