@@ -117,7 +117,13 @@ impl Exposition {
             }
             self.out.push('}');
         }
-        let _ = writeln!(self.out, " {value}");
+        // Prometheus' text format spells infinities +Inf / -Inf.
+        if value.is_infinite() {
+            let sign = if value > 0.0 { '+' } else { '-' };
+            let _ = writeln!(self.out, " {sign}Inf");
+        } else {
+            let _ = writeln!(self.out, " {value}");
+        }
     }
 }
 
@@ -251,6 +257,21 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
         "gauge",
         "WAL bytes the server holds that the slot has not confirmed.",
         |m| load(&m.postgres.slot_lag_bytes),
+    ),
+    (
+        "outflow_postgres_slot_wal_status",
+        "gauge",
+        "The slot's wal_status: 0 unknown, 1 reserved, 2 extended, 3 unreserved, 4 lost (invalidated).",
+        |m| load(&m.postgres.slot_wal_status),
+    ),
+    (
+        "outflow_postgres_slot_safe_wal_size_bytes",
+        "gauge",
+        "WAL bytes that may still be written before max_slot_wal_keep_size invalidates the slot (+Inf: no limit).",
+        |m| match m.postgres.slot_safe_wal_size.load(Ordering::Relaxed) {
+            u64::MAX => f64::INFINITY,
+            bytes => bytes as f64,
+        },
     ),
     (
         "outflow_mysql_binlog_streams_by_gtid_total",

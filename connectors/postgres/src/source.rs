@@ -148,6 +148,40 @@ pub struct PostgresMetrics {
     /// Bytes of WAL the server has that the slot has not confirmed (the server's last
     /// reported WAL end minus the confirmed flush LSN), updated at each status update.
     pub slot_lag_bytes: AtomicU64,
+    /// The slot's `wal_status` as a number: 0 unknown, 1 `reserved`, 2 `extended`,
+    /// 3 `unreserved` (about to be lost), 4 `lost` (invalidated); checked at start and
+    /// at every status update.
+    pub slot_wal_status: AtomicU64,
+    /// The slot's `safe_wal_size`: bytes of WAL that may still be written before the
+    /// slot is invalidated by `max_slot_wal_keep_size` (`u64::MAX` when unlimited).
+    pub slot_safe_wal_size: AtomicU64,
+}
+
+/// The health of a replication slot, from `pg_replication_slots`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlotHealth {
+    wal_status: Option<String>,
+    safe_wal_size: Option<i64>,
+    /// `invalidation_reason` (Postgres 17+).
+    invalidation_reason: Option<String>,
+    restart_lsn: Option<String>,
+    confirmed_flush_lsn: Option<String>,
+}
+
+impl SlotHealth {
+    fn lost(&self) -> bool {
+        self.wal_status.as_deref() == Some("lost")
+    }
+
+    fn status_code(&self) -> u64 {
+        match self.wal_status.as_deref() {
+            Some("reserved") => 1,
+            Some("extended") => 2,
+            Some("unreserved") => 3,
+            Some("lost") => 4,
+            _ => 0,
+        }
+    }
 }
 
 /// A Postgres change stream.
@@ -465,6 +499,80 @@ impl PostgresSource {
         Ok(resource)
     }
 
+    /// The slot's WAL status (Postgres 13+; the reason on 17+), published as metrics;
+    /// `None` if the slot does not exist.
+    async fn slot_health(&self, catalog: &Catalog) -> Result<Option<SlotHealth>, SourceError> {
+        let client = catalog.client();
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| query_error("reading the server version", e))?
+            .get(0);
+        let reason = if version >= 170_000 {
+            "invalidation_reason::text"
+        } else {
+            "NULL::text"
+        };
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT wal_status::text, safe_wal_size::bigint, {reason}, \
+                     restart_lsn::text, confirmed_flush_lsn::text \
+                     FROM pg_replication_slots WHERE slot_name = $1"
+                ),
+                &[&self.config.slot_name],
+            )
+            .await
+            .map_err(|e| query_error("reading the replication slot's WAL status", e))?;
+        let Some(row) = row else { return Ok(None) };
+        let health = SlotHealth {
+            wal_status: row.get(0),
+            safe_wal_size: row.get(1),
+            invalidation_reason: row.get(2),
+            restart_lsn: row.get(3),
+            confirmed_flush_lsn: row.get(4),
+        };
+        self.metrics
+            .slot_wal_status
+            .store(health.status_code(), Ordering::Relaxed);
+        self.metrics.slot_safe_wal_size.store(
+            health
+                .safe_wal_size
+                .map_or(u64::MAX, |b| u64::try_from(b).unwrap_or(0)),
+            Ordering::Relaxed,
+        );
+        Ok(Some(health))
+    }
+
+    /// The error for an invalidated slot: changes after its last confirmed position
+    /// are gone from the server.
+    fn slot_lost(&self, health: &SlotHealth, resumable: bool) -> SourceError {
+        let slot = &self.config.slot_name;
+        let from = health
+            .confirmed_flush_lsn
+            .as_deref()
+            .or(health.restart_lsn.as_deref())
+            .unwrap_or("its last confirmed position");
+        let reason = health
+            .invalidation_reason
+            .as_deref()
+            .map_or_else(String::new, |r| format!(", reason {r}"));
+        let what = format!(
+            "replication slot {slot} was invalidated by the server (wal_status lost{reason}): the changes after {from} are lost"
+        );
+        if resumable {
+            SourceError::transient(
+                "restarting to take a new snapshot with a new slot (snapshot.mode=when_needed)",
+                what,
+            )
+        } else {
+            SourceError::definite(
+                what,
+                "set snapshot.mode=when_needed to take a new snapshot with a new slot (or reset the connector's offsets); raise max_slot_wal_keep_size, or keep the connector running, so that it does not happen again",
+            )
+        }
+    }
+
     /// Fails with a definite error when a new slot cannot be created.
     async fn slot_capacity(&self, catalog: &Catalog) -> Result<(), SourceError> {
         let row = catalog
@@ -737,6 +845,29 @@ impl Source for PostgresSource {
         let mut conn = ReplicationConnection::connect(&self.connect_options())
             .await
             .map_err(|e| replication_error("opening the replication connection", e))?;
+        // An invalidated slot (max_slot_wal_keep_size) cannot stream: its changes are
+        // gone. when_needed recovers with a new slot and snapshot; else it is an error.
+        let mut slot_row = slot_row;
+        if let Some(health) = self.slot_health(&catalog).await?
+            && health.lost()
+        {
+            if resume.is_none() || self.config.snapshot_mode != SnapshotMode::WhenNeeded {
+                if resume.is_some() {
+                    return Err(self.slot_lost(&health, false));
+                }
+                // No offsets: the slot is recreated below if it is ours (and refused
+                // if it is not), as any stale slot.
+            } else {
+                tracing::warn!(slot = %slot, "replication slot invalidated; taking a new snapshot with a new slot (snapshot.mode=when_needed)");
+                self.own_slot(&catalog, &mut conn, &ctx, true).await?;
+                conn.simple_query(&format!("DROP_REPLICATION_SLOT {}", quote(&slot)))
+                    .await
+                    .map_err(|e| {
+                        replication_error("dropping the invalidated replication slot", e)
+                    })?;
+                slot_row = None;
+            }
+        }
         let mut snapshot = None;
         match (&slot_row, &resume) {
             (Some(_), Some(_)) => {}
@@ -884,6 +1015,16 @@ impl Source for PostgresSource {
                 Ok(()) if stream.is_some() => continue,
                 Ok(()) => break,
                 Err(e) if e.class() == ErrorClass::Transient && !ctx.shutdown.is_cancelled() => {
+                    // An invalidated slot does not come back by reconnecting: the
+                    // connector restarts (when_needed: with a new snapshot) or fails.
+                    if let Ok(Some(health)) = self.slot_health(&catalog).await
+                        && health.lost()
+                    {
+                        return Err(self.slot_lost(
+                            &health,
+                            self.config.snapshot_mode == SnapshotMode::WhenNeeded,
+                        ));
+                    }
                     if started.elapsed() > Duration::from_secs(30) {
                         backoff = Duration::from_millis(100);
                     }
@@ -943,7 +1084,18 @@ impl PostgresSource {
         let conn = ReplicationConnection::connect(&self.connect_options())
             .await
             .map_err(|e| replication_error("reopening the replication connection", e))?;
-        self.start_stream(conn, server_version).await
+        match self.start_stream(conn, server_version).await {
+            Ok(stream) => Ok(stream),
+            // The checkpointer ends the walsender of a slot it invalidates: say so
+            // rather than pass on START_REPLICATION's refusal.
+            Err(e) => match self.slot_health(catalog).await {
+                Ok(Some(health)) if health.lost() => Err(self.slot_lost(
+                    &health,
+                    self.config.snapshot_mode == SnapshotMode::WhenNeeded,
+                )),
+                _ => Err(e),
+            },
+        }
     }
 
     /// `slot.drop.on.stop`: drops the slot once its walsender has exited.
@@ -1039,6 +1191,14 @@ impl PostgresSource {
                         Ordering::Relaxed,
                     );
                     send_status(&mut stream, ack).await?;
+                    if let Some(health) = self.slot_health(catalog).await?
+                        && health.lost()
+                    {
+                        return Err(self.slot_lost(
+                            &health,
+                            self.config.snapshot_mode == SnapshotMode::WhenNeeded,
+                        ));
+                    }
                     if self.config.publication_autocreate == PublicationAutocreate::Filtered {
                         self.refresh_publication(catalog).await?;
                     }

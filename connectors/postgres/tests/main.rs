@@ -29,6 +29,7 @@ mod pgoutput_live;
 mod recovery_live;
 mod replication_live;
 mod row_images_live;
+mod slot_invalidation_live;
 mod slot_ownership_live;
 mod snapshot_live;
 mod source_live;
