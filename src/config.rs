@@ -153,6 +153,10 @@ pub struct WorkerConfig {
     pub schema_registry_tls: BTreeMap<String, String>,
     /// Record converter.
     pub converter: ConverterKind,
+    /// How long a stop (SIGTERM) waits for the connectors to flush and commit what is
+    /// durable before the process exits anyway (`task.shutdown.graceful.timeout.ms`,
+    /// default 10 s, as Kafka Connect).
+    pub task_shutdown_timeout: std::time::Duration,
 }
 
 /// Keys accepted besides the `kafka.*` family.
@@ -173,6 +177,7 @@ const KEYS: &[&str] = &[
     "schema.registry.ssl.ca.location",
     "schema.registry.ssl.certificate.location",
     "schema.registry.ssl.key.location",
+    "task.shutdown.graceful.timeout.ms",
 ];
 
 /// The env var that overrides `key`.
@@ -303,6 +308,19 @@ impl RawWorkerConfig {
             }
         };
 
+        let task_shutdown_timeout = match self.get("task.shutdown.graceful.timeout.ms") {
+            None => std::time::Duration::from_secs(10),
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .map(std::time::Duration::from_millis)
+                .map_err(|_| {
+                    invalid(
+                        "task.shutdown.graceful.timeout.ms",
+                        format!("{text:?}: expected milliseconds"),
+                    )
+                })?,
+        };
         let data_dir = PathBuf::from(self.get("data.dir").unwrap_or("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty".into()));
@@ -380,6 +398,7 @@ impl RawWorkerConfig {
         };
 
         Ok(WorkerConfig {
+            task_shutdown_timeout,
             rest_listen,
             rest_auth,
             rest_tls,

@@ -9,6 +9,12 @@
 //! `trace`. Pausing stops the task after a clean flush (offsets durable) and keeps the
 //! target state; resuming starts it again from the stored position.
 //!
+//! No REST call waits for a connector's I/O: pause, resume, stop, restart, reconfigure
+//! and delete record the target, ask the task to stop and return; the next task (or the
+//! PAUSED/STOPPED state) follows once the old one has flushed, and status shows when.
+//! A deleted connector's task stores no more offsets while it winds down. SIGTERM
+//! waits at most `task.shutdown.graceful.timeout.ms` (10 s) for the final flushes.
+//!
 //! Debezium's Postgres, MySQL and MariaDB connector classes are wired into the worker's
 //! sink: the lake (the default; `lake.*` worker settings, each overridable per connector)
 //! or Kafka (`sink = "kafka"`, JSON or Avro per `converter`).
@@ -533,6 +539,70 @@ struct Managed {
     metrics: Arc<ConnectorMetrics>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Set when the connector is deleted: its task, still winding down, stores no more
+    /// offsets (the connector's are gone with it).
+    retired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Managed {
+    fn new(config: BTreeMap<String, String>, target: TargetState) -> Self {
+        Self {
+            config,
+            target,
+            status: Arc::new(Mutex::new(TaskStatus {
+                state: "UNASSIGNED",
+                trace: None,
+            })),
+            metrics: Arc::default(),
+            stop: CancellationToken::new(),
+            task: None,
+            retired: Arc::default(),
+        }
+    }
+}
+
+/// A connector's view of the state store: its offsets, unless it was deleted while its
+/// task was still stopping (then late commits are dropped, not resurrected).
+#[derive(Debug, Clone)]
+struct ConnectorOffsets {
+    store: StateStore,
+    retired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OffsetStore for ConnectorOffsets {
+    async fn load(
+        &self,
+        connector: &str,
+    ) -> Result<Option<outflow_core::SourcePosition>, outflow_core::OffsetStoreError> {
+        self.store.load(connector).await
+    }
+
+    async fn commit(
+        &self,
+        connector: &str,
+        position: &outflow_core::SourcePosition,
+    ) -> Result<outflow_core::CommitOutcome, outflow_core::OffsetStoreError> {
+        if self.retired.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(outflow_core::CommitOutcome::Stale);
+        }
+        self.store.commit(connector, position).await
+    }
+
+    async fn owns_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> Result<bool, outflow_core::OffsetStoreError> {
+        self.store.owns_resource(connector, resource).await
+    }
+
+    async fn record_resource(
+        &self,
+        connector: &str,
+        resource: &str,
+    ) -> Result<bool, outflow_core::OffsetStoreError> {
+        self.store.record_resource(connector, resource).await
+    }
 }
 
 /// The worker's connectors.
@@ -541,6 +611,9 @@ pub struct ConnectorRuntime {
     worker: WorkerConfig,
     worker_id: String,
     connectors: tokio::sync::Mutex<BTreeMap<String, Managed>>,
+    /// Tasks of deleted connectors that are still stopping: a connector created again
+    /// under the same name starts after its predecessor is gone (one reader per slot).
+    retiring: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for ConnectorRuntime {
@@ -570,7 +643,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 async fn run_connector(
     name: String,
     validated: Validated,
-    store: StateStore,
+    store: ConnectorOffsets,
     status: Arc<Mutex<TaskStatus>>,
     metrics: Arc<ConnectorMetrics>,
     stop: CancellationToken,
@@ -717,40 +790,46 @@ impl ConnectorRuntime {
             worker,
             worker_id,
             connectors: tokio::sync::Mutex::new(BTreeMap::new()),
+            retiring: Mutex::new(BTreeMap::new()),
         });
         let stored = runtime.store.connectors().await?;
         let mut connectors = runtime.connectors.lock().await;
         for connector in stored {
-            let mut managed = Managed {
-                config: connector.config,
-                target: connector.target,
-                status: Arc::new(Mutex::new(TaskStatus {
-                    state: "UNASSIGNED",
-                    trace: None,
-                })),
-                metrics: Arc::default(),
-                stop: CancellationToken::new(),
-                task: None,
-            };
-            runtime.launch(&connector.name, &mut managed);
+            let mut managed = Managed::new(connector.config, connector.target);
+            runtime.launch(&connector.name, &mut managed, None);
             connectors.insert(connector.name, managed);
         }
         drop(connectors);
         Ok(runtime)
     }
 
-    /// Starts the task if the target is RUNNING; else records PAUSED/STOPPED.
-    fn launch(&self, name: &str, managed: &mut Managed) {
-        match managed.target {
-            TargetState::Paused => {
-                set(&managed.status, "PAUSED", None);
-                return;
+    /// Starts the task if the target is RUNNING; else records PAUSED/STOPPED. With
+    /// `previous` (the task being stopped), the new task starts, or the state is
+    /// recorded, once that one has finished its final flush: callers never wait for
+    /// a connector's I/O (a paused broker holds a flush for as long as it is paused).
+    fn launch(
+        &self,
+        name: &str,
+        managed: &mut Managed,
+        previous: Option<tokio::task::JoinHandle<()>>,
+    ) {
+        let idle = match managed.target {
+            TargetState::Paused => Some("PAUSED"),
+            TargetState::Stopped => Some("STOPPED"),
+            TargetState::Running => None,
+        };
+        if let Some(state) = idle {
+            match previous {
+                None => set(&managed.status, state, None),
+                Some(previous) => {
+                    let status = Arc::clone(&managed.status);
+                    managed.task = Some(tokio::spawn(async move {
+                        let _ = previous.await;
+                        set(&status, state, None);
+                    }));
+                }
             }
-            TargetState::Stopped => {
-                set(&managed.status, "STOPPED", None);
-                return;
-            }
-            TargetState::Running => {}
+            return;
         }
         crate::panics::register_secrets(
             managed
@@ -762,26 +841,42 @@ impl ConnectorRuntime {
         match validate(&self.worker, name, &managed.config) {
             Ok(validated) => {
                 managed.stop = CancellationToken::new();
-                managed.task = Some(tokio::spawn(run_connector(
+                let run = run_connector(
                     name.to_owned(),
                     validated,
-                    self.store.clone(),
+                    ConnectorOffsets {
+                        store: self.store.clone(),
+                        retired: Arc::clone(&managed.retired),
+                    },
                     Arc::clone(&managed.status),
                     Arc::clone(&managed.metrics),
                     managed.stop.clone(),
-                )));
+                );
+                let stop = managed.stop.clone();
+                managed.task = Some(tokio::spawn(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    if !stop.is_cancelled() {
+                        run.await;
+                    }
+                }));
                 tracing::info!(connector = %name, "connector started");
             }
-            Err(e) => set(&managed.status, "FAILED", Some(e.to_string())),
+            Err(e) => {
+                if let Some(previous) = previous {
+                    managed.task = Some(previous);
+                }
+                set(&managed.status, "FAILED", Some(e.to_string()));
+            }
         }
     }
 
-    /// Stops a connector's task, waiting for its final flush.
-    async fn halt(managed: &mut Managed) {
+    /// Asks a connector's task to stop (it flushes and commits what is durable, then
+    /// ends) and returns it, without waiting.
+    fn halt(managed: &mut Managed) -> Option<tokio::task::JoinHandle<()>> {
         managed.stop.cancel();
-        if let Some(task) = managed.task.take() {
-            let _ = task.await;
-        }
+        managed.task.take()
     }
 
     /// Validates, stores and starts a new connector.
@@ -798,18 +893,13 @@ impl ConnectorRuntime {
         self.store
             .put_connector(name, &config, TargetState::Running)
             .await?;
-        let mut managed = Managed {
-            config,
-            target: TargetState::Running,
-            status: Arc::new(Mutex::new(TaskStatus {
-                state: "UNASSIGNED",
-                trace: None,
-            })),
-            metrics: Arc::default(),
-            stop: CancellationToken::new(),
-            task: None,
-        };
-        self.launch(name, &mut managed);
+        let mut managed = Managed::new(config, TargetState::Running);
+        let previous = self
+            .retiring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        self.launch(name, &mut managed, previous);
         let info = Self::info_of(name, &managed);
         connectors.insert(name.to_owned(), managed);
         Ok(info)
@@ -840,9 +930,9 @@ impl ConnectorRuntime {
         self.store
             .put_connector(name, &config, managed.target)
             .await?;
-        Self::halt(managed).await;
+        let previous = Self::halt(managed);
         managed.config = config;
-        self.launch(name, managed);
+        self.launch(name, managed, previous);
         Ok((false, Self::info_of(name, managed)))
     }
 
@@ -952,8 +1042,8 @@ impl ConnectorRuntime {
             .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
         self.store.set_target(name, target).await?;
         managed.target = target;
-        Self::halt(managed).await;
-        self.launch(name, managed);
+        let previous = Self::halt(managed);
+        self.launch(name, managed, previous);
         Ok(())
     }
 
@@ -963,8 +1053,8 @@ impl ConnectorRuntime {
         let managed = connectors
             .get_mut(name)
             .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
-        Self::halt(managed).await;
-        self.launch(name, managed);
+        let previous = Self::halt(managed);
+        self.launch(name, managed, previous);
         Ok(())
     }
 
@@ -974,7 +1064,14 @@ impl ConnectorRuntime {
         let mut managed = connectors
             .remove(name)
             .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
-        Self::halt(&mut managed).await;
+        managed
+            .retired
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Some(task) = Self::halt(&mut managed) {
+            let mut retiring = self.retiring.lock().unwrap_or_else(PoisonError::into_inner);
+            retiring.retain(|_, t| !t.is_finished());
+            retiring.insert(name.to_owned(), task);
+        }
         self.store.delete_connector(name).await?;
         tracing::info!(connector = %name, "connector deleted");
         Ok(())
@@ -1112,14 +1209,33 @@ impl ConnectorRuntime {
         Ok(json!({ name: {"topics": topics} }))
     }
 
-    /// Stops every task after its final flush (SIGTERM).
+    /// Stops every task after its final flush (SIGTERM), waiting at most
+    /// `task.shutdown.graceful.timeout.ms` for them.
     pub async fn shutdown(&self) {
-        let mut connectors = self.connectors.lock().await;
-        for managed in connectors.values_mut() {
-            managed.stop.cancel();
-        }
-        for managed in connectors.values_mut() {
-            Self::halt(managed).await;
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = {
+            let mut connectors = self.connectors.lock().await;
+            connectors.values_mut().filter_map(Self::halt).collect()
+        };
+        tasks.extend(
+            std::mem::take(&mut *self.retiring.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_values(),
+        );
+        let timeout = self.worker.task_shutdown_timeout;
+        let all = async {
+            for task in &mut tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            let waiting = tasks.iter().filter(|t| !t.is_finished()).count();
+            tracing::warn!(
+                connectors = waiting,
+                timeout_ms = timeout.as_millis() as u64,
+                "connectors did not stop within task.shutdown.graceful.timeout.ms; exiting without their last flush (they resume from their last durable offset)"
+            );
+            for task in &tasks {
+                task.abort();
+            }
         }
     }
 }

@@ -1249,3 +1249,113 @@ async fn data_dir_full_then_freed_postgres_to_the_lake() {
     chaos.write(500).await;
     chaos.finish(1).await;
 }
+
+/// Sends SIGCONT to a paused process when dropped (also when the test fails).
+struct ResumeOnDrop(u32);
+
+impl Drop for ResumeOnDrop {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+/// The value of the first sample of `metric` in a Prometheus text.
+fn sample(text: &str, metric: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(metric) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_paused_every_endpoint_answers_and_sigterm_exits_in_time() {
+    let _alone = crate::BROKER.write().await;
+    let db = Database::postgres(postgres()).await;
+    let mut chaos = Chaos::streaming(
+        "REST while the broker is paused",
+        db,
+        Sink::KafkaJson,
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    chaos.write(100).await;
+    let pid = broker().pid();
+    signal(pid, libc::SIGSTOP);
+    let _resume = ResumeOnDrop(pid);
+    chaos.write(100).await;
+    let api = chaos.api();
+    // A commit is pending: batches accepted by the sink wait for the broker.
+    let pending = wait_for(Duration::from_secs(60), || async {
+        let response = api.client.get(format!("{}/metrics", api.base)).send().await;
+        let text = match response {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        sample(&text, "outflow_connector_batches_in_flight").is_some_and(|n| n > 0.0)
+    })
+    .await;
+    assert!(pending, "no batch waits for the paused broker");
+
+    let calls: [(&str, &str); 14] = [
+        ("GET", "/"),
+        ("GET", "/connectors"),
+        ("GET", "/connectors/chaos"),
+        ("GET", "/connectors/chaos/status"),
+        ("GET", "/connectors/chaos/config"),
+        ("GET", "/connectors/chaos/tasks"),
+        ("GET", "/connectors/chaos/offsets"),
+        ("GET", "/metrics"),
+        ("PUT", "/connectors/chaos/pause"),
+        ("GET", "/connectors/chaos/status"),
+        ("PUT", "/connectors/chaos/resume"),
+        ("POST", "/connectors/chaos/restart"),
+        ("PUT", "/connectors/chaos/stop"),
+        ("GET", "/connectors/chaos/status"),
+    ];
+    let mut slow = Vec::new();
+    for (method, path) in calls {
+        let request = match method {
+            "GET" => api.client.get(format!("{}{path}", api.base)),
+            "PUT" => api.client.put(format!("{}{path}", api.base)),
+            _ => api.client.post(format!("{}{path}", api.base)),
+        };
+        let started = tokio::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(10), request.send()).await;
+        let took = started.elapsed();
+        match answer {
+            Ok(Ok(response))
+                if response.status().as_u16() < 300 && took < Duration::from_secs(1) => {}
+            Ok(Ok(response)) => slow.push(format!(
+                "{method} {path}: {} in {took:?}",
+                response.status()
+            )),
+            Ok(Err(e)) => slow.push(format!("{method} {path}: {e}")),
+            Err(_) => slow.push(format!("{method} {path}: no answer in 10 s")),
+        }
+    }
+    assert!(
+        slow.is_empty(),
+        "{} calls slow or failed: {slow:?}",
+        slow.len()
+    );
+
+    // SIGTERM: out within task.shutdown.graceful.timeout.ms (10 s) and some room.
+    let child = chaos.daemon.child.id();
+    crate::connectors::sigterm(child);
+    let started = std::time::Instant::now();
+    let exited = wait_for(Duration::from_secs(30), || {
+        let status = chaos.daemon.child.try_wait();
+        async move { matches!(status, Ok(Some(_))) }
+    })
+    .await;
+    assert!(
+        exited,
+        "the daemon did not exit within 30 s of SIGTERM; log tail:\n{}",
+        chaos.log_tail()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "SIGTERM took {:?}",
+        started.elapsed()
+    );
+}
