@@ -130,6 +130,21 @@ impl TlsConfig {
     }
 }
 
+/// `snapshot.locking.mode`, with Debezium's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotLocking {
+    /// A global read lock (`FLUSH TABLES WITH READ LOCK`) only while the views start and
+    /// the binlog position is read (MySQL always; MariaDB only when the lock-free views'
+    /// coordinates keep disagreeing, and not at all without RELOAD).
+    Minimal,
+    /// The global read lock held until every row is read (writes wait meanwhile).
+    Extended,
+    /// No lock ever: MariaDB reads each view's own coordinates (one connection when
+    /// several views disagree); MySQL reads the position before its one view starts, so
+    /// a change committed in between may arrive twice (never lost).
+    None,
+}
+
 /// Validated configuration of a MySQL / MariaDB source.
 #[derive(Clone)]
 pub struct MySqlConfig {
@@ -154,6 +169,8 @@ pub struct MySqlConfig {
     pub tables: NameFilter,
     /// `snapshot.mode`.
     pub snapshot_mode: SnapshotMode,
+    /// `snapshot.locking.mode` (default `minimal`).
+    pub snapshot_locking: SnapshotLocking,
     /// `snapshot.fetch.size` (default 10240): rows per batch of a snapshot read.
     pub snapshot_fetch_size: usize,
     /// `snapshot.max.threads` (default 1): connections reading tables (and key ranges of
@@ -305,6 +322,25 @@ impl MySqlConfig {
             databases: NameFilter::from_properties(props, "database")?,
             tables: NameFilter::from_properties(props, "table")?,
             snapshot_mode,
+            snapshot_locking: match props.get("snapshot.locking.mode").map(|v| v.trim()) {
+                None | Some("minimal") => SnapshotLocking::Minimal,
+                Some("extended") => SnapshotLocking::Extended,
+                Some("none") => SnapshotLocking::None,
+                Some(other @ ("minimal_percona" | "custom")) => {
+                    return Err(PropertyError::new(
+                        "snapshot.locking.mode",
+                        other,
+                        "not supported by outflow; use minimal (brief global read lock, MariaDB often none), extended (lock held for the whole snapshot) or none (no lock)",
+                    ));
+                }
+                Some(other) => {
+                    return Err(PropertyError::new(
+                        "snapshot.locking.mode",
+                        other,
+                        "expected minimal, extended or none",
+                    ));
+                }
+            },
             snapshot_fetch_size: number(
                 props,
                 "snapshot.fetch.size",

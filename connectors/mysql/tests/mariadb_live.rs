@@ -999,104 +999,218 @@ async fn parallel_snapshot_and_resume_inside_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_to_stream_handover_under_writes_ten_runs() {
     for run in 0..10u32 {
-        let db = mariadb().create_database("myhand").await;
-        let mut conn = db.connect().await;
-        conn.query_drop(
-            "CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL);
-             CREATE TABLE b (id INT PRIMARY KEY, v INT NOT NULL);
-             CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL);
-             INSERT INTO a SELECT seq, seq FROM seq_1_to_20000;",
-        )
-        .await
-        .unwrap();
-        let mut writer = db.connect().await;
-        let writes = tokio::spawn(async move {
-            let mut x: u64 = 0x9E37_79B9 ^ u64::from(run);
-            for i in 0..600u32 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let id = (x % 25_000) as u32 + 1;
-                let statement = match i % 3 {
-                    0 => format!("INSERT IGNORE INTO a VALUES ({id}, {i})"),
-                    1 => format!("UPDATE a SET v = v + 1 WHERE id = {id}"),
-                    _ => format!("DELETE FROM a WHERE id = {id}"),
-                };
-                writer.query_drop(statement).await.unwrap();
-            }
-            writer
-                .query_drop("INSERT INTO a VALUES (999999, 0)")
-                .await
-                .unwrap();
-        });
         let threads = if run % 2 == 0 { "1" } else { "2" };
-        let events = drain_until(
-            "hand",
-            source(
-                db.name(),
-                5440 + run,
-                &[
-                    ("snapshot.max.threads", threads),
-                    ("snapshot.fetch.size", "1000"),
-                    // Plain TCP: TLS handshakes would start the snapshot after the
-                    // writer is done, and the point is writes during the snapshot.
-                    ("database.ssl.mode", "disabled"),
-                ],
-            ),
-            Arc::new(MemoryOffsetStore::new()),
-            |e| row_ops(e).contains(&("c".to_owned(), 999_999)),
+        handover_under_writes(
+            mariadb(),
+            run,
+            "myhand",
+            &[("snapshot.max.threads", threads)],
         )
         .await;
-        writes.await.unwrap();
-        let mut state: BTreeMap<i64, i64> = BTreeMap::new();
-        let (mut read_twice, mut insert_present, mut change_missing) = (0u32, 0u32, 0u32);
-        for e in &events {
-            let int = |v: &Value| match v {
-                Value::Int32(i) => i64::from(*i),
-                other => panic!("{other:?}"),
+    }
+}
+
+/// A 20,000-row snapshot while 600 writes run: the events rebuild the table, with no
+/// row read twice, no insert of a present row and no change of a missing one.
+async fn handover_under_writes(
+    server: &'static MariaDbServer,
+    run: u32,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) {
+    let db = server.create_database(prefix).await;
+    let mut conn = db.connect().await;
+    conn.query_drop(
+        "CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL);
+         CREATE TABLE b (id INT PRIMARY KEY, v INT NOT NULL);
+         CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO a SELECT seq, seq FROM seq_1_to_20000;",
+    )
+    .await
+    .unwrap();
+    let mut writer = db.connect().await;
+    let writes = tokio::spawn(async move {
+        let mut x: u64 = 0x9E37_79B9 ^ u64::from(run);
+        for i in 0..600u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % 25_000) as u32 + 1;
+            let statement = match i % 3 {
+                0 => format!("INSERT IGNORE INTO a VALUES ({id}, {i})"),
+                1 => format!("UPDATE a SET v = v + 1 WHERE id = {id}"),
+                _ => format!("DELETE FROM a WHERE id = {id}"),
             };
-            match &e.kind {
-                EventKind::Read { after, .. } => {
-                    read_twice += u32::from(state.insert(int(&after[0]), int(&after[1])).is_some());
-                }
-                EventKind::Insert { after, .. } => {
-                    insert_present +=
-                        u32::from(state.insert(int(&after[0]), int(&after[1])).is_some());
-                }
-                EventKind::Update { after, .. } => {
-                    change_missing +=
-                        u32::from(state.insert(int(&after[0]), int(&after[1])).is_none());
-                }
-                EventKind::Delete { before, .. } => {
-                    change_missing += u32::from(state.remove(&int(&before[0])).is_none());
-                }
-                _ => {}
-            }
+            writer.query_drop(statement).await.unwrap();
         }
-        let rows: Vec<(i32, i32)> = conn.query("SELECT id, v FROM a").await.unwrap();
-        let expected: BTreeMap<i64, i64> = rows
-            .into_iter()
-            .map(|(id, v)| (i64::from(id), i64::from(v)))
-            .collect();
-        assert_eq!(
-            (read_twice, insert_present, change_missing),
-            (0, 0, 0),
-            "run {run}"
-        );
-        assert!(
-            state == expected,
-            "run {run}: the events do not rebuild the table"
-        );
-        // The writes overlapped the snapshot: some are in what it read, some streamed.
-        let streamed = row_ops(&events).iter().filter(|(op, _)| op != "r").count();
-        eprintln!(
-            "handover run {run}: {} read, {streamed} streamed",
-            events.len() - streamed
-        );
-        assert!(
-            streamed > 1,
-            "run {run}: no write after the snapshot's view"
-        );
+        writer
+            .query_drop("INSERT INTO a VALUES (999999, 0)")
+            .await
+            .unwrap();
+    });
+    let mut props = vec![
+        ("snapshot.fetch.size", "1000"),
+        // Plain TCP: TLS handshakes would start the snapshot after the writer is done,
+        // and the point is writes during the snapshot.
+        ("database.ssl.mode", "disabled"),
+    ];
+    props.extend_from_slice(extra);
+    let events = drain_until(
+        "hand",
+        source_on(server, db.name(), 5440 + run, &props),
+        Arc::new(MemoryOffsetStore::new()),
+        |e| row_ops(e).contains(&("c".to_owned(), 999_999)),
+    )
+    .await;
+    writes.await.unwrap();
+    let mut state: BTreeMap<i64, i64> = BTreeMap::new();
+    let (mut read_twice, mut insert_present, mut change_missing) = (0u32, 0u32, 0u32);
+    for e in &events {
+        let int = |v: &Value| match v {
+            Value::Int32(i) => i64::from(*i),
+            other => panic!("{other:?}"),
+        };
+        match &e.kind {
+            EventKind::Read { after, .. } => {
+                read_twice += u32::from(state.insert(int(&after[0]), int(&after[1])).is_some());
+            }
+            EventKind::Insert { after, .. } => {
+                insert_present += u32::from(state.insert(int(&after[0]), int(&after[1])).is_some());
+            }
+            EventKind::Update { after, .. } => {
+                change_missing += u32::from(state.insert(int(&after[0]), int(&after[1])).is_none());
+            }
+            EventKind::Delete { before, .. } => {
+                change_missing += u32::from(state.remove(&int(&before[0])).is_none());
+            }
+            _ => {}
+        }
+    }
+    let rows: Vec<(i32, i32)> = conn.query("SELECT id, v FROM a").await.unwrap();
+    let expected: BTreeMap<i64, i64> = rows
+        .into_iter()
+        .map(|(id, v)| (i64::from(id), i64::from(v)))
+        .collect();
+    assert_eq!(
+        (read_twice, insert_present, change_missing),
+        (0, 0, 0),
+        "{prefix} run {run} {extra:?}"
+    );
+    assert!(
+        state == expected,
+        "{prefix} run {run} {extra:?}: the events do not rebuild the table"
+    );
+    let streamed = row_ops(&events).iter().filter(|(op, _)| op != "r").count();
+    eprintln!(
+        "handover {prefix} run {run}: {} read, {streamed} streamed",
+        events.len() - streamed
+    );
+    // Writes overlapped the snapshot (extended holds them back until it is read).
+    assert!(
+        streamed > 1,
+        "{prefix} run {run}: no write after the snapshot's view"
+    );
+}
+
+/// `snapshot.locking.mode` on MariaDB, for a user without RELOAD (as managed servers
+/// give): minimal and none snapshot without the lock; extended needs it and says so.
+/// With RELOAD, extended holds the lock for the whole snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_locking_modes_without_reload() {
+    // Its own server: extended holds a global read lock that every other test's writes
+    // would wait on (and a lock-free snapshot taken meanwhile on the same server did
+    // not rebuild its table: to be investigated, see the issue 21 note).
+    let server = dedicated_mariadb();
+    let mut root = server.connect(None).await;
+    let user = outflow_testkit::unique_name("noreload");
+    root.query_drop(format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{CDC_PASSWORD}';
+         GRANT SELECT, SHOW DATABASES, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%';"
+    ))
+    .await
+    .unwrap();
+    let as_user = [("database.user", user.as_str())];
+    for (run, mode) in [(20u32, "minimal"), (21, "none")] {
+        let mut extra = as_user.to_vec();
+        extra.extend([
+            ("snapshot.locking.mode", mode),
+            ("snapshot.max.threads", "2"),
+        ]);
+        handover_under_writes(server, run, "lockmode", &extra).await;
+    }
+    // extended without RELOAD: a definite error that names the privilege.
+    let db = server.create_database("lockext").await;
+    db.connect()
+        .await
+        .query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    let task = tokio::spawn(
+        Pipeline::new(
+            "ext",
+            source_on(
+                server,
+                db.name(),
+                5470,
+                &[
+                    ("database.user", user.as_str()),
+                    ("snapshot.locking.mode", "extended"),
+                ],
+            ),
+            MemorySink::new(MemorySinkMode::Immediate),
+            Arc::new(MemoryOffsetStore::new()),
+            PipelineConfig::default(),
+        )
+        .run(CancellationToken::new()),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the connector did not stop")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        outflow_core::Classify::class(&err),
+        outflow_core::ErrorClass::Definite,
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("FLUSH TABLES WITH READ LOCK")
+            || format!("{err:?}").contains("RELOAD"),
+        "{err}"
+    );
+    // extended with RELOAD (the cdc user).
+    handover_under_writes(
+        server,
+        22,
+        "lockext",
+        &[("snapshot.locking.mode", "extended")],
+    )
+    .await;
+    // Refused values name the property.
+    let mut props: BTreeMap<String, String> = BTreeMap::from([
+        (
+            "connector.class".to_owned(),
+            "io.debezium.connector.mariadb.MariaDbConnector".to_owned(),
+        ),
+        ("database.hostname".to_owned(), "h".to_owned()),
+        ("database.user".to_owned(), "u".to_owned()),
+        ("database.server.id".to_owned(), "7".to_owned()),
+        ("topic.prefix".to_owned(), "p".to_owned()),
+    ]);
+    for (value, fine) in [
+        ("minimal", true),
+        ("extended", true),
+        ("none", true),
+        ("minimal_percona", false),
+        ("custom", false),
+        ("bogus", false),
+    ] {
+        props.insert("snapshot.locking.mode".to_owned(), value.to_owned());
+        let result = MySqlConfig::from_properties(&props);
+        assert_eq!(result.is_ok(), fine, "{value}");
+        if let Err(e) = result {
+            assert!(e.to_string().contains("snapshot.locking.mode"), "{e}");
+        }
     }
 }
 

@@ -7,8 +7,12 @@
 //! agree (retried a few times); when commits keep falling between them, a brief
 //! `FLUSH TABLES WITH READ LOCK` around the starts makes them agree, and without the
 //! privilege for it the snapshot reads on one connection. MySQL always takes the brief
-//! lock (`snapshot.locking.mode=minimal`) and reads `SHOW MASTER STATUS` and
-//! `@@gtid_executed` under it.
+//! lock and reads `SHOW MASTER STATUS` and `@@gtid_executed` under it. That is
+//! `snapshot.locking.mode=minimal`, the default; `extended` holds the lock until the
+//! snapshot's connections close after the last row (both servers, RELOAD needed);
+//! `none` never locks: MariaDB falls back to one connection instead, MySQL reads the
+//! position before its single view starts (a change committed in between may arrive
+//! twice).
 //!
 //! **Units.** Tables in `(database, table)` byte order; with `snapshot.max.threads` > 1, a
 //! table with a single integer primary key and more than 8 × `snapshot.fetch.size` rows
@@ -46,7 +50,7 @@ use super::{
     BATCH_EVENTS, MySqlSource, SNAPSHOT_COMPLETE_ROW, StreamStart, Table, mysql_error, now_micros,
     quote_ident, send,
 };
-use crate::config::Flavor;
+use crate::config::{Flavor, SnapshotLocking};
 use crate::gtid::{GtidState, MySqlGtidSet};
 
 /// Rows per message from a reader to the merger.
@@ -279,6 +283,7 @@ impl MySqlSource {
     /// (and MySQL's executed GTIDs) are read under it.
     async fn locked_views(
         conns: &mut [Conn],
+        hold: bool,
     ) -> Result<(String, u64, Option<GtidState>), SourceError> {
         let Some((first, rest)) = conns.split_first_mut() else {
             return Err(SourceError::definite(
@@ -307,10 +312,14 @@ impl MySqlSource {
         let executed: Result<Option<(String, String)>, _> = first
             .query_first("SELECT @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed")
             .await;
-        first
-            .query_drop("UNLOCK TABLES")
-            .await
-            .map_err(|e| mysql_error("unlocking after the snapshot started", e))?;
+        // snapshot.locking.mode=extended: the lock stays until the snapshot's
+        // connections close, after the last row.
+        if !hold || position.is_err() {
+            first
+                .query_drop("UNLOCK TABLES")
+                .await
+                .map_err(|e| mysql_error("unlocking after the snapshot started", e))?;
+        }
         let gtids = match executed {
             Ok(Some((mode, set))) if mode.eq_ignore_ascii_case("ON") => {
                 MySqlGtidSet::parse(&set).ok().map(GtidState::MySql)
@@ -331,7 +340,36 @@ impl MySqlSource {
                 .map_err(|e| mysql_error("starting the snapshot", e))?;
             conns.push(conn);
         }
-        if self.config.flavor == Flavor::MariaDb {
+        let locking = self.config.snapshot_locking;
+        let extended = locking == SnapshotLocking::Extended;
+        if locking == SnapshotLocking::None && self.config.flavor == Flavor::MySql {
+            // No lock: the position is read before the view starts, so a change
+            // committed in between is both in the view and streamed (at least once).
+            conns.truncate(1);
+            let conn = &mut conns[0];
+            let (file, pos) = Self::current_position(conn).await?;
+            let executed: Option<(String, String)> = conn
+                .query_first("SELECT @@GLOBAL.gtid_mode, @@GLOBAL.gtid_executed")
+                .await
+                .map_err(|e| mysql_error("reading the executed GTIDs", e))?;
+            Self::start_view(conn).await?;
+            tracing::warn!(
+                "snapshot.locking.mode=none on MySQL: a change committed while the snapshot starts may be delivered twice"
+            );
+            let mysql_gtids = match executed {
+                Some((mode, set)) if mode.eq_ignore_ascii_case("ON") => {
+                    MySqlGtidSet::parse(&set).ok().map(GtidState::MySql)
+                }
+                _ => None,
+            };
+            return Ok(Views {
+                conns,
+                file,
+                pos,
+                mysql_gtids,
+            });
+        }
+        if self.config.flavor == Flavor::MariaDb && !extended {
             for _ in 0..VIEW_ATTEMPTS {
                 let mut coordinates = Vec::with_capacity(conns.len());
                 for conn in &mut conns {
@@ -353,7 +391,15 @@ impl MySqlSource {
                         .map_err(|e| mysql_error("restarting the snapshot", e))?;
                 }
             }
-            match Self::locked_views(&mut conns).await {
+            let locked = if locking == SnapshotLocking::None {
+                Err(SourceError::definite(
+                    "starting a parallel snapshot",
+                    "snapshot.locking.mode=none takes no lock",
+                ))
+            } else {
+                Self::locked_views(&mut conns, false).await
+            };
+            match locked {
                 Ok((file, pos, _)) => {
                     return Ok(Views {
                         conns,
@@ -363,7 +409,7 @@ impl MySqlSource {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the brief read lock for a parallel snapshot; reading on one connection");
+                    tracing::warn!(error = %e, "no agreeing views without a lock; reading the snapshot on one connection");
                     conns.truncate(1);
                     let conn = &mut conns[0];
                     let _ = conn.query_drop("ROLLBACK").await;
@@ -378,7 +424,7 @@ impl MySqlSource {
                 }
             }
         }
-        let (file, pos, mysql_gtids) = Self::locked_views(&mut conns).await?;
+        let (file, pos, mysql_gtids) = Self::locked_views(&mut conns, extended).await?;
         Ok(Views {
             conns,
             file,
