@@ -186,6 +186,35 @@ struct Validated {
     /// JsonConverter's `schemas.enable`.
     schemas_enable: bool,
     registry: Option<RegistryClientConfig>,
+    /// `offset.flush.interval.ms`, `max.queue.size`, `max.batch.size`.
+    pipeline: PipelineConfig,
+}
+
+/// The pipeline's tuning from Debezium's and Connect's properties: `max.queue.size`
+/// (events waiting between source and sink), `max.batch.size` (events per sink write),
+/// `offset.flush.interval.ms` (how often the Kafka sink commits; the lake rolls every
+/// `flush.interval.ms`).
+fn pipeline_of(config: &BTreeMap<String, String>) -> Result<PipelineConfig, RuntimeError> {
+    let mut pipeline = PipelineConfig::default();
+    let number = |key: &str| -> Result<Option<u64>, RuntimeError> {
+        config
+            .get(key)
+            .map(|v| match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(invalid(key, format!("{v:?}: expected a positive number"))),
+            })
+            .transpose()
+    };
+    if let Some(ms) = number("offset.flush.interval.ms")? {
+        pipeline.checkpoint_interval = Duration::from_millis(ms);
+    }
+    if let Some(events) = number("max.queue.size")? {
+        pipeline.channel_events = usize::try_from(events).unwrap_or(usize::MAX);
+    }
+    if let Some(events) = number("max.batch.size")? {
+        pipeline.max_batch_events = usize::try_from(events).unwrap_or(usize::MAX);
+    }
+    Ok(pipeline)
 }
 
 /// Kafka Connect's converter classes outflow implements.
@@ -273,7 +302,10 @@ fn kafka_settings(
         })
         .collect();
     for (k, v) in config {
-        if k.starts_with("producer.") || k.starts_with("topic.creation.") {
+        if k.starts_with("producer.")
+            || k.starts_with("topic.creation.")
+            || k == "transaction.max.bytes"
+        {
             sink_props.insert(k.clone(), v.clone());
         }
     }
@@ -335,6 +367,18 @@ fn clear_spool(dir: &std::path::Path) -> std::io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// The "accepted but not acted on" sentences of a connector's config.
+fn not_acted_on_of(config: &BTreeMap<String, String>) -> Vec<String> {
+    config
+        .get("connector.class")
+        .and_then(|c| canonical_class(c))
+        .map(|class| crate::properties::not_acted_on(class, config))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, message)| message)
+        .collect()
 }
 
 /// Checks a connector's config against the worker's; pure.
@@ -400,6 +444,17 @@ fn validate(
             )
         }
     };
+    match config.get("hstore.handling.mode").map(|v| v.trim()) {
+        None | Some("json") => {}
+        Some(other) => {
+            return Err(invalid(
+                "hstore.handling.mode",
+                format!(
+                    "{other:?} is not supported: outflow emits hstore values as JSON text (json)"
+                ),
+            ));
+        }
+    }
     Ok(Validated {
         source,
         envelope,
@@ -408,6 +463,7 @@ fn validate(
         converter,
         schemas_enable,
         registry,
+        pipeline: pipeline_of(config)?,
     })
 }
 
@@ -517,11 +573,18 @@ pub fn validation_report(
         })
         .collect();
     let error_count = usize::from(message.is_some());
+    let warnings: Vec<Value> = canonical_class(class)
+        .map(|class| crate::properties::not_acted_on(class, &config))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, message)| json!({"name": name, "message": message}))
+        .collect();
     json!({
         "name": class,
         "error_count": error_count,
         "groups": ["Common"],
         "configs": configs,
+        "warnings": warnings,
     })
 }
 
@@ -680,7 +743,7 @@ async fn run_connector(
                 outflow_core::SinkError::definite("reading transforms", e.to_string())
             })?;
             let formatter = EnvelopeFormatter::new(validated.envelope.clone());
-            let mut pipeline_config = PipelineConfig::default();
+            let mut pipeline_config = validated.pipeline.clone();
             let sink = match &validated.sink {
                 SinkSettings::Kafka(settings) => ConnectorSink::Kafka(Box::new(
                     KafkaSink::start(settings.clone(), formatter, transforms, encoder).await?,
@@ -862,6 +925,9 @@ impl ConnectorRuntime {
                     }
                 }));
                 tracing::info!(connector = %name, "connector started");
+                for warning in not_acted_on_of(&managed.config) {
+                    tracing::warn!(connector = %name, "{warning}");
+                }
             }
             Err(e) => {
                 if let Some(previous) = previous {
@@ -996,6 +1062,10 @@ impl ConnectorRuntime {
             "tasks": if managed.target == TargetState::Stopped { json!([]) } else { json!([task]) },
             "type": "source",
         });
+        let warnings = not_acted_on_of(&managed.config);
+        if !warnings.is_empty() {
+            body["warnings"] = json!(warnings);
+        }
         if status.state == "RUNNING"
             && let Some(snapshot) = managed.metrics.snapshot_status()
         {

@@ -9,5 +9,6 @@ pub mod connectors;
 pub mod fuzzing;
 pub mod metrics;
 pub mod panics;
+pub mod properties;
 pub mod rest;
 pub mod state;

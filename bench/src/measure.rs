@@ -463,7 +463,8 @@ pub async fn drain<Src: Source, S: Sink>(
 }
 
 /// The daemon's pipeline settings with the run's checkpoint interval;
-/// `BENCH_CHANNEL_CAPACITY`, `BENCH_CHANNEL_EVENTS` and `BENCH_MAX_IN_FLIGHT` override the
+/// `BENCH_CHANNEL_CAPACITY`, `BENCH_CHANNEL_EVENTS`, `BENCH_MAX_IN_FLIGHT` and
+/// `BENCH_MAX_BATCH_EVENTS` override the
 /// defaults and `BENCH_CHECKPOINT_MS` the run's interval (tuning experiments).
 fn pipeline_config(checkpoint: Duration) -> PipelineConfig {
     let defaults = PipelineConfig::default();
@@ -481,5 +482,6 @@ fn pipeline_config(checkpoint: Duration) -> PipelineConfig {
         channel_capacity: from_env("BENCH_CHANNEL_CAPACITY", defaults.channel_capacity),
         channel_events: from_env("BENCH_CHANNEL_EVENTS", defaults.channel_events),
         max_in_flight: from_env("BENCH_MAX_IN_FLIGHT", defaults.max_in_flight),
+        max_batch_events: from_env("BENCH_MAX_BATCH_EVENTS", defaults.max_batch_events),
     }
 }

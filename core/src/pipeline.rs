@@ -61,6 +61,9 @@ pub struct PipelineConfig {
     /// How often accepted batches are flushed to durability (Kafka Connect's
     /// `offset.flush.interval.ms`).
     pub checkpoint_interval: Duration,
+    /// Batches queued behind one are merged into it up to this many events
+    /// (Debezium's `max.batch.size`).
+    pub max_batch_events: usize,
 }
 
 impl Default for PipelineConfig {
@@ -70,12 +73,10 @@ impl Default for PipelineConfig {
             channel_events: 4096,
             max_in_flight: 64,
             checkpoint_interval: Duration::from_millis(1000),
+            max_batch_events: 1024,
         }
     }
 }
-
-/// Batches found queued behind one are merged into it up to this many events.
-const MERGE_EVENTS: usize = 1024;
 
 /// Counters of a running pipeline, shared with the metrics endpoint.
 #[derive(Debug, Default)]
@@ -359,7 +360,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                     // join it: one sink write and one in-flight slot for all of them. A
                     // batch that does not continue it in order waits for its own turn
                     // (and its own error), so what came before it still gets written.
-                    while batch.len() < MERGE_EVENTS && held.is_none() {
+                    while batch.len() < config.max_batch_events.max(1) && held.is_none() {
                         match rx.try_recv().map(crate::source::QueuedBatch::into_batch) {
                             Ok(next)
                                 if next.events.first().map(|e| &e.position)
@@ -663,6 +664,7 @@ mod tests {
             channel_events: events,
             max_in_flight: 3,
             checkpoint_interval: Duration::from_secs(3600),
+            ..PipelineConfig::default()
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(

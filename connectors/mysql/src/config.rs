@@ -202,6 +202,33 @@ impl fmt::Debug for MySqlConfig {
     }
 }
 
+/// The connector properties this crate acts on (names; an entry ending in `.` is a
+/// prefix). The daemon reports every other property of a connector as accepted but not
+/// acted on; keep this list in step with [`MySqlConfig::from_properties`].
+pub const PROPERTIES: &[&str] = &[
+    "database.hostname",
+    "database.port",
+    "database.user",
+    "database.password",
+    "database.server.id",
+    "database.ssl.mode",
+    "database.ssl.truststore",
+    "database.ssl.keystore",
+    "database.ssl.keystore.password",
+    "database.include.list",
+    "database.exclude.list",
+    "table.include.list",
+    "table.exclude.list",
+    "snapshot.mode",
+    "snapshot.locking.mode",
+    "snapshot.max.threads",
+    "snapshot.fetch.size",
+    "heartbeat.interval.ms",
+    "connect.timeout.ms",
+    "include.query",
+    "bigint.unsigned.handling.mode",
+];
+
 /// Debezium's MySQL connector class.
 pub const MYSQL_CLASS: &str = "io.debezium.connector.mysql.MySqlConnector";
 /// Debezium's MariaDB connector class.

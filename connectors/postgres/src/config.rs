@@ -10,6 +10,37 @@ use outflow_core::envelope::config::NameFilter;
 
 use crate::tls::{SslMode, TlsSettings};
 
+/// The connector properties this crate acts on (names; an entry ending in `.` is a
+/// prefix). The daemon reports every other property of a connector as accepted but not
+/// acted on; keep this list in step with [`PostgresConfig::from_properties`].
+pub const PROPERTIES: &[&str] = &[
+    "database.hostname",
+    "database.port",
+    "database.user",
+    "database.password",
+    "database.dbname",
+    "database.sslmode",
+    "database.sslcert",
+    "database.sslkey",
+    "database.sslrootcert",
+    "plugin.name",
+    "slot.name",
+    "slot.drop.on.stop",
+    "publication.name",
+    "publication.autocreate.mode",
+    "replica.identity.autoset.values",
+    "snapshot.mode",
+    "snapshot.max.threads",
+    "snapshot.fetch.size",
+    "schema.include.list",
+    "schema.exclude.list",
+    "table.include.list",
+    "table.exclude.list",
+    "heartbeat.interval.ms",
+    "heartbeat.action.query",
+    "status.update.interval.ms",
+];
+
 /// `publication.autocreate.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicationAutocreate {
@@ -67,7 +98,9 @@ pub struct PostgresConfig {
     /// `snapshot.fetch.size` (default 10240): rows per unit of a large table's key-range
     /// split is a multiple of it.
     pub snapshot_fetch_size: u64,
-    /// `table.include.list` / `table.exclude.list`.
+    /// `schema.include.list` / `schema.exclude.list` (on the schema name).
+    pub schemas: NameFilter,
+    /// `table.include.list` / `table.exclude.list` (on `schema.table`).
     pub tables: NameFilter,
     /// `heartbeat.interval.ms` (0 = off).
     pub heartbeat_interval: Option<Duration>,
@@ -274,6 +307,7 @@ impl PostgresConfig {
             Ok(value)
         };
         let tables = NameFilter::from_properties(props, "table")?;
+        let schemas = NameFilter::from_properties(props, "schema")?;
         let heartbeat = millis(props, "heartbeat.interval.ms", 0)?;
         Ok(Self {
             host: required("database.hostname")?,
@@ -346,6 +380,7 @@ impl PostgresConfig {
                         PropertyError::new("snapshot.fetch.size", v, "expected a positive number")
                     })?,
             },
+            schemas,
             tables,
             heartbeat_interval: (heartbeat > 0).then(|| Duration::from_millis(heartbeat)),
             status_update_interval: Duration::from_millis(
@@ -364,9 +399,10 @@ impl PostgresConfig {
         })
     }
 
-    /// Whether `schema.table` is captured.
+    /// Whether `schema.table` is captured: its schema passes the schema lists and its
+    /// `schema.table` the table lists (Debezium applies both).
     pub fn captures(&self, schema: &str, table: &str) -> bool {
-        self.tables.matches(&format!("{schema}.{table}"))
+        self.schemas.matches(schema) && self.tables.matches(&format!("{schema}.{table}"))
     }
 }
 

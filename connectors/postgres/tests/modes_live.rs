@@ -198,3 +198,69 @@ async fn an_unmapped_type_arrives_as_its_text() {
         ]
     );
 }
+
+/// `schema.include.list` / `schema.exclude.list` (a Debezium tutorial's way to capture
+/// one schema): the other schemas' tables are neither snapshotted nor streamed.
+#[tokio::test]
+async fn schema_lists_choose_the_captured_schemas() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("schemas").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA inventory; CREATE SCHEMA private;
+             CREATE TABLE inventory.items (id int PRIMARY KEY);
+             CREATE TABLE private.secrets (id int PRIMARY KEY);
+             INSERT INTO inventory.items VALUES (1); INSERT INTO private.secrets VALUES (1);",
+        )
+        .await
+        .unwrap();
+    for (property, value) in [
+        ("schema.include.list", "inventory"),
+        ("schema.exclude.list", "private,public"),
+    ] {
+        let run = start(
+            config(&db, &[(property, value)]),
+            Arc::new(MemoryOffsetStore::new()),
+        );
+        wait_events(&run.sink, |e| {
+            e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
+        })
+        .await;
+        admin
+            .batch_execute(
+                "INSERT INTO private.secrets VALUES (2); INSERT INTO inventory.items VALUES (2);",
+            )
+            .await
+            .unwrap();
+        let events = wait_events(&run.sink, |e| {
+            e.iter().any(|e| matches!(e.kind, EventKind::Commit(_)))
+        })
+        .await;
+        let tables: std::collections::BTreeSet<String> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Read { table, .. } | EventKind::Insert { table, .. } => {
+                    Some(table.id.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            tables.into_iter().collect::<Vec<_>>(),
+            ["inventory.items"],
+            "{property}={value}"
+        );
+        run.shutdown.cancel();
+        run.task.await.unwrap().unwrap();
+        crate::source_live::walsender_gone(&admin, &db).await;
+        admin
+            .batch_execute(&format!(
+                "DELETE FROM inventory.items WHERE id = 2; DELETE FROM private.secrets WHERE id = 2;
+                 SELECT pg_drop_replication_slot('{}')",
+                db.name()
+            ))
+            .await
+            .unwrap();
+    }
+}

@@ -166,6 +166,39 @@ pub fn regex_list(property: &str, list: &str) -> Result<Vec<regex::Regex>, Prope
         .collect()
 }
 
+/// The connector properties the envelope, its column rules and the transforms act on
+/// (names; an entry ending in `.` is a prefix), for the daemon's report of properties
+/// that are accepted but not acted on.
+pub const PROPERTIES: &[&str] = &[
+    "topic.prefix",
+    "topic.delimiter",
+    "topic.heartbeat.prefix",
+    "topic.transaction",
+    "database.dbname",
+    "decimal.handling.mode",
+    "time.precision.mode",
+    "binary.handling.mode",
+    "interval.handling.mode",
+    "include.schema.changes",
+    "provide.transaction.metadata",
+    "skipped.operations",
+    "tombstones.on.delete",
+    "unavailable.value.placeholder",
+    "column.include.list",
+    "column.exclude.list",
+    "column.mask.hash.",
+    "column.mask.with.",
+    "column.truncate.to.",
+    "message.key.columns",
+    "schema.name.adjustment.mode",
+    "field.name.adjustment.mode",
+    "sanitize.field.names",
+    "transforms",
+    "transforms.",
+    "predicates",
+    "predicates.",
+];
+
 /// A Debezium `<kind>.include.list` / `<kind>.exclude.list` pair: names (fully qualified)
 /// pass when they match an include pattern, or, without an include list, when they
 /// match no exclude pattern. Setting both is an error, as in Debezium.
