@@ -914,6 +914,8 @@ impl Source for PostgresSource {
             }
         }
 
+        // The slot's WAL status as metrics from the start (the status updates keep it).
+        self.slot_health(&catalog).await?;
         let mut state = StreamState {
             decoder: Decoder::new(),
             relations: RelationCache::new(),

@@ -216,16 +216,7 @@ async fn preflight_errors_name_the_setting_and_the_fix() {
         config(&db, &[("database.user", "no_connections")]),
         Arc::new(MemoryOffsetStore::new()),
     );
-    let err = tokio::time::timeout(Duration::from_secs(30), run.task)
-        .await
-        .expect("the connector did not stop")
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(
-        outflow_core::Classify::class(&err),
-        outflow_core::ErrorClass::Transient,
-        "{err}"
-    );
+    crate::source_live::fails_with(run.task, outflow_core::ErrorClass::Transient).await;
 
     let text = run_to_error(vec![("database.user", "no_replication".into())]).await;
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use outflow_core::{EventKind, MemoryOffsetStore, Value};
 use outflow_testkit::{dedicated_postgres, wait_for};
 
-use crate::source_live::{config, start, wait_events, walsender_gone};
+use crate::source_live::{config, fails_with, start, wait_events, walsender_gone};
 
 /// Writes WAL and checkpoints until the slot named `slot` is invalidated.
 async fn invalidate(admin: &tokio_postgres::Client, slot: &str) {
@@ -91,16 +91,7 @@ async fn an_invalidated_slot_is_detected_before_and_while_streaming() {
     walsender_gone(&admin, &db).await;
     invalidate(&admin, db.name()).await;
     let run = start(config(&db, &extra), offsets.clone());
-    let err = tokio::time::timeout(Duration::from_secs(60), run.task)
-        .await
-        .expect("the connector did not stop")
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(
-        outflow_core::Classify::class(&err),
-        outflow_core::ErrorClass::Definite,
-        "{err}"
-    );
+    let err = fails_with(run.task, outflow_core::ErrorClass::Definite).await;
     let text = err.to_string();
     assert!(
         text.contains("was invalidated")
@@ -146,17 +137,8 @@ async fn an_invalidated_slot_is_detected_before_and_while_streaming() {
     let run_source = Arc::clone(&run.source);
     let task = run.task;
     invalidate(&admin, db.name()).await;
-    let err = tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("the connector did not stop")
-        .unwrap()
-        .unwrap_err();
     // when_needed: transient, so that the restart takes the new snapshot.
-    assert_eq!(
-        outflow_core::Classify::class(&err),
-        outflow_core::ErrorClass::Transient,
-        "{err}"
-    );
+    let err = fails_with(task, outflow_core::ErrorClass::Transient).await;
     assert!(
         err.to_string().contains("new snapshot") || format!("{err:?}").contains("invalidated"),
         "{err}"

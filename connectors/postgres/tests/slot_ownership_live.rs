@@ -8,7 +8,7 @@ use std::time::Duration;
 use outflow_core::{EventKind, MemoryOffsetStore};
 use outflow_testkit::{postgres, wait_for};
 
-use crate::source_live::{config, start, wait_events, walsender_gone};
+use crate::source_live::{config, fails_with, start, wait_events, walsender_gone};
 
 async fn slot_state(admin: &tokio_postgres::Client, slot: &str) -> Option<bool> {
     admin
@@ -19,14 +19,6 @@ async fn slot_state(admin: &tokio_postgres::Client, slot: &str) -> Option<bool> 
         .await
         .unwrap()
         .map(|r| r.get(0))
-}
-
-async fn error_of(run: crate::source_live::Running) -> outflow_core::PipelineError {
-    tokio::time::timeout(Duration::from_secs(60), run.task)
-        .await
-        .expect("the connector did not stop")
-        .unwrap()
-        .unwrap_err()
 }
 
 #[tokio::test]
@@ -70,16 +62,8 @@ async fn another_consumers_slot_is_never_dropped_or_read() {
     // Debezium's default slot name, held by a live reader: a definite error that says
     // who holds it and what to do; the reader goes on.
     let offsets = Arc::new(MemoryOffsetStore::new());
-    let err = error_of(start(
-        config(&db, &[("slot.name", "debezium")]),
-        offsets.clone(),
-    ))
-    .await;
-    assert_eq!(
-        outflow_core::Classify::class(&err),
-        outflow_core::ErrorClass::Definite,
-        "{err}"
-    );
+    let run = start(config(&db, &[("slot.name", "debezium")]), offsets.clone());
+    let err = fails_with(run.task, outflow_core::ErrorClass::Definite).await;
     let text = err.to_string();
     for part in [
         "replication slot debezium already exists and was not created by this connector",
@@ -117,7 +101,9 @@ async fn another_consumers_slot_is_never_dropped_or_read() {
             config(&db, &[("slot.name", "debezium"), ("snapshot.mode", mode)]),
             offsets.clone(),
         );
-        let text = error_of(run).await.to_string();
+        let text = fails_with(run.task, outflow_core::ErrorClass::Definite)
+            .await
+            .to_string();
         assert!(
             text.contains("not created by this connector") && text.contains("not in use right now"),
             "{mode}: {text}"

@@ -68,6 +68,22 @@ pub(crate) fn start(config: PostgresConfig, offsets: Arc<MemoryOffsetStore>) -> 
     }
 }
 
+/// Waits for a connector task that must fail, and checks the error's class.
+pub(crate) async fn fails_with(
+    task: tokio::task::JoinHandle<
+        Result<outflow_core::PipelineReport, outflow_core::PipelineError>,
+    >,
+    class: outflow_core::ErrorClass,
+) -> outflow_core::PipelineError {
+    let err = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the connector did not stop")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(outflow_core::Classify::class(&err), class, "{err}");
+    err
+}
+
 pub(crate) async fn wait_events(
     sink: &MemorySink,
     predicate: impl Fn(&[ChangeEvent]) -> bool,
