@@ -228,7 +228,8 @@ pub async fn stream(changes: u64, wide: bool, sinks: &[SinkKind]) -> Result<Vec<
             &db,
             kind,
             &slot(&format!("sink_{kind:?}")),
-            &[("snapshot.mode", "never")],
+            // The slot was made before the load, by the harness: taken over.
+            &[("snapshot.mode", "never"), ("slot.adopt.existing", "true")],
             changes,
             100,
         )
@@ -421,6 +422,8 @@ pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<
                 &[
                     ("snapshot.mode", "no_data"),
                     ("status.update.interval.ms", "1000"),
+                    // Made above, before the load: taken over.
+                    ("slot.adopt.existing", "true"),
                 ],
             )?,
             sink,

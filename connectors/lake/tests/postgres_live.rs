@@ -315,6 +315,8 @@ async fn stream_throughput_to_the_lake_against_the_null_sink() {
                 ("publication.name", "outflow_rate"),
                 ("publication.autocreate.mode", "disabled"),
                 ("snapshot.mode", "no_data"),
+                // The slots were made above, before the changes: taken over.
+                ("slot.adopt.existing", "true"),
             ]))
             .unwrap(),
         )

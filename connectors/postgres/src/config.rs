@@ -26,6 +26,7 @@ pub const PROPERTIES: &[&str] = &[
     "plugin.name",
     "slot.name",
     "slot.drop.on.stop",
+    "slot.adopt.existing",
     "publication.name",
     "publication.autocreate.mode",
     "replica.identity.autoset.values",
@@ -90,6 +91,10 @@ pub struct PostgresConfig {
     pub publication_autocreate: PublicationAutocreate,
     /// `slot.drop.on.stop`.
     pub slot_drop_on_stop: bool,
+    /// `slot.adopt.existing` (outflow; default false): take over an existing, idle slot
+    /// of `slot.name` that this connector did not create (made by a DBA for it, or left
+    /// by a consumer it replaces); it is recorded as the connector's from then on.
+    pub slot_adopt_existing: bool,
     /// `snapshot.mode`.
     pub snapshot_mode: SnapshotMode,
     /// `snapshot.max.threads` (default 1): snapshot reader connections, each reading a
@@ -339,6 +344,17 @@ impl PostgresConfig {
                 Some(other) => {
                     return Err(PropertyError::new(
                         "slot.drop.on.stop",
+                        other,
+                        "expected true or false",
+                    ));
+                }
+            },
+            slot_adopt_existing: match props.get("slot.adopt.existing").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(PropertyError::new(
+                        "slot.adopt.existing",
                         other,
                         "expected true or false",
                     ));

@@ -473,6 +473,13 @@ impl PostgresSource {
             "not in use right now".to_owned()
         };
         let wrong_database = database.as_deref() != Some(self.config.dbname.as_str());
+        if !owned && !wrong_database && !active && self.config.slot_adopt_existing {
+            ctx.resources.record(&resource).await.map_err(|e| {
+                SourceError::transient("recording the adopted slot as this connector's", e)
+            })?;
+            tracing::warn!(slot = %slot, "adopted an existing replication slot this connector did not create (slot.adopt.existing=true)");
+            return Ok(resource);
+        }
         if !owned || wrong_database {
             let what = if to_drop {
                 "outflow drops only slots it created, and this connector has no offsets to resume it from"
@@ -486,7 +493,7 @@ impl PostgresSource {
                     plugin.as_deref().unwrap_or("none"),
                 ),
                 format!(
-                    "give this connector a slot of its own with slot.name, or, if nobody needs {slot}, drop it yourself: SELECT pg_drop_replication_slot('{slot}')"
+                    "give this connector a slot of its own with slot.name, or, if nobody needs {slot}, drop it yourself: SELECT pg_drop_replication_slot('{slot}'); a slot made for this connector by hand is taken over with slot.adopt.existing=true"
                 ),
             ));
         }
@@ -1474,6 +1481,9 @@ impl PostgresSource {
             Message::Insert {
                 relation_id, new, ..
             } => {
+                if self.resent_change(state, relation_id) {
+                    return Ok(());
+                }
                 let (table, after) = state.relations.row(relation_id, &new).map_err(row_error)?;
                 if !self.config.captures(&table.id.namespace, &table.id.table)
                     || in_window(state, &table, &[&after])
@@ -1488,6 +1498,9 @@ impl PostgresSource {
                 new,
                 ..
             } => {
+                if self.resent_change(state, relation_id) {
+                    return Ok(());
+                }
                 let (table, after) = state.relations.row(relation_id, &new).map_err(row_error)?;
                 if !self.config.captures(&table.id.namespace, &table.id.table) {
                     return Ok(());
@@ -1532,6 +1545,9 @@ impl PostgresSource {
             Message::Delete {
                 relation_id, old, ..
             } => {
+                if self.resent_change(state, relation_id) {
+                    return Ok(());
+                }
                 // Key-only old tuples (REPLICA IDENTITY DEFAULT/INDEX) have the other
                 // columns null, as Debezium's `before` has them.
                 let (_, tuple) = old;
@@ -1578,6 +1594,47 @@ impl PostgresSource {
             }
         }
         Ok(())
+    }
+
+    /// Whether a row change of `relation_id` is one the server sends again after a
+    /// reconnect (at or before the last emitted position): it is then counted and
+    /// skipped before its tuple is decoded, so a large transaction that is streamed
+    /// again costs the source little until it reaches what is new. Only for captured
+    /// tables outside a resumed snapshot's window, exactly where [`Self::event`] would
+    /// have positioned it.
+    fn resent_change(&self, state: &mut StreamState, relation_id: u32) -> bool {
+        if state.window.is_some() {
+            return false;
+        }
+        let (Some((final_lsn, xid, _, seq)), Some(last)) =
+            (state.transaction.as_mut(), state.last_position.as_ref())
+        else {
+            return false;
+        };
+        if Lsn(*final_lsn) > last.lsn_commit {
+            return false;
+        }
+        let Ok(relation) = state.relations.get(relation_id) else {
+            return false;
+        };
+        let table = &relation.schema.id;
+        if !self.config.captures(&table.namespace, &table.table) {
+            return false;
+        }
+        let position = PgPosition {
+            snapshot_cursor: None,
+            lsn_commit: Lsn(*final_lsn),
+            lsn: state.wal_start,
+            seq: *seq,
+            tx_id: Some(*xid),
+            snapshot: false,
+        };
+        if &position <= last {
+            *seq += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// Positions an event of the open transaction; `None` for events at or before the

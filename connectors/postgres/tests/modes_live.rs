@@ -264,3 +264,49 @@ async fn schema_lists_choose_the_captured_schemas() {
             .unwrap();
     }
 }
+
+/// `no_data`: a connector stopped before its first change resumes where it started
+/// (its slot, which it made, holds the position): every change written while it was
+/// stopped arrives.
+#[tokio::test]
+async fn a_stop_before_the_first_change_loses_nothing_without_a_snapshot() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("nodata_stop").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let offsets = Arc::new(MemoryOffsetStore::new());
+    let run = start(
+        config(&db, &[("snapshot.mode", "no_data")]),
+        offsets.clone(),
+    );
+    slot_active(&admin, &db).await;
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+    admin
+        .batch_execute("INSERT INTO t SELECT i FROM generate_series(1, 100) i")
+        .await
+        .unwrap();
+    let run = start(config(&db, &[("snapshot.mode", "no_data")]), offsets);
+    let events = wait_events(&run.sink, |e| {
+        e.iter()
+            .filter(|e| matches!(e.kind, EventKind::Insert { .. }))
+            .count()
+            >= 100
+    })
+    .await;
+    let ids: Vec<Value> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Insert { after, .. } => Some(after[0].clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, (1..=100).map(Value::Int32).collect::<Vec<_>>());
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+}

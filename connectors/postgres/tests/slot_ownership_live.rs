@@ -83,6 +83,14 @@ async fn another_consumers_slot_is_never_dropped_or_read() {
     // Idle but someone else's: neither dropped (snapshot modes) nor read (no_data).
     recvlogical.kill().unwrap();
     recvlogical.wait().unwrap();
+    // Its walsender notices the closed socket only when it next uses it: end it now.
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE slot_name = 'debezium' AND active",
+        )
+        .await
+        .unwrap();
     let idle = wait_for(Duration::from_secs(30), || async {
         slot_state(&admin, "debezium").await == Some(false)
     })
@@ -118,6 +126,46 @@ async fn another_consumers_slot_is_never_dropped_or_read() {
         .unwrap()
         .get(0);
     assert_eq!(before, after, "the foreign slot was not advanced");
+    // Taken over on purpose (a slot made by hand for this connector): it streams.
+    let run = start(
+        config(
+            &db,
+            &[
+                ("slot.name", "debezium"),
+                ("snapshot.mode", "no_data"),
+                ("slot.adopt.existing", "true"),
+            ],
+        ),
+        offsets.clone(),
+    );
+    admin
+        .batch_execute("INSERT INTO t VALUES (10)")
+        .await
+        .unwrap();
+    let sink = run.sink.clone();
+    let streamed = wait_for(Duration::from_secs(30), || {
+        let done = sink
+            .durable()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Insert { .. }));
+        async move { done }
+    })
+    .await;
+    run.shutdown.cancel();
+    let ended = run.task.await.unwrap();
+    assert!(streamed, "the adopted slot streamed nothing: {ended:?}");
+    ended.unwrap();
+    let released = wait_for(Duration::from_secs(30), || async {
+        slot_state(&admin, "debezium").await == Some(false)
+    })
+    .await;
+    assert!(released, "the adopted slot is released at stop");
+    // Its offsets belong to that slot; the next part starts afresh.
+    offsets.reset("pg-test");
+    admin
+        .batch_execute("DELETE FROM t WHERE id = 10")
+        .await
+        .unwrap();
     admin
         .batch_execute("SELECT pg_drop_replication_slot('debezium')")
         .await
