@@ -1621,14 +1621,7 @@ impl PostgresSource {
         if !self.config.captures(&table.namespace, &table.table) {
             return false;
         }
-        let position = PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(*final_lsn),
-            lsn: state.wal_start,
-            seq: *seq,
-            tx_id: Some(*xid),
-            snapshot: false,
-        };
+        let position = change_position(*final_lsn, *xid, *seq, state.wal_start);
         if &position <= last {
             *seq += 1;
             true
@@ -1641,14 +1634,7 @@ impl PostgresSource {
     /// last emitted position (a resent transaction after a restart).
     fn event(&self, state: &mut StreamState, kind: EventKind) -> Option<ChangeEvent> {
         let (final_lsn, xid, commit_us, seq) = state.transaction.as_mut()?;
-        let position = PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(*final_lsn),
-            lsn: state.wal_start,
-            seq: *seq,
-            tx_id: Some(*xid),
-            snapshot: false,
-        };
+        let position = change_position(*final_lsn, *xid, *seq, state.wal_start);
         *seq += 1;
         if state
             .last_position
@@ -1669,6 +1655,19 @@ impl PostgresSource {
             kind,
             binlog: None,
         })
+    }
+}
+
+/// The position of the `seq`-th event of the streamed transaction that commits at
+/// `final_lsn` (its WAL record at `wal_start`): the one place a change is positioned.
+fn change_position(final_lsn: u64, xid: u32, seq: u64, wal_start: Lsn) -> PgPosition {
+    PgPosition {
+        snapshot_cursor: None,
+        lsn_commit: Lsn(final_lsn),
+        lsn: wal_start,
+        seq,
+        tx_id: Some(xid),
+        snapshot: false,
     }
 }
 
