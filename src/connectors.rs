@@ -444,17 +444,6 @@ fn validate(
             )
         }
     };
-    match config.get("hstore.handling.mode").map(|v| v.trim()) {
-        None | Some("json") => {}
-        Some(other) => {
-            return Err(invalid(
-                "hstore.handling.mode",
-                format!(
-                    "{other:?} is not supported: outflow emits hstore values as JSON text (json)"
-                ),
-            ));
-        }
-    }
     Ok(Validated {
         source,
         envelope,

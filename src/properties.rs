@@ -29,7 +29,6 @@ const DAEMON: &[&str] = &[
     "offset.flush.interval.ms",
     "max.queue.size",
     "max.batch.size",
-    "hstore.handling.mode",
 ];
 
 fn listed(list: &[&str], key: &str) -> bool {
@@ -188,6 +187,7 @@ mod tests {
             (POSTGRES_CLASS, "schema.include.list", "inventory"),
             (POSTGRES_CLASS, "schema.exclude.list", "private"),
             (POSTGRES_CLASS, "hstore.handling.mode", "json"),
+            (POSTGRES_CLASS, "hstore.handling.mode", "map"),
             (POSTGRES_CLASS, "snapshot.fetch.size", "500"),
             (MARIADB_CLASS, "snapshot.locking.mode", "none"),
             (MYSQL_CLASS, "snapshot.fetch.size", "500"),
@@ -208,7 +208,7 @@ mod tests {
         }
         // Values outflow cannot honour are refused, naming the property.
         for (class, property, value) in [
-            (POSTGRES_CLASS, "hstore.handling.mode", "map"),
+            (POSTGRES_CLASS, "hstore.handling.mode", "hash"),
             (MARIADB_CLASS, "snapshot.locking.mode", "custom"),
             (MYSQL_CLASS, "max.queue.size", "0"),
         ] {

@@ -142,6 +142,9 @@ pub enum DataType {
     Xml,
     /// Postgres `ltree`; values are [`crate::Value::String`].
     Ltree,
+    /// A map from text keys to optional text values (Postgres `hstore` under
+    /// `hstore.handling.mode=map`); values are [`crate::Value::StringMap`].
+    StringMap,
     /// Spatial data (PostGIS geometry/geography, MySQL GEOMETRY family); values are
     /// [`crate::Value::Geometry`].
     Geometry {

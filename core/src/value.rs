@@ -170,6 +170,9 @@ pub enum Value {
     Enum(String),
     /// An array of values of one element type.
     Array(Vec<Value>),
+    /// Text keys with optional text values, in the source's order (Postgres `hstore`
+    /// as a map).
+    StringMap(Vec<(String, Option<String>)>),
     /// Spatial data as well-known binary, with its SRID if any (and, for points, the
     /// coordinates).
     Geometry {

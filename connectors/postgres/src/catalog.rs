@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
+use crate::config::HstoreHandling;
 use crate::types::{PgType, builtin};
 
 /// Primary key and nullability of a table, from the catalog.
@@ -22,15 +23,24 @@ pub struct TableInfo {
 pub struct Catalog {
     client: Client,
     types: HashMap<u32, PgType>,
+    hstore: HstoreHandling,
 }
 
 impl Catalog {
-    /// Wraps a connected client.
+    /// Wraps a connected client; `hstore` values resolve as JSON text.
     pub fn new(client: Client) -> Self {
         Self {
             client,
             types: HashMap::new(),
+            hstore: HstoreHandling::Json,
         }
+    }
+
+    /// Resolves `hstore` as `hstore.handling.mode` says.
+    #[must_use]
+    pub fn with_hstore(mut self, hstore: HstoreHandling) -> Self {
+        self.hstore = hstore;
+        self
     }
 
     /// The client, for other queries.
@@ -89,7 +99,10 @@ impl Catalog {
                 _ => match name.as_str() {
                     "citext" => PgType::Text,
                     "ltree" => PgType::Ltree,
-                    "hstore" => PgType::Hstore,
+                    "hstore" => match self.hstore {
+                        HstoreHandling::Json => PgType::Hstore,
+                        HstoreHandling::Map => PgType::HstoreMap,
+                    },
                     _ => {
                         tracing::warn!(type_name = %name, oid = current, "unmapped type; values are passed as text");
                         PgType::AsText(name)

@@ -40,6 +40,7 @@ pub const PROPERTIES: &[&str] = &[
     "heartbeat.interval.ms",
     "heartbeat.action.query",
     "status.update.interval.ms",
+    "hstore.handling.mode",
 ];
 
 /// `publication.autocreate.mode`.
@@ -51,6 +52,16 @@ pub enum PublicationAutocreate {
     Filtered,
     /// Never create; the publication must exist.
     Disabled,
+}
+
+/// `hstore.handling.mode`: how an `hstore` value is represented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HstoreHandling {
+    /// `json` (default): a JSON object as text, STRING `io.debezium.data.Json`.
+    #[default]
+    Json,
+    /// `map`: a Connect MAP of STRING keys to optional STRING values.
+    Map,
 }
 
 /// `snapshot.mode`.
@@ -107,6 +118,8 @@ pub struct PostgresConfig {
     pub schemas: NameFilter,
     /// `table.include.list` / `table.exclude.list` (on `schema.table`).
     pub tables: NameFilter,
+    /// `hstore.handling.mode`.
+    pub hstore_handling: HstoreHandling,
     /// `heartbeat.interval.ms` (0 = off).
     pub heartbeat_interval: Option<Duration>,
     /// `status.update.interval.ms` (default 10 s).
@@ -208,6 +221,7 @@ impl fmt::Debug for PostgresConfig {
             .field("slot_name", &self.slot_name)
             .field("publication_name", &self.publication_name)
             .field("snapshot_mode", &self.snapshot_mode)
+            .field("hstore_handling", &self.hstore_handling)
             .finish_non_exhaustive()
     }
 }
@@ -349,6 +363,17 @@ impl PostgresConfig {
                     ));
                 }
             },
+            hstore_handling: match props.get("hstore.handling.mode").map(|v| v.trim()) {
+                None | Some("json") => HstoreHandling::Json,
+                Some("map") => HstoreHandling::Map,
+                Some(other) => {
+                    return Err(PropertyError::new(
+                        "hstore.handling.mode",
+                        other,
+                        "expected json or map",
+                    ));
+                }
+            },
             slot_adopt_existing: match props.get("slot.adopt.existing").map(String::as_str) {
                 None | Some("false") => false,
                 Some("true") => true,
@@ -473,6 +498,7 @@ mod tests {
             ("replica.identity.autoset.values", "public.t"),
             ("snapshot.max.threads", "0"),
             ("snapshot.fetch.size", "-1"),
+            ("hstore.handling.mode", "hash"),
         ] {
             let mut p = base();
             p.push((k, v));

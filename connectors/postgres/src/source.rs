@@ -261,7 +261,7 @@ impl PostgresSource {
                 spawn_connection(pg.connect(tls).await)?
             }
         };
-        Ok(Catalog::new(client))
+        Ok(Catalog::new(client).with_hstore(self.config.hstore_handling))
     }
 
     async fn preflight(&self, catalog: &Catalog) -> Result<(), SourceError> {

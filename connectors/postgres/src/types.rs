@@ -76,6 +76,8 @@ pub enum PgType {
     Ltree,
     /// `hstore` (extension); as JSON text (`hstore.handling.mode=json`).
     Hstore,
+    /// `hstore` (extension) as a map of text to optional text (`hstore.handling.mode=map`).
+    HstoreMap,
     /// An enum with its labels.
     Enum(Vec<String>),
     /// An array of the element type.
@@ -223,6 +225,7 @@ impl PgType {
             Self::Interval => DataType::Interval,
             Self::Uuid => DataType::Uuid,
             Self::Json | Self::Jsonb | Self::Hstore => DataType::Json,
+            Self::HstoreMap => DataType::StringMap,
             Self::Xml => DataType::Xml,
             Self::Ltree => DataType::Ltree,
             Self::Bit if type_modifier == 1 => DataType::Bool,
@@ -310,7 +313,8 @@ pub fn parse_text(t: &PgType, type_modifier: i32, bytes: &[u8]) -> Result<Value,
         PgType::Interval => Value::Interval(parse_iso_interval(text).ok_or_else(bad)?),
         PgType::Uuid => Value::Uuid(parse_uuid(text).ok_or_else(bad)?),
         PgType::Json | PgType::Jsonb => Value::Json(text.to_owned()),
-        PgType::Hstore => Value::Json(hstore_to_json(text).ok_or_else(bad)?),
+        PgType::Hstore => Value::Json(hstore_json(&hstore_entries(text).ok_or_else(bad)?)),
+        PgType::HstoreMap => Value::StringMap(hstore_entries(text).ok_or_else(bad)?),
         PgType::Bit if type_modifier == 1 => match text {
             "1" => Value::Bool(true),
             "0" => Value::Bool(false),
@@ -733,11 +737,10 @@ fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
     (depth == 0 && !in_quotes).then_some(items)
 }
 
-/// `"a"=>"b", "c"=>NULL` → `{"a":"b","c":null}`.
-fn hstore_to_json(text: &str) -> Option<String> {
-    let mut out = String::from("{");
+/// `"a"=>"b", "c"=>NULL` → `[("a", Some("b")), ("c", None)]`, in the text's order.
+fn hstore_entries(text: &str) -> Option<Vec<(String, Option<String>)>> {
+    let mut entries = Vec::new();
     let mut chars = text.chars().peekable();
-    let mut first = true;
     loop {
         while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
             chars.next();
@@ -745,7 +748,7 @@ fn hstore_to_json(text: &str) -> Option<String> {
         if chars.peek().is_none() {
             break;
         }
-        let key = hstore_token(&mut chars)?;
+        let key = hstore_token(&mut chars)??;
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
@@ -755,20 +758,27 @@ fn hstore_to_json(text: &str) -> Option<String> {
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
-        let value = hstore_token(&mut chars)?;
-        if !first {
+        entries.push((key, hstore_token(&mut chars)?));
+    }
+    Some(entries)
+}
+
+/// hstore entries as a JSON object's text: `{"a":"b","c":null}`.
+fn hstore_json(entries: &[(String, Option<String>)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if i > 0 {
             out.push(',');
         }
-        first = false;
-        out.push_str(&serde_json_string(key.as_deref()?));
+        out.push_str(&serde_json_string(key));
         out.push(':');
         match value {
-            Some(v) => out.push_str(&serde_json_string(&v)),
+            Some(v) => out.push_str(&serde_json_string(v)),
             None => out.push_str("null"),
         }
     }
     out.push('}');
-    Some(out)
+    out
 }
 
 /// One hstore token: a quoted string, or bare `NULL` (→ `Some(None)`).

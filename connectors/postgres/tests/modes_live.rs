@@ -310,3 +310,105 @@ async fn a_stop_before_the_first_change_loses_nothing_without_a_snapshot() {
     run.task.await.unwrap().unwrap();
     walsender_gone(&admin, &db).await;
 }
+
+/// `hstore.handling.mode`: `json` (default) gives a JSON object's text, `map` a map of
+/// text to optional text, in the snapshot and in the stream, for `hstore` and `hstore[]`.
+#[tokio::test]
+async fn hstore_arrives_as_json_or_as_a_map() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("hstore_modes").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            r#"CREATE EXTENSION IF NOT EXISTS hstore;
+             CREATE TABLE t (id int PRIMARY KEY, h hstore, hs hstore[]);
+             INSERT INTO t VALUES (1, 'a=>1, "b c"=>NULL', ARRAY['k=>v'::hstore])"#,
+        )
+        .await
+        .unwrap();
+    let entries = |pairs: &[(&str, Option<&str>)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+            .collect::<Vec<_>>()
+    };
+    for (mode, data_type) in [
+        ("json", outflow_core::DataType::Json),
+        ("map", outflow_core::DataType::StringMap),
+    ] {
+        let run = start(
+            config(&db, &[("hstore.handling.mode", mode)]),
+            Arc::new(MemoryOffsetStore::new()),
+        );
+        wait_events(&run.sink, |e| {
+            e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
+        })
+        .await;
+        admin
+            .batch_execute(r#"INSERT INTO t VALUES (2, '"x"=>"\"q\""', NULL)"#)
+            .await
+            .unwrap();
+        let events = wait_events(&run.sink, |e| {
+            e.iter().any(|e| matches!(e.kind, EventKind::Insert { .. }))
+        })
+        .await;
+        run.shutdown.cancel();
+        run.task.await.unwrap().unwrap();
+        walsender_gone(&admin, &db).await;
+        let rows: Vec<(Vec<outflow_core::DataType>, Vec<Value>)> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Read { table, after, .. } | EventKind::Insert { table, after } => {
+                    Some((
+                        table.columns.iter().map(|c| c.data_type.clone()).collect(),
+                        after.clone(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows.len(), 2, "{mode}: {} rows", rows.len());
+        let expected_types = vec![
+            outflow_core::DataType::Int32,
+            data_type.clone(),
+            outflow_core::DataType::Array(Box::new(data_type.clone())),
+        ];
+        assert_eq!(rows[0].0, expected_types, "{mode}");
+        assert_eq!(rows[1].0, expected_types, "{mode}");
+        let expected: [Vec<Value>; 2] = match mode {
+            "json" => [
+                vec![
+                    Value::Int32(1),
+                    Value::Json(r#"{"a":"1","b c":null}"#.into()),
+                    Value::Array(vec![Value::Json(r#"{"k":"v"}"#.into())]),
+                ],
+                vec![
+                    Value::Int32(2),
+                    Value::Json(r#"{"x":"\"q\""}"#.into()),
+                    Value::Null,
+                ],
+            ],
+            _ => [
+                vec![
+                    Value::Int32(1),
+                    Value::StringMap(entries(&[("a", Some("1")), ("b c", None)])),
+                    Value::Array(vec![Value::StringMap(entries(&[("k", Some("v"))]))]),
+                ],
+                vec![
+                    Value::Int32(2),
+                    Value::StringMap(entries(&[("x", Some("\"q\""))])),
+                    Value::Null,
+                ],
+            ],
+        };
+        assert_eq!(rows[0].1, expected[0], "{mode}: snapshot");
+        assert_eq!(rows[1].1, expected[1], "{mode}: stream");
+        admin
+            .batch_execute(&format!(
+                "DELETE FROM t WHERE id = 2; SELECT pg_drop_replication_slot('{}')",
+                db.name()
+            ))
+            .await
+            .unwrap();
+    }
+}

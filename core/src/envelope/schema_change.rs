@@ -129,6 +129,7 @@ fn jdbc(column: &ColumnSchema) -> (i32, Option<i32>, Option<i32>) {
         | DataType::Uuid
         | DataType::Json
         | DataType::Ltree
+        | DataType::StringMap
         | DataType::Geometry { .. }
         | DataType::Point => (1111, None, None),
     }

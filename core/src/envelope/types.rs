@@ -122,6 +122,10 @@ pub fn column_schema(data_type: &DataType, modes: TypeModes) -> ConnectSchema {
             .parameter("allowed", labels.join(",")),
         DataType::Xml => logical::semantic(K::String, "io.debezium.data.Xml"),
         DataType::Ltree => logical::semantic(K::String, "io.debezium.data.Ltree"),
+        DataType::StringMap => ConnectSchema::new(K::Map(
+            ConnectSchema::new(K::String).into(),
+            ConnectSchema::new(K::String).optional().into(),
+        )),
         DataType::Geometry { geography } => logical::geometry(*geography),
         DataType::Point => logical::point(),
         DataType::Uuid => logical::semantic(K::String, "io.debezium.data.Uuid"),
@@ -255,6 +259,17 @@ pub fn column_datum(
         (Value::String(s), DataType::Set { .. } | DataType::Xml | DataType::Ltree) => {
             Datum::String(s.clone())
         }
+        (Value::StringMap(entries), DataType::StringMap) => Datum::Map(
+            entries
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        Datum::String(key.clone()),
+                        value.clone().map_or(Datum::Null, Datum::String),
+                    )
+                })
+                .collect(),
+        ),
         (Value::Geometry { wkb, srid, .. }, DataType::Geometry { .. }) => Datum::Struct(vec![
             Datum::Bytes(wkb.clone()),
             srid.map_or(Datum::Null, Datum::Int32),
@@ -562,6 +577,41 @@ mod tests {
             binary: BinaryHandlingMode::Bytes,
             interval: IntervalHandlingMode::Numeric,
         }
+    }
+
+    #[test]
+    fn string_maps_are_connect_maps_of_optional_strings() {
+        let schema = column_schema(&DataType::StringMap, modes());
+        let SchemaKind::Map(keys, values) = &schema.kind else {
+            panic!("{schema:?}")
+        };
+        assert_eq!(
+            (keys.kind.clone(), keys.optional),
+            (SchemaKind::String, false)
+        );
+        assert_eq!(
+            (values.kind.clone(), values.optional),
+            (SchemaKind::String, true)
+        );
+        let value = Value::StringMap(vec![("a".into(), Some("1".into())), ("b".into(), None)]);
+        let datum = column_datum(&value, &DataType::StringMap, modes(), "").unwrap();
+        assert_eq!(
+            datum,
+            Datum::Map(vec![
+                (Datum::String("a".into()), Datum::String("1".into())),
+                (Datum::String("b".into()), Datum::Null),
+            ])
+        );
+        // JsonConverter writes a map with STRING keys as a JSON object.
+        let mut json = String::new();
+        crate::encoding::json::write_value(&mut json, &schema, &datum).unwrap();
+        assert_eq!(json, r#"{"a":"1","b":null}"#);
+        let mut described = String::new();
+        crate::encoding::json::write_schema(&mut described, &schema, Some("h"));
+        assert_eq!(
+            described,
+            r#"{"type":"map","keys":{"type":"string","optional":false},"values":{"type":"string","optional":true},"optional":false,"field":"h"}"#
+        );
     }
 
     #[test]

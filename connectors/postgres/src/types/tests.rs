@@ -133,6 +133,17 @@ fn bits_points_hstore() {
         parse(&PgType::Hstore, r#""a"=>"1", "b"=>NULL, "c\"q"=>"x""#),
         Value::Json(r#"{"a":"1","b":null,"c\"q":"x"}"#.into())
     );
+    assert_eq!(
+        parse(&PgType::HstoreMap, r#""a"=>"1", "b"=>NULL, "c\"q"=>"x""#),
+        Value::StringMap(vec![
+            ("a".into(), Some("1".into())),
+            ("b".into(), None),
+            ("c\"q".into(), Some("x".into())),
+        ])
+    );
+    assert_eq!(parse(&PgType::HstoreMap, ""), Value::StringMap(vec![]));
+    // A key must be text: NULL is not a key.
+    assert!(parse_text(&PgType::HstoreMap, -1, b"NULL=>\"x\"").is_err());
 }
 
 #[test]
@@ -205,11 +216,11 @@ fn type_modifiers() {
 
 proptest! {
     #[test]
-    fn arbitrary_text_never_panics(text in ".{0,40}", which in 0usize..12) {
+    fn arbitrary_text_never_panics(text in ".{0,40}", which in 0usize..13) {
         let types = [
             PgType::Date, PgType::Time, PgType::TimeTz, PgType::Timestamp, PgType::TimestampTz,
             PgType::Interval, PgType::Numeric, PgType::Money, PgType::Point, PgType::Hstore,
-            PgType::Array(Box::new(PgType::Text)), PgType::Varbit,
+            PgType::Array(Box::new(PgType::Text)), PgType::Varbit, PgType::HstoreMap,
         ];
         let _ = parse_text(&types[which], -1, text.as_bytes());
     }
