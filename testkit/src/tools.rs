@@ -2,13 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// Where `scripts/install-lab.sh` puts binaries that do not come from apt.
-pub fn lab_bin_dir() -> PathBuf {
+/// Where `scripts/install-lab.sh` installs what does not come from apt:
+/// `$OUTFLOW_LAB_DIR`, default `~/.local/share/outflow-lab`.
+pub fn lab_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("OUTFLOW_LAB_DIR") {
-        return PathBuf::from(dir).join("bin");
+        return PathBuf::from(dir);
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    home.join(".local/share/outflow-lab/bin")
+    home.join(".local/share/outflow-lab")
+}
+
+/// Where `scripts/install-lab.sh` puts binaries that do not come from apt.
+pub fn lab_bin_dir() -> PathBuf {
+    lab_dir().join("bin")
 }
 
 /// Finds `name`: the env var `env_override` if set, then the lab bin dir, then `PATH`.
