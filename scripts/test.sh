@@ -27,6 +27,13 @@ echo "[test] release binary built after $((SECONDS - start)) s"
 cargo test --workspace --locked "$@"
 echo "[test] all tests passed after $((SECONDS - start)) s"
 
+# The suite above ran on the newest PostgreSQL (18); the Postgres connector's live tests
+# also run on the oldest supported major.
+if [ $# -eq 0 ]; then
+  OUTFLOW_PG_VERSION=14 cargo test --locked -p outflow-postgres --test main
+  echo "[test] Postgres connector on PostgreSQL 14 passed after $((SECONDS - start)) s"
+fi
+
 # The REST API against its OpenAPI document (schemathesis from PyPI; docs/testing.md).
 if [ $# -eq 0 ]; then
   bash scripts/schemathesis.sh 30

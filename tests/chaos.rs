@@ -429,8 +429,8 @@ fn send(pid: u32, signal: &str) {
 pub(crate) enum Sink {
     /// Avro files in `<data>/lake`.
     Lake,
-    /// Kafka, JsonConverter with schemas.
-    KafkaJson,
+    /// Kafka (this broker), JsonConverter with schemas.
+    KafkaJson(&'static KafkaBroker),
     /// Kafka, Avro through this registry.
     KafkaAvro(&'static SchemaRegistry),
     /// Kafka, Avro, with broker and registry reached over TLS only.
@@ -659,9 +659,9 @@ impl Chaos {
                     .await
                     .unwrap()
             }
-            Sink::KafkaJson => {
+            Sink::KafkaJson(broker) => {
                 let payloads =
-                    tokio::task::spawn_blocking(move || topic_payloads(broker(), &topic, patience))
+                    tokio::task::spawn_blocking(move || topic_payloads(broker, &topic, patience))
                         .await
                         .unwrap();
                 payloads
@@ -728,13 +728,16 @@ fn launch(sink: Sink, data: &std::path::Path, port: u16) -> Daemon {
     let servers = broker().bootstrap_servers();
     match sink {
         Sink::Lake => start_with(data, port, &[]),
-        Sink::KafkaJson => start_with(
+        Sink::KafkaJson(broker) => start_with(
             data,
             port,
             &[
                 ("OUTFLOW_SINK", "kafka"),
                 ("OUTFLOW_CONVERTER", "json"),
-                ("OUTFLOW_KAFKA_BOOTSTRAP_SERVERS", servers.as_str()),
+                (
+                    "OUTFLOW_KAFKA_BOOTSTRAP_SERVERS",
+                    broker.bootstrap_servers().as_str(),
+                ),
             ],
         ),
         Sink::KafkaAvro(registry) => start_with(
@@ -960,7 +963,7 @@ async fn sigkill_while_streaming_postgres_to_kafka() {
     sigkill_while_streaming(
         "SIGKILL ×20 streaming, Postgres → Kafka",
         db,
-        Sink::KafkaJson,
+        Sink::KafkaJson(broker()),
     )
     .await;
 }
@@ -995,7 +998,7 @@ async fn broker_paused_thirty_seconds_postgres_to_kafka() {
     let mut chaos = Chaos::streaming(
         "broker paused 30 s, Postgres → Kafka",
         db,
-        Sink::KafkaJson,
+        Sink::KafkaJson(broker()),
         tempfile::tempdir().unwrap(),
     )
     .await;
@@ -1013,6 +1016,62 @@ async fn broker_paused_thirty_seconds_postgres_to_kafka() {
     chaos.finish(1).await;
 }
 
+/// The broker SIGKILLed twice while changes stream, each time restarted from its log
+/// directory (what tansu, in memory, could never show): read_committed readers see every
+/// change exactly once, in order per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_and_restarted_postgres_to_kafka() {
+    let broker = outflow_testkit::dedicated_broker();
+    let db = Database::postgres(postgres()).await;
+    let mut chaos = Chaos::streaming(
+        "broker SIGKILL ×2, restarted from its log, Postgres → Kafka",
+        db,
+        Sink::KafkaJson(broker),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    for _ in 0..2 {
+        chaos.write(300).await;
+        // Killed while those changes flow: a transaction open, a commit in flight.
+        let restart = tokio::task::spawn_blocking(move || broker.restart(libc::SIGKILL));
+        chaos.write(200).await;
+        restart.await.unwrap();
+    }
+    chaos.write(300).await;
+    chaos.finish(1).await;
+}
+
+/// The broker paused for three times the connector's transaction timeout: on its return
+/// the broker aborts the connector's open transaction (bumping the producer's epoch); the
+/// connector recovers from its stored position without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
+    let broker = outflow_testkit::dedicated_broker();
+    let db = Database::postgres(postgres()).await;
+    let mut chaos = Chaos::begin(
+        "broker paused 15 s past a 5 s transaction timeout, Postgres → Kafka",
+        db,
+        Sink::KafkaJson(broker),
+        1000,
+        tempfile::tempdir().unwrap(),
+        &[("producer.transaction.timeout.ms", "5000")],
+    )
+    .await;
+    chaos.snapshot_done().await;
+    chaos.write(300).await;
+    let pid = broker.pid();
+    signal(pid, libc::SIGSTOP);
+    let paused = ResumeOnDrop(pid);
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < until {
+        chaos.write(20).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(paused);
+    chaos.write(300).await;
+    chaos.finish(1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_streaming_mariadb_to_kafka() {
     let _shared = crate::BROKER.read().await;
@@ -1020,7 +1079,7 @@ async fn sigkill_while_streaming_mariadb_to_kafka() {
     sigkill_while_streaming(
         "SIGKILL ×20 streaming, MariaDB → Kafka",
         db,
-        Sink::KafkaJson,
+        Sink::KafkaJson(broker()),
     )
     .await;
 }
@@ -1274,7 +1333,7 @@ async fn with_the_broker_paused_every_endpoint_answers_and_sigterm_exits_in_time
     let mut chaos = Chaos::streaming(
         "REST while the broker is paused",
         db,
-        Sink::KafkaJson,
+        Sink::KafkaJson(broker()),
         tempfile::tempdir().unwrap(),
     )
     .await;

@@ -157,7 +157,7 @@ fn source_props(
 /// One of the server's client tools, connected to `db` over loopback without TLS.
 fn client_tool(db: &PostgresDatabase, tool: &str) -> Command {
     let server = db.server();
-    let mut command = Command::new(server.bindir().join(tool));
+    let mut command = Command::new(server.client_tool(tool));
     command.env("PGSSLMODE", "disable").args([
         "--host=127.0.0.1".to_owned(),
         format!("--port={}", server.port()),

@@ -11,7 +11,8 @@
 //! comes back with its topics, committed transactions and group offsets, as a real
 //! deployment does. Transactions work on one node: the transaction-state and offsets
 //! topics are configured with replication factor 1 and min ISR 1. A restarted node must
-//! wait out its previous incarnation's broker session, so the session is short (3 s).
+//! wait out its previous incarnation's broker session, so the session is short (3 s); a
+//! transaction past its timeout is aborted within a second.
 //!
 //! A TLS broker ([`KafkaBroker::start_tls`]) serves Kafka's own SSL listener with the
 //! test certificates (PEM key store and trust store), advertised as `localhost`, the
@@ -146,7 +147,8 @@ impl KafkaBroker {
              share.coordinator.state.topic.min.isr=1\n\
              group.initial.rebalance.delay.ms=0\n\
              broker.heartbeat.interval.ms=500\n\
-             broker.session.timeout.ms=3000\n",
+             broker.session.timeout.ms=3000\n\
+             transaction.abort.timed.out.transaction.cleanup.interval.ms=1000\n",
             data = path.join("data").display(),
         );
         let properties = path.join("server.properties");

@@ -31,6 +31,7 @@ pub struct PostgresServer {
     tls_dir: std::path::PathBuf,
     log: std::path::PathBuf,
     pid: AtomicU32,
+    major: u32,
 }
 
 /// Makes a test CA, a server certificate signed by it and a client certificate for
@@ -101,9 +102,25 @@ pub(crate) fn make_certificates(dir: &std::path::Path) {
     }
 }
 
+/// The major version of the server in `bindir`, from `postgres --version`
+/// ("postgres (PostgreSQL) 18.4").
+fn server_major(bindir: &std::path::Path) -> u32 {
+    let output = Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("testkit: cannot run {}/postgres: {e}", bindir.display()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .last()
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("testkit: cannot read the version in {text:?}"))
+}
+
 impl PostgresServer {
     pub(crate) fn start() -> Self {
         let bindir = tools::postgres_bindir();
+        let major = server_major(&bindir);
         let dir = process::server_dir("postgres");
         let root = dir.path().to_owned();
         let data = root.join("data");
@@ -251,13 +268,14 @@ impl PostgresServer {
             tls_dir,
             log,
             pid: AtomicU32::new(pid),
+            major,
         };
         server.wait_ready(pid);
         server
     }
 
     fn wait_ready(&self, pid: u32) {
-        let isready = self.bindir.join("pg_isready");
+        let isready = self.client_tool("pg_isready");
         let port = self.port;
         process::wait_ready(
             "postgres",
@@ -308,9 +326,31 @@ impl PostgresServer {
         self.port
     }
 
-    /// Directory of the server's binaries (`pg_recvlogical`, `psql`, ...).
+    /// Directory of the server's binaries (`postgres`, `initdb`, `pg_ctl`; the lab's npm
+    /// builds carry no client tools: see [`PostgresServer::client_tool`]).
     pub fn bindir(&self) -> &std::path::Path {
         &self.bindir
+    }
+
+    /// A client tool (`psql`, `pg_recvlogical`, `pg_dump`): the server's own when its
+    /// bin directory has it, else the one on `PATH` (Debian's postgresql-client, which
+    /// speaks to every server version here).
+    pub fn client_tool(&self, name: &str) -> std::path::PathBuf {
+        let own = self.bindir.join(name);
+        if own.is_file() {
+            return own;
+        }
+        tools::search_path(name).unwrap_or_else(|| {
+            panic!(
+                "testkit: the PostgreSQL client tool {name} is not installed. \
+                 Install it with: bash scripts/install-lab.sh (apt: postgresql-client)"
+            )
+        })
+    }
+
+    /// The server's major version (14 … 18).
+    pub fn major_version(&self) -> u32 {
+        self.major
     }
 
     /// Directory holding the server's Unix socket.

@@ -57,27 +57,68 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The bin directory of the newest PostgreSQL server installed (Debian layout
-/// `/usr/lib/postgresql/<major>/bin`), or `OUTFLOW_PG_BINDIR`.
+/// Where `scripts/install-lab.sh` unpacks the PostgreSQL servers it takes from npm
+/// (`<root>/<major>/bin`): `$OUTFLOW_PG_ROOT`, default `/opt/outflow-lab/postgresql`.
+fn lab_postgres_root() -> PathBuf {
+    std::env::var_os("OUTFLOW_PG_ROOT").map_or_else(
+        || PathBuf::from("/opt/outflow-lab/postgresql"),
+        PathBuf::from,
+    )
+}
+
+/// Server bin directories by major version: the lab's npm builds, then Debian's
+/// (`/usr/lib/postgresql/<major>/bin`); the first found for a major wins.
+fn postgres_installs() -> std::collections::BTreeMap<u32, PathBuf> {
+    let mut found = std::collections::BTreeMap::new();
+    for root in [lab_postgres_root(), PathBuf::from("/usr/lib/postgresql")] {
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let Some(major) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let bin = entry.path().join("bin");
+            if bin.join("postgres").is_file() {
+                found.entry(major).or_insert(bin);
+            }
+        }
+    }
+    found
+}
+
+/// The bin directory of the PostgreSQL server the lab runs: `OUTFLOW_PG_BINDIR` if set;
+/// else the major version `OUTFLOW_PG_VERSION` names; else the newest installed.
 pub(crate) fn postgres_bindir() -> PathBuf {
     if let Some(dir) = std::env::var_os("OUTFLOW_PG_BINDIR") {
         return PathBuf::from(dir);
     }
-    let newest = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").is_file().then_some((major, bin))
-        })
-        .max_by_key(|(major, _)| *major);
-    match newest {
-        Some((_, bin)) => bin,
-        None => panic!(
-            "testkit: no PostgreSQL server found under /usr/lib/postgresql/*/bin.\n\
-             Install it with: apt-get install -y postgresql (or set OUTFLOW_PG_BINDIR)"
+    let installs = postgres_installs();
+    let wanted = std::env::var("OUTFLOW_PG_VERSION").ok();
+    let chosen = match wanted.as_deref().map(str::trim) {
+        Some(version) if !version.is_empty() => {
+            let major: u32 = version.parse().unwrap_or_else(|_| {
+                panic!("testkit: OUTFLOW_PG_VERSION={version:?} is not a major version (14..18)")
+            });
+            installs.get(&major).cloned().ok_or(major)
+        }
+        _ => installs.values().next_back().cloned().ok_or(0),
+    };
+    match chosen {
+        Ok(bin) => bin,
+        Err(major) => panic!(
+            "testkit: PostgreSQL {} is not installed (looked in {}/<major>/bin and \
+             /usr/lib/postgresql/<major>/bin; found {:?}).\n\
+             Install it with: OUTFLOW_PG_VERSIONS=\"{}\" bash scripts/install-lab.sh",
+            if major == 0 {
+                "(any version)".to_owned()
+            } else {
+                major.to_string()
+            },
+            lab_postgres_root().display(),
+            installs.keys().collect::<Vec<_>>(),
+            if major == 0 { 18 } else { major },
         ),
     }
 }

@@ -73,3 +73,30 @@ async fn each_test_gets_its_own_database() {
         .get(0);
     assert_eq!(found, 0);
 }
+
+/// The lab runs the major `OUTFLOW_PG_VERSION` names, else the newest installed (18 in
+/// CI), and says so truthfully.
+#[tokio::test]
+async fn the_server_is_the_version_asked_for() {
+    let server = postgres();
+    let db = server.create_database("version").await;
+    let number: String = db
+        .connect()
+        .await
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let major = number.parse::<u32>().unwrap() / 10_000;
+    assert_eq!(major, server.major_version());
+    match std::env::var("OUTFLOW_PG_VERSION") {
+        Ok(wanted) if !wanted.trim().is_empty() => {
+            assert_eq!(major.to_string(), wanted.trim());
+        }
+        _ => assert!(
+            major >= 18,
+            "the default is the newest installed, got {major}"
+        ),
+    }
+    eprintln!("PostgreSQL {number}");
+}

@@ -387,6 +387,71 @@ async fn a_second_instance_fences_the_first() {
     assert_eq!(ids, [1, 3, 4]);
 }
 
+/// A zombie: an instance whose records of an open transaction are in the log when it
+/// stops answering (killed, or stuck, but its producer never aborts). Its successor
+/// fences it; read_committed readers never see those records, though they are in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombies_open_transaction_is_never_visible() {
+    let _shared = crate::BROKER.read().await;
+    let connector = unique_name("zombie");
+    let prefix = unique_name("zombie");
+    let topic = format!("{prefix}.public.fence");
+    let mut zombie = json_sink(&connector, &prefix, &[]).await.unwrap();
+    let handle = zombie
+        .write(EventBatch::new(vec![insert(1)]))
+        .await
+        .unwrap();
+    zombie.flush().await.unwrap();
+    handle.wait().await.unwrap();
+    // Produced into an open transaction, never committed: wait until the broker has it.
+    let _open = zombie
+        .write(EventBatch::new(vec![insert(2)]))
+        .await
+        .unwrap();
+    let t = topic.clone();
+    let logged = tokio::task::spawn_blocking(move || {
+        consume_with(&t, "read_uncommitted", |r| {
+            r.iter()
+                .any(|c| c.value.as_deref().and_then(after_id) == Some(2))
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|c| c.value.as_deref().and_then(after_id) == Some(2)),
+        "the open transaction's record never reached the log"
+    );
+    // The zombie's producer stays alive, as a stuck process's would; a successor starts.
+    let mut successor = json_sink(&connector, &prefix, &[]).await.unwrap();
+    let handle = successor
+        .write(EventBatch::new(vec![insert(3)]))
+        .await
+        .unwrap();
+    successor.flush().await.unwrap();
+    handle.wait().await.unwrap();
+    let committed = tokio::task::spawn_blocking(move || {
+        consume(&topic, |r| {
+            r.iter()
+                .any(|c| c.value.as_deref().and_then(after_id) == Some(3))
+        })
+    })
+    .await
+    .unwrap();
+    let ids: Vec<i64> = committed
+        .iter()
+        .filter_map(|c| c.value.as_deref().and_then(after_id))
+        .collect();
+    assert_eq!(
+        ids,
+        [1, 3],
+        "read_committed readers see the zombie's open record"
+    );
+    // And the zombie cannot commit it now.
+    assert!(zombie.flush().await.is_err(), "a fenced zombie committed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_land_where_the_java_partitioner_puts_them() {
     let _shared = crate::BROKER.read().await;

@@ -34,7 +34,7 @@ async fn another_consumers_slot_is_never_dropped_or_read() {
         .await
         .unwrap();
     let server = db.server();
-    let mut recvlogical = std::process::Command::new(server.bindir().join("pg_recvlogical"))
+    let mut recvlogical = std::process::Command::new(server.client_tool("pg_recvlogical"))
         .env("PGSSLMODE", "disable")
         .args([
             "--host=127.0.0.1".to_owned(),
