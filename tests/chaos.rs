@@ -1038,6 +1038,10 @@ async fn broker_killed_and_restarted_postgres_to_kafka() {
         restart.await.unwrap();
     }
     chaos.write(300).await;
+    eprintln!(
+        "broker SIGKILL ×2: the connector restarted {} times",
+        chaos.connector_restarts()
+    );
     chaos.finish(1).await;
 }
 
@@ -1069,6 +1073,17 @@ async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
     }
     drop(paused);
     chaos.write(300).await;
+    // The open transaction was aborted under the connector: it restarted from its
+    // durable position (the assertion below is what shows the timeout took effect).
+    let restarted = wait_for(Duration::from_secs(60), || async {
+        chaos.connector_restarts() > 0
+    })
+    .await;
+    assert!(
+        restarted,
+        "the connector never noticed its aborted transaction; log tail:\n{}",
+        chaos.log_tail()
+    );
     chaos.finish(1).await;
 }
 
