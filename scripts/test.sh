@@ -48,7 +48,7 @@ if [ $# -eq 0 ]; then
   cargo bench --locked -p outflow-core --bench encode -- --test
   cargo bench --locked -p outflow-lake --bench write -- --test
   cargo run --release --locked -p outflow-bench -- pg-stream mysql-stream pg-snapshot \
-    --changes 3000 --rows 3000 --sinks null,lake
+    --changes 3000 --rows 3000 --sinks null,lake,kafka
   cargo run --release --locked -p outflow-bench -- latency --seconds 2 --rate 500 --sinks null
   echo "[test] benchmark smoke done after $((SECONDS - start)) s"
 fi
