@@ -412,3 +412,103 @@ async fn hstore_arrives_as_json_or_as_a_map() {
             .unwrap();
     }
 }
+
+/// The snapshot reads the columns the stream carries, so a table has one shape: a stored
+/// generated column is in both on PostgreSQL 18 when the publication publishes it
+/// (`publish_generated_columns = stored`) and in neither before; a publication's
+/// column list (15+) limits both.
+#[tokio::test]
+async fn the_snapshot_reads_the_columns_the_publication_streams() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("published_columns").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, a int, doubled int GENERATED ALWAYS AS (a * 2) STORED);
+             CREATE TABLE u (id int PRIMARY KEY, a int, secret text);
+             INSERT INTO t (id, a) VALUES (1, 10); INSERT INTO u VALUES (1, 10, 'x');",
+        )
+        .await
+        .unwrap();
+    let major = postgres().major_version();
+    let publication = match major {
+        18.. => Some(
+            "CREATE PUBLICATION cols FOR TABLE t, u (id, a) WITH (publish_generated_columns = stored)",
+        ),
+        15..=17 => Some("CREATE PUBLICATION cols FOR TABLE t, u (id, a)"),
+        _ => None,
+    };
+    let mut extra = vec![];
+    if let Some(statement) = publication {
+        admin.batch_execute(statement).await.unwrap();
+        extra = vec![
+            ("publication.name", "cols"),
+            ("publication.autocreate.mode", "disabled"),
+        ];
+    }
+    let run = start(config(&db, &extra), Arc::new(MemoryOffsetStore::new()));
+    wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
+    })
+    .await;
+    admin
+        .batch_execute("INSERT INTO t (id, a) VALUES (2, 21); INSERT INTO u VALUES (2, 21, 'y')")
+        .await
+        .unwrap();
+    let events = wait_events(&run.sink, |e| {
+        e.iter()
+            .filter(|e| matches!(e.kind, EventKind::Insert { .. }))
+            .count()
+            >= 2
+    })
+    .await;
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+    let mut seen: Vec<(&str, String, Vec<String>, Vec<Value>)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Read { table, after, .. } | EventKind::Insert { table, after } => Some((
+                kind_name(e),
+                table.id.table.clone(),
+                table.columns.iter().map(|c| c.name.clone()).collect(),
+                after.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    seen.sort_by(|x, y| (&x.1, x.0).cmp(&(&y.1, y.0)));
+    let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let t_columns = if major >= 18 {
+        names(&["id", "a", "doubled"])
+    } else {
+        names(&["id", "a"])
+    };
+    let u_columns = if major >= 15 {
+        names(&["id", "a"])
+    } else {
+        names(&["id", "a", "secret"])
+    };
+    let shapes: Vec<(&str, &str, &Vec<String>)> = seen
+        .iter()
+        .map(|(k, t, c, _)| (*k, t.as_str(), c))
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            ("insert", "t", &t_columns),
+            ("read", "t", &t_columns),
+            ("insert", "u", &u_columns),
+            ("read", "u", &u_columns),
+        ],
+        "PostgreSQL {major}"
+    );
+    if major >= 18 {
+        assert_eq!(seen[0].3[2], Value::Int32(42), "streamed generated value");
+        assert_eq!(
+            seen[1].3[2],
+            Value::Int32(20),
+            "snapshotted generated value"
+        );
+    }
+}

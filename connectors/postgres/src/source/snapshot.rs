@@ -320,13 +320,30 @@ impl PostgresSource {
         client: &tokio_postgres::Client,
         state: &mut StreamState,
     ) -> Result<Vec<SnapshotTable>, SourceError> {
+        // The snapshot reads exactly the columns the publication streams: from 15 on,
+        // `pg_publication_tables.attnames` lists them (a publication's column list;
+        // stored generated columns on 18 with `publish_generated_columns = stored`);
+        // before, every column but the generated ones.
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| query_error("reading the server version", e))?
+            .get(0);
+        let published_columns = if version >= 150_000 {
+            "p.attnames::text[]"
+        } else {
+            "NULL::text[]"
+        };
         let rows = client
             .query(
-                "SELECT c.oid, n.nspname::text, c.relname::text, greatest(c.reltuples, 0)::int8 \
-                 FROM pg_publication_tables p \
-                 JOIN pg_namespace n ON n.nspname = p.schemaname \
-                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
-                 WHERE p.pubname = $1 ORDER BY 2, 3",
+                &format!(
+                    "SELECT c.oid, n.nspname::text, c.relname::text, greatest(c.reltuples, 0)::int8, \
+                     {published_columns} \
+                     FROM pg_publication_tables p \
+                     JOIN pg_namespace n ON n.nspname = p.schemaname \
+                     JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
+                     WHERE p.pubname = $1 ORDER BY 2, 3"
+                ),
                 &[&self.config.publication_name],
             )
             .await
@@ -343,6 +360,7 @@ impl PostgresSource {
         for row in &rows {
             let (oid, schema, name, estimate): (u32, String, String, i64) =
                 (row.get(0), row.get(1), row.get(2), row.get(3));
+            let published: Option<Vec<String>> = row.get(4);
             if !self.config.captures(&schema, &name) {
                 continue;
             }
@@ -354,8 +372,10 @@ impl PostgresSource {
                        OR (co.collname = 'default' AND $2::bool) \
                      FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation \
                      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
-                     AND a.attgenerated = '' ORDER BY a.attnum",
-                    &[&oid, &database_collation_is_c],
+                     AND CASE WHEN $3::text[] IS NULL THEN a.attgenerated = '' \
+                         ELSE a.attname = ANY($3::text[]) END \
+                     ORDER BY a.attnum",
+                    &[&oid, &database_collation_is_c, &published],
                 )
                 .await
                 .map_err(|e| query_error("reading table columns", e))?;
@@ -406,7 +426,8 @@ impl PostgresSource {
                     ))
                 })
                 .collect::<Vec<_>>();
-            // A key column that is not read (generated) cannot order the reads.
+            // A key column that is not read (generated, or left out of the publication's
+            // column list) cannot order the reads.
             let key = if key.len() == info.primary_key.len() {
                 key
             } else {
