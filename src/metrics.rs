@@ -274,6 +274,24 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
         },
     ),
     (
+        "outflow_postgres_slot_spill_bytes_total",
+        "counter",
+        "Bytes of the slot's transactions the server spilled to disk while decoding (pg_stat_replication_slots.spill_bytes; resets with the server's statistics).",
+        |m| load(&m.postgres.slot_spill_bytes),
+    ),
+    (
+        "outflow_postgres_slot_stream_bytes_total",
+        "counter",
+        "Bytes of the slot's transactions the server streamed while in progress (pg_stat_replication_slots.stream_bytes).",
+        |m| load(&m.postgres.slot_stream_bytes),
+    ),
+    (
+        "outflow_postgres_slot_decoded_bytes_total",
+        "counter",
+        "Bytes the server decoded for the slot (pg_stat_replication_slots.total_bytes).",
+        |m| load(&m.postgres.slot_decoded_bytes),
+    ),
+    (
         "outflow_mysql_binlog_streams_by_gtid_total",
         "counter",
         "Binlog dumps started by GTID (resume from stored GTIDs).",

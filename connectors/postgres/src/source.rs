@@ -155,6 +155,15 @@ pub struct PostgresMetrics {
     /// The slot's `safe_wal_size`: bytes of WAL that may still be written before the
     /// slot is invalidated by `max_slot_wal_keep_size` (`u64::MAX` when unlimited).
     pub slot_safe_wal_size: AtomicU64,
+    /// The server's decoding statistics for the slot (`pg_stat_replication_slots`,
+    /// cumulative until the server resets them): bytes of transactions it spilled to
+    /// disk (`spill_bytes`, past `logical_decoding_work_mem`), streamed in progress
+    /// (`stream_bytes`) and decoded in all (`total_bytes`). Read with the slot's health.
+    pub slot_spill_bytes: AtomicU64,
+    /// See [`PostgresMetrics::slot_spill_bytes`].
+    pub slot_stream_bytes: AtomicU64,
+    /// See [`PostgresMetrics::slot_spill_bytes`].
+    pub slot_decoded_bytes: AtomicU64,
 }
 
 /// The health of a replication slot, from `pg_replication_slots`.
@@ -548,6 +557,32 @@ impl PostgresSource {
                 .map_or(u64::MAX, |b| u64::try_from(b).unwrap_or(0)),
             Ordering::Relaxed,
         );
+        // Decoding statistics exist from 14 on; a row appears once the slot decoded.
+        if version >= 140_000
+            && let Some(stats) = client
+                .query_opt(
+                    "SELECT spill_bytes, stream_bytes, total_bytes \
+                     FROM pg_stat_replication_slots WHERE slot_name = $1",
+                    &[&self.config.slot_name],
+                )
+                .await
+                .map_err(|e| query_error("reading the slot's decoding statistics", e))?
+        {
+            for (i, gauge) in [
+                &self.metrics.slot_spill_bytes,
+                &self.metrics.slot_stream_bytes,
+                &self.metrics.slot_decoded_bytes,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let bytes: Option<i64> = stats.get(i);
+                gauge.store(
+                    bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)),
+                    Ordering::Relaxed,
+                );
+            }
+        }
         Ok(Some(health))
     }
 
