@@ -105,6 +105,15 @@ fn replication_error(context: &str, e: ReplicationError) -> SourceError {
     }
 }
 
+/// The server's `server_version_num` (e.g. 180004): what its catalog and protocol offer.
+pub(crate) async fn server_version(client: &tokio_postgres::Client) -> Result<i32, SourceError> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| query_error("reading the server version", e))?
+        .get(0))
+}
+
 fn query_error(context: &str, e: tokio_postgres::Error) -> SourceError {
     if e.to_string().contains("TLS") {
         return SourceError::definite_with(
@@ -519,11 +528,7 @@ impl PostgresSource {
     /// `None` if the slot does not exist.
     async fn slot_health(&self, catalog: &Catalog) -> Result<Option<SlotHealth>, SourceError> {
         let client = catalog.client();
-        let version: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|e| query_error("reading the server version", e))?
-            .get(0);
+        let version = server_version(client).await?;
         let reason = if version >= 170_000 {
             "invalidation_reason::text"
         } else {
@@ -1035,12 +1040,7 @@ impl Source for PostgresSource {
         }
 
         self.metrics.streaming.store(true, Ordering::Relaxed);
-        let version: i32 = catalog
-            .client()
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|e| query_error("reading the server version", e))?
-            .get(0);
+        let version = server_version(catalog.client()).await?;
         let mut stream = Some(self.start_stream(conn, version).await?);
         let mut ack = Acknowledger::default();
         let mut backoff = Duration::from_millis(100);

@@ -324,11 +324,7 @@ impl PostgresSource {
         // `pg_publication_tables.attnames` lists them (a publication's column list;
         // stored generated columns on 18 with `publish_generated_columns = stored`);
         // before, every column but the generated ones.
-        let version: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|e| query_error("reading the server version", e))?
-            .get(0);
+        let version = super::server_version(client).await?;
         let published_columns = if version >= 150_000 {
             "p.attnames::text[]"
         } else {
