@@ -213,7 +213,13 @@ pub struct ReplicationConnection {
     write: BytesMut,
     /// Read coalescing while streaming (see [`ReadCoalescing`]).
     coalescing: Option<ReadCoalescing>,
+    /// Where a TLS connection's reads land before they join `read` (see [`Self::fill`]);
+    /// empty until the first TLS read.
+    tls_chunk: Vec<u8>,
 }
+
+/// Bytes read per call on a TLS connection (a TLS record is at most 16 KiB).
+const TLS_READ_CHUNK: usize = 64 * 1024;
 
 /// Fewer, larger reads while the stream is busy.
 ///
@@ -342,6 +348,7 @@ impl ReplicationConnection {
             read: BytesMut::with_capacity(64 * 1024),
             write: BytesMut::with_capacity(1024),
             coalescing: None,
+            tls_chunk: Vec::new(),
         };
         let mut params: Vec<(&str, &str)> = vec![
             ("user", options.user.as_str()),
@@ -504,6 +511,19 @@ impl ReplicationConnection {
 
     /// Reads more bytes into the buffer (0: end of stream), coalescing while busy.
     async fn fill(&mut self) -> std::io::Result<usize> {
+        if let Transport::Tls(tls) = &mut self.stream {
+            // tokio-native-tls zeroes all the spare capacity of the buffer it reads into,
+            // on every read. With a large message's length reserved ahead (a 100 MB row
+            // is one 200 MB message), each 16 KiB record would cost a memset of the rest
+            // of it: quadratic, and such a row never arrived. A small buffer keeps each
+            // read's cost to its own bytes.
+            if self.tls_chunk.is_empty() {
+                self.tls_chunk = vec![0; TLS_READ_CHUNK];
+            }
+            let read = tls.read(&mut self.tls_chunk).await?;
+            self.read.extend_from_slice(&self.tls_chunk[..read]);
+            return Ok(read);
+        }
         let (Some(coalescing), Transport::Plain(tcp)) = (&mut self.coalescing, &mut self.stream)
         else {
             return self.stream.read_buf(&mut self.read).await;
