@@ -787,6 +787,26 @@ async fn avro_changes(
     out
 }
 
+/// Whether partition 0 of `topic` ends in an open transaction: its high watermark as a
+/// read_uncommitted reader sees it is past the last stable offset a read_committed
+/// reader sees (librdkafka asks the broker with the consumer's isolation level).
+fn transaction_open(broker: &KafkaBroker, topic: &str) -> bool {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let end = |isolation: &str| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("group.id", unique_name("chaos-watermarks"))
+            .set("isolation.level", isolation);
+        let consumer: BaseConsumer = config.create().unwrap();
+        consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(10))
+            .map_or(0, |(_, high)| high)
+    };
+    end("read_uncommitted") > end("read_committed")
+}
+
 /// Every committed record value of partition 0 of `topic` (read_committed), read to the
 /// end of the partition; `patience` bounds the wait for a missing topic or a slow fetch.
 pub(crate) fn topic_payloads(
@@ -1062,7 +1082,21 @@ async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
     )
     .await;
     chaos.snapshot_done().await;
-    chaos.write(300).await;
+    // Pause the broker while a transaction of the connector is open on it (its records
+    // in the log, its commit not yet made): that is the one the broker must abort.
+    let topic = chaos.db.topic(&chaos.prefix);
+    let mut open = false;
+    for _ in 0..100 {
+        chaos.write(50).await;
+        let t = topic.clone();
+        open = tokio::task::spawn_blocking(move || transaction_open(broker, &t))
+            .await
+            .unwrap();
+        if open {
+            break;
+        }
+    }
+    assert!(open, "never saw an open transaction of the connector");
     let pid = broker.pid();
     signal(pid, libc::SIGSTOP);
     let paused = ResumeOnDrop(pid);
