@@ -167,7 +167,9 @@ pub struct PostgresMetrics {
     /// The server's decoding statistics for the slot (`pg_stat_replication_slots`,
     /// cumulative until the server resets them): bytes of transactions it spilled to
     /// disk (`spill_bytes`, past `logical_decoding_work_mem`), streamed in progress
-    /// (`stream_bytes`) and decoded in all (`total_bytes`). Read with the slot's health.
+    /// (`stream_bytes`) and decoded (`total_bytes`, as the server counts it: measured
+    /// far below `stream_bytes` when transactions were streamed). Read with the slot's
+    /// health.
     pub slot_spill_bytes: AtomicU64,
     /// See [`PostgresMetrics::slot_spill_bytes`].
     pub slot_stream_bytes: AtomicU64,
