@@ -113,6 +113,16 @@ for major in ${OUTFLOW_PG_VERSIONS:-18 14}; do
     timed "postgresql $major install" install_postgres "$major"
   fi
 done
+# The servers refuse to run as root: tests run as root start them as the `postgres`
+# user, which Debian's server package would make and the client package does not.
+if [ "$(id -u)" -eq 0 ] && ! id -u postgres >/dev/null 2>&1; then
+  step "postgres system user: creating"
+  if getent group postgres >/dev/null 2>&1; then
+    useradd --system --gid postgres --home-dir /var/lib/postgresql --shell /bin/bash postgres
+  else
+    useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+  fi
+fi
 if command -v psql >/dev/null 2>&1 && command -v pg_recvlogical >/dev/null 2>&1; then
   step "postgresql client tools: present"
 else
