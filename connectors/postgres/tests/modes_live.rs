@@ -7,7 +7,7 @@ use outflow_core::{EventKind, MemoryOffsetStore, Value};
 use outflow_testkit::postgres;
 
 use crate::source_live::{
-    config, kind_name, slot_active, start, streaming, wait_events, walsender_gone,
+    config, kind_name, reset_capture, slot_active, start, streaming, wait_events, walsender_gone,
 };
 
 #[tokio::test]
@@ -98,10 +98,7 @@ async fn snapshot_modes() {
     walsender_gone(&admin, &db).await;
 
     // no_data: no reads; changes stream.
-    admin
-        .batch_execute(&format!("SELECT pg_drop_replication_slot('{}')", db.name()))
-        .await
-        .unwrap();
+    reset_capture(&admin, &db, "").await;
     let offsets = Arc::new(MemoryOffsetStore::new());
     let run = start(
         config(&db, &[("snapshot.mode", "no_data")]),
@@ -125,10 +122,7 @@ async fn snapshot_modes() {
     walsender_gone(&admin, &db).await;
 
     // when_needed: the slot is lost while offsets exist; a new snapshot instead of an error.
-    admin
-        .batch_execute(&format!("SELECT pg_drop_replication_slot('{}')", db.name()))
-        .await
-        .unwrap();
+    reset_capture(&admin, &db, "").await;
     let run = start(config(&db, &[("snapshot.mode", "when_needed")]), offsets);
     let events = wait_events(&run.sink, |e| {
         e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
@@ -254,14 +248,12 @@ async fn schema_lists_choose_the_captured_schemas() {
         run.shutdown.cancel();
         run.task.await.unwrap().unwrap();
         crate::source_live::walsender_gone(&admin, &db).await;
-        admin
-            .batch_execute(&format!(
-                "DELETE FROM inventory.items WHERE id = 2; DELETE FROM private.secrets WHERE id = 2;
-                 SELECT pg_drop_replication_slot('{}')",
-                db.name()
-            ))
-            .await
-            .unwrap();
+        reset_capture(
+            &admin,
+            &db,
+            "DELETE FROM inventory.items WHERE id = 2; DELETE FROM private.secrets WHERE id = 2;",
+        )
+        .await;
     }
 }
 
@@ -403,13 +395,7 @@ async fn hstore_arrives_as_json_or_as_a_map() {
         };
         assert_eq!(rows[0].1, expected[0], "{mode}: snapshot");
         assert_eq!(rows[1].1, expected[1], "{mode}: stream");
-        admin
-            .batch_execute(&format!(
-                "DELETE FROM t WHERE id = 2; SELECT pg_drop_replication_slot('{}')",
-                db.name()
-            ))
-            .await
-            .unwrap();
+        reset_capture(&admin, &db, "DELETE FROM t WHERE id = 2;").await;
     }
 }
 

@@ -129,6 +129,21 @@ pub(crate) async fn walsender_gone(admin: &tokio_postgres::Client, db: &Postgres
     assert!(gone, "the walsender of {application} did not exit");
 }
 
+/// Runs `undo` (the test's own writes to take back; may be empty), then drops the
+/// test's slot (named after its database), so the next capture of the test starts
+/// afresh: with a new store, a connector refuses a slot it has no record of making.
+pub(crate) async fn reset_capture(
+    admin: &tokio_postgres::Client,
+    db: &PostgresDatabase,
+    undo: &str,
+) {
+    let statement = format!("{undo}SELECT pg_drop_replication_slot('{}')", db.name());
+    admin
+        .batch_execute(&statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// Waits until the connector's slot exists and is consistent: changes committed from
 /// then on are delivered. (A slot is `active` while it is still being created, waiting for
 /// the transactions running on the whole server to end; its `confirmed_flush_lsn` is set

@@ -7,7 +7,7 @@ use std::time::Duration;
 use outflow_core::{EventKind, MemoryOffsetStore, Value};
 use outflow_testkit::{CERT_USER, PostgresDatabase, TLS_ONLY_USER, postgres};
 
-use crate::source_live::{config, start, wait_events, walsender_gone};
+use crate::source_live::{config, reset_capture, start, wait_events, walsender_gone};
 
 async fn create_roles(admin: &tokio_postgres::Client) {
     for role in [TLS_ONLY_USER, CERT_USER] {
@@ -90,13 +90,7 @@ async fn capture_over_tls(
     walsender_gone(admin, db).await;
     // The next capture starts afresh (a new store): its slot must not be this one, which
     // a connector without the record of having made it would refuse to drop.
-    admin
-        .batch_execute(&format!(
-            "DELETE FROM t WHERE id = 2; SELECT pg_drop_replication_slot('{}')",
-            db.name()
-        ))
-        .await
-        .unwrap();
+    reset_capture(admin, db, "DELETE FROM t WHERE id = 2;").await;
 }
 
 #[tokio::test]
