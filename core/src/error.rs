@@ -107,6 +107,35 @@ layer_error!(
     "offset store"
 );
 
+/// Whether `error` or any cause in its chain says that the peer closed or reset the
+/// connection. A server that restarts or shuts down does this to every client, also in
+/// the middle of a TLS handshake, where the TLS library reports it as a handshake
+/// failure (OpenSSL: a syscall error without an I/O error, "unexpected EOF"). Such a
+/// failure is transient whatever the layer above calls it; a certificate that does not
+/// verify, or a server that does not speak TLS, is not one of these.
+pub fn peer_hung_up(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        if e.to_string().contains("unexpected EOF") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -165,5 +194,21 @@ mod tests {
 
         let p: PipelineError = d.into();
         assert_eq!(p.class(), ErrorClass::Definite);
+    }
+
+    #[test]
+    fn a_peer_that_hung_up_is_recognised_anywhere_in_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("TLS handshake: {0}")]
+        struct Handshake(#[source] std::io::Error);
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(peer_hung_up(&Handshake(reset)));
+        // OpenSSL's wording for a socket closed under the handshake, as a message only.
+        let eof = std::io::Error::other("TLS error: `unexpected EOF'");
+        assert!(peer_hung_up(&SourceError::transient("connecting", eof)));
+        let verify = std::io::Error::other("certificate verify failed");
+        assert!(!peer_hung_up(&Handshake(verify)));
+        let refused = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        assert!(!peer_hung_up(&refused));
     }
 }

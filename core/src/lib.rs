@@ -29,7 +29,9 @@ pub mod source;
 pub mod transforms;
 pub mod value;
 
-pub use error::{Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError};
+pub use error::{
+    Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError, peer_hung_up,
+};
 pub use event::{
     BinlogDetail, ChangeEvent, EventBatch, EventKind, Row, SchemaChange, SchemaChangeKind,
     SnapshotMark, TransactionBoundary,

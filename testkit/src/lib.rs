@@ -18,6 +18,7 @@
 #![allow(clippy::panic, clippy::expect_used)] // A lab that cannot start must fail the test loudly.
 
 mod broker;
+mod hangup;
 mod mariadb;
 mod postgres;
 mod process;
@@ -31,6 +32,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use broker::{CONSUMER_SETTINGS, KafkaBroker, kafka_version};
+pub use hangup::HangupProxy;
 pub use mariadb::{
     CDC_PASSWORD, CDC_TLS_USER, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID,
 };

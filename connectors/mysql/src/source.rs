@@ -133,6 +133,10 @@ fn mysql_error(context: impl Into<String>, e: mysql_async::Error) -> SourceError
             ),
             _ => SourceError::transient(context, e),
         },
+        // A server that restarts or shuts down under the handshake: it comes back.
+        mysql_async::Error::Io(mysql_async::IoError::Tls(_)) if outflow_core::peer_hung_up(&e) => {
+            SourceError::transient(context, e)
+        }
         // A certificate that does not verify, or a server without TLS when TLS is
         // required, stays so until someone changes a setting.
         mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => SourceError::definite_with(

@@ -1,13 +1,14 @@
 //! TLS to MariaDB per `database.ssl.mode`: a user the server admits only over TLS
 //! snapshots and streams with `verify_identity` against the test CA; the host-name check
 //! fails for an address the certificate does not name, `verify_ca` accepts it, and
-//! `disabled` is refused by the server — each failure a definite error that says so.
+//! `disabled` is refused by the server — each failure a definite error that says so. A
+//! server that hangs up under the handshake (a restart) is a transient error instead.
 
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use outflow_core::{MemoryOffsetStore, MemorySink, MemorySinkMode, Pipeline, PipelineConfig};
-use outflow_testkit::{CDC_TLS_USER, mariadb};
+use outflow_testkit::{CDC_TLS_USER, HangupProxy, mariadb};
 use tokio_util::sync::CancellationToken;
 
 use crate::mariadb_live::{drain_until, row_ops, source_on};
@@ -116,4 +117,38 @@ async fn ssl_modes_against_a_tls_only_user() {
     )
     .await;
     assert_eq!(row_ops(&events).len(), 3);
+}
+
+/// A server that closes the socket under the TLS handshake, as a restarting MariaDB does,
+/// fails the attempt with a transient error (the connector retries), never with the
+/// definite "check your TLS settings" one; the next connection goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_hangs_up_under_the_tls_handshake_is_retried() {
+    let server = mariadb();
+    let db = server.create_database("myhangup").await;
+    let mut conn = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    // The client's SSL request is a 4-byte packet header and 32 bytes: the cut falls on
+    // the ClientHello that follows it.
+    let proxy = HangupProxy::start(server.port(), 1, 36);
+    let port = proxy.port().to_string();
+    let props = [
+        ("database.user", CDC_TLS_USER),
+        ("database.hostname", "127.0.0.1"),
+        ("database.port", port.as_str()),
+        ("database.ssl.mode", "required"),
+    ];
+    let error = failure(source_on(server, db.name(), 6211, &props)).await;
+    assert_eq!(proxy.hung_up(), 1, "{error}");
+    assert!(error.contains("(transient)"), "{error}");
+    let events = drain_until(
+        "tls-hangup",
+        source_on(server, db.name(), 6212, &props),
+        Arc::new(MemoryOffsetStore::new()),
+        |events| !row_ops(events).is_empty(),
+    )
+    .await;
+    assert_eq!(row_ops(&events), [("r".to_owned(), 1)]);
 }

@@ -87,6 +87,8 @@ pub(crate) fn transient_sqlstate(code: &str) -> bool {
 fn replication_error(context: &str, e: ReplicationError) -> SourceError {
     let transient = match &e {
         ReplicationError::Io(_) => true,
+        // A server that restarts or shuts down under the handshake: it comes back.
+        ReplicationError::Tls { .. } => outflow_core::peer_hung_up(&e),
         ReplicationError::Server { code, .. } => transient_sqlstate(code),
         _ => false,
     };
@@ -115,6 +117,9 @@ pub(crate) async fn server_version(client: &tokio_postgres::Client) -> Result<i3
 }
 
 fn query_error(context: &str, e: tokio_postgres::Error) -> SourceError {
+    if outflow_core::peer_hung_up(&e) {
+        return SourceError::transient(context.to_owned(), e);
+    }
     if e.to_string().contains("TLS") {
         return SourceError::definite_with(
             context.to_owned(),

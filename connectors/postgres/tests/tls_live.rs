@@ -1,11 +1,12 @@
 //! `database.sslmode` and certificates, on both connections (queries and replication),
-//! against the testkit server's TLS (a test CA, a TLS-only user, a certificate user).
+//! against the testkit server's TLS (a test CA, a TLS-only user, a certificate user), and
+//! a server that hangs up under the handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use outflow_core::{EventKind, MemoryOffsetStore, Value};
-use outflow_testkit::{CERT_USER, PostgresDatabase, TLS_ONLY_USER, postgres};
+use outflow_testkit::{CERT_USER, HangupProxy, PostgresDatabase, TLS_ONLY_USER, postgres};
 
 use crate::source_live::{config, reset_capture, start, wait_events, walsender_gone};
 
@@ -192,4 +193,50 @@ async fn sslmodes_and_certificates_on_both_connections() {
         text.contains("database.sslrootcert") && text.contains("/nonexistent/ca.pem"),
         "{text}"
     );
+}
+
+/// A server that closes the socket under the TLS handshake (a restart or shutdown does)
+/// fails the attempt with a transient error, so the connector retries; never with the
+/// definite "check database.sslmode" one. The next connection goes through.
+#[tokio::test]
+async fn a_server_that_hangs_up_under_the_tls_handshake_is_retried() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("tlshangup").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+             CREATE PUBLICATION dbz_publication FOR TABLE t;",
+        )
+        .await
+        .unwrap();
+    // The SSLRequest is 8 bytes: the cut falls on the ClientHello after it.
+    let proxy = HangupProxy::start(db.server().port(), 1, 8);
+    let port = proxy.port().to_string();
+    let extra = [
+        ("database.port", port.as_str()),
+        ("database.sslmode", "require"),
+    ];
+    let run = start(config(&db, &extra), Arc::new(MemoryOffsetStore::new()));
+    let err = tokio::time::timeout(Duration::from_secs(30), run.task)
+        .await
+        .expect("the connector did not stop")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(proxy.hung_up(), 1, "{err}");
+    assert_eq!(
+        outflow_core::Classify::class(&err),
+        outflow_core::ErrorClass::Transient,
+        "{err}"
+    );
+    let run = start(config(&db, &extra), Arc::new(MemoryOffsetStore::new()));
+    wait_events(&run.sink, |e| {
+        e.iter().any(
+            |e| matches!(&e.kind, EventKind::Read { after, .. } if after[0] == Value::Int32(1)),
+        )
+    })
+    .await;
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
 }
