@@ -1083,11 +1083,17 @@ async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
     .await;
     chaos.snapshot_done().await;
     // Pause the broker while a transaction of the connector is open on it (its records
-    // in the log, its commit not yet made): that is the one the broker must abort.
+    // in the log, its commit not yet made): that is the one the broker must abort. The
+    // daemon is held (SIGSTOP) from the moment the open transaction is seen until the
+    // broker has aborted it, so that its commit cannot reach the broker first: when a
+    // paused broker returns, requests queued on its sockets race its timeout sweep, and
+    // a commit that wins is a correct outcome but not the one this scenario is about.
     let topic = chaos.db.topic(&chaos.prefix);
+    let daemon = chaos.daemon.child.id();
     let mut open = false;
     for _ in 0..100 {
         chaos.write(50).await;
+        signal(daemon, libc::SIGSTOP);
         let t = topic.clone();
         open = tokio::task::spawn_blocking(move || transaction_open(broker, &t))
             .await
@@ -1095,8 +1101,10 @@ async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
         if open {
             break;
         }
+        signal(daemon, libc::SIGCONT);
     }
     assert!(open, "never saw an open transaction of the connector");
+    let held = ResumeOnDrop(daemon);
     let pid = broker.pid();
     signal(pid, libc::SIGSTOP);
     let paused = ResumeOnDrop(pid);
@@ -1106,6 +1114,18 @@ async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(paused);
+    let t = topic.clone();
+    let aborted = wait_for(Duration::from_secs(60), || {
+        let t = t.clone();
+        async move {
+            !tokio::task::spawn_blocking(move || transaction_open(broker, &t))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    drop(held);
+    assert!(aborted, "the broker never aborted the timed-out transaction");
     chaos.write(300).await;
     // The open transaction was aborted under the connector: it restarted from its
     // durable position (the assertion below is what shows the timeout took effect).
