@@ -45,7 +45,7 @@ fi
 if [ $# -eq 0 ]; then
   cargo bench --locked -p outflow-postgres --bench decode -- --test
   cargo bench --locked -p outflow-mysql --bench row_decode -- --test
-  cargo bench --locked -p outflow-core --bench encode -- --test
+  cargo bench --locked -p outflow-interchange --bench encode -- --test
   cargo bench --locked -p outflow-lake --bench write -- --test
   cargo run --release --locked -p outflow-bench -- pg-stream mysql-stream pg-snapshot \
     --changes 3000 --rows 3000 --sinks null,lake,kafka

@@ -23,15 +23,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
-use outflow_core::transforms::TransformChain;
 use outflow_core::{Classify, ErrorClass, Pipeline, PipelineConfig, PipelineError};
-use outflow_core::{
-    DurableHandle, EventBatch, OffsetStore, Sink, SinkError, Source, SourceContext, SourceError,
-};
-use outflow_kafka::{
-    HttpSchemaRegistry, KafkaSink, KafkaSinkConfig, RecordEncoder, RegistryClientConfig,
-};
+use outflow_core::{DurableHandle, OffsetStore, SinkError, Source, SourceContext, SourceError};
+use outflow_interchange::encoding::RecordEncoder;
+use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::transforms::TransformChain;
+use outflow_interchange::{Record, RecordSink, RecordStage};
+use outflow_kafka::{KafkaSink, KafkaSinkConfig};
 use outflow_lake::{LakeSink, LakeSinkConfig};
 use outflow_mysql::{MySqlConfig, MySqlSource};
 use outflow_postgres::config::PostgresConfig;
@@ -152,18 +151,25 @@ enum SinkSettings {
     Lake(LakeSinkConfig),
 }
 
-/// The sink a connector's pipeline writes to.
+/// The record sink a connector's pipeline writes to, behind its record stage.
 #[derive(Debug)]
 enum ConnectorSink {
     Kafka(Box<KafkaSink>),
     Lake(Box<LakeSink>),
 }
 
-impl Sink for ConnectorSink {
-    async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
+impl RecordSink for ConnectorSink {
+    async fn put(&mut self, record: Record, commit_us: i64) -> Result<(), SinkError> {
         match self {
-            Self::Kafka(sink) => sink.write(batch).await,
-            Self::Lake(sink) => sink.write(batch).await,
+            Self::Kafka(sink) => sink.put(record, commit_us).await,
+            Self::Lake(sink) => sink.put(record, commit_us).await,
+        }
+    }
+
+    async fn end_batch(&mut self) -> Result<DurableHandle, SinkError> {
+        match self {
+            Self::Kafka(sink) => sink.end_batch().await,
+            Self::Lake(sink) => sink.end_batch().await,
         }
     }
 
@@ -278,7 +284,7 @@ fn invalid(property: &str, message: impl Into<String>) -> RuntimeError {
     }
 }
 
-fn from_property_error(e: outflow_core::envelope::PropertyError) -> RuntimeError {
+fn from_property_error(e: outflow_core::config::PropertyError) -> RuntimeError {
     let message = e.to_string();
     invalid(&e.property, message)
 }
@@ -712,7 +718,7 @@ async fn run_connector(
         let attempt = crate::panics::CatchPanic::new(async {
             let encoder = match (&validated.converter, &validated.registry) {
                 (ConverterKind::Avro, Some(registry)) => RecordEncoder::Avro(Box::new(
-                    outflow_core::encoding::registry::AvroSerializer::new(
+                    outflow_interchange::encoding::registry::AvroSerializer::new(
                         HttpSchemaRegistry::new(registry.clone()).map_err(|e| {
                             outflow_core::SinkError::definite_with(
                                 "creating the schema registry client",
@@ -735,13 +741,13 @@ async fn run_connector(
             let mut pipeline_config = validated.pipeline.clone();
             let sink = match &validated.sink {
                 SinkSettings::Kafka(settings) => ConnectorSink::Kafka(Box::new(
-                    KafkaSink::start(settings.clone(), formatter, transforms, encoder).await?,
+                    KafkaSink::start(settings.clone(), encoder).await?,
                 )),
                 SinkSettings::Lake(settings) => {
                     pipeline_config.checkpoint_interval = settings.flush_interval;
                     let committed = store.load(&name).await?;
                     ConnectorSink::Lake(Box::new(
-                        LakeSink::start(settings.clone(), formatter, transforms, committed)
+                        LakeSink::start(settings.clone(), committed)
                             .await?
                             .with_metrics(Arc::clone(&metrics.lake)),
                     ))
@@ -770,7 +776,7 @@ async fn run_connector(
                         MySqlSource::new(config.clone()).with_metrics(Arc::clone(&metrics.mysql)),
                     )),
                 },
-                sink,
+                RecordStage::new(formatter, transforms, sink),
                 store.clone(),
                 pipeline_config,
             )

@@ -32,16 +32,11 @@ pub struct ConnectorMetrics {
     pub task_started_us: AtomicI64,
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 impl ConnectorMetrics {
     /// Marks the start of a task.
     pub fn task_started(&self) {
-        self.task_started_us.store(now_us(), Ordering::Relaxed);
+        self.task_started_us
+            .store(outflow_core::now_us(), Ordering::Relaxed);
     }
 
     /// The `snapshot` object of the status while a snapshot runs: rows done, estimated
@@ -61,8 +56,9 @@ impl ConnectorMetrics {
         let estimate = pg.snapshot_rows_estimate.load(Ordering::Relaxed);
         let tables_done = pg.snapshot_tables_done.load(Ordering::Relaxed)
             + my.snapshot_tables_done.load(Ordering::Relaxed);
-        let elapsed_s =
-            (now_us() - self.task_started_us.load(Ordering::Relaxed)).max(1) as f64 / 1e6;
+        let elapsed_s = (outflow_core::now_us() - self.task_started_us.load(Ordering::Relaxed))
+            .max(1) as f64
+            / 1e6;
         let rate = rows as f64 / elapsed_s;
         let eta = (rate > 0.0 && estimate > rows).then(|| ((estimate - rows) as f64 / rate).ceil());
         Some(json!({
@@ -215,7 +211,7 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
             if last == 0 {
                 0.0
             } else {
-                ((now_us() - last).max(0) / 1000) as f64
+                ((outflow_core::now_us() - last).max(0) / 1000) as f64
             }
         },
     ),
@@ -376,7 +372,7 @@ mod tests {
         let m = ConnectorMetrics::default();
         assert_eq!(m.snapshot_status(), None);
         m.task_started_us
-            .store(now_us() - 2_000_000, Ordering::Relaxed);
+            .store(outflow_core::now_us() - 2_000_000, Ordering::Relaxed);
         m.postgres.snapshot_tables.store(3, Ordering::Relaxed);
         m.postgres.snapshot_tables_done.store(1, Ordering::Relaxed);
         m.postgres.snapshot_rows.store(1000, Ordering::Relaxed);

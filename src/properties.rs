@@ -3,7 +3,7 @@
 //!
 //! Every connector crate lists the properties it reads (`outflow_postgres::config::
 //! PROPERTIES`, `outflow_mysql::config::PROPERTIES`, the envelope's
-//! `outflow_core::envelope::config::PROPERTIES`); the daemon adds its own (converters,
+//! `outflow_interchange::envelope::config::PROPERTIES`); the daemon adds its own (converters,
 //! sinks, pipeline tuning). A property a connector's validation refuses is a 400 naming
 //! it; a property on none of the lists is accepted (a Debezium config must load as it
 //! is) and reported: in the validate response (`warnings`), in the connector's status
@@ -50,7 +50,7 @@ pub fn acted_on(class: &str, key: &str) -> bool {
     };
     listed(DAEMON, key)
         || listed(source, key)
-        || listed(outflow_core::envelope::config::PROPERTIES, key)
+        || listed(outflow_interchange::envelope::config::PROPERTIES, key)
 }
 
 /// The properties of `config` that a connector of `class` accepts but does not act on,

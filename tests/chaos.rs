@@ -1125,7 +1125,10 @@ async fn broker_paused_past_the_transaction_timeout_postgres_to_kafka() {
     })
     .await;
     drop(held);
-    assert!(aborted, "the broker never aborted the timed-out transaction");
+    assert!(
+        aborted,
+        "the broker never aborted the timed-out transaction"
+    );
     chaos.write(300).await;
     // The open transaction was aborted under the connector: it restarted from its
     // durable position (the assertion below is what shows the timeout took effect).

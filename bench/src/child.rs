@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outflow_core::envelope::ConnectorFlavor;
 use outflow_core::{MemoryOffsetStore, OffsetStore, SourcePosition};
+use outflow_interchange::envelope::ConnectorFlavor;
 use outflow_mysql::{MySqlConfig, MySqlSource};
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;

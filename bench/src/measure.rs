@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use outflow_core::sink::durability;
 use outflow_core::{
@@ -295,12 +295,6 @@ impl<S: Sink> Measured<S> {
     }
 }
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 impl<S: Sink> Sink for Measured<S> {
     async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
         let rows = batch.events.iter().filter(|e| e.kind.is_row()).count() as u64;
@@ -319,7 +313,7 @@ impl<S: Sink> Sink for Measured<S> {
             match handle.wait().await {
                 Ok(()) => {
                     if let (Some(stamps), Some(delays)) = (stamps, progress.delays.as_ref()) {
-                        let now = now_us();
+                        let now = outflow_core::now_us();
                         if let Ok(mut delays) = delays.lock() {
                             delays.extend(stamps.iter().map(|t| now - t));
                         }

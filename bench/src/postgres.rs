@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outflow_core::MemoryOffsetStore;
-use outflow_core::envelope::ConnectorFlavor;
+use outflow_interchange::envelope::ConnectorFlavor;
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
 use outflow_testkit::{PostgresDatabase, postgres, unique_name};

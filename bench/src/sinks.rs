@@ -4,13 +4,14 @@
 
 use std::fmt;
 
-use outflow_core::encoding::registry::{AvroSerializer, SubjectNameStrategy};
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
-use outflow_core::transforms::TransformChain;
 use outflow_core::{EventBatch, NullSink, Sink, SinkError};
-use outflow_kafka::{
-    HttpSchemaRegistry, KafkaSink, KafkaSinkConfig, RecordEncoder, RegistryClientConfig,
-};
+use outflow_interchange::RecordStage;
+use outflow_interchange::encoding::RecordEncoder;
+use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
+use outflow_interchange::encoding::registry::{AvroSerializer, SubjectNameStrategy};
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::transforms::TransformChain;
+use outflow_kafka::{KafkaSink, KafkaSinkConfig};
 use outflow_lake::{LakeSink, LakeSinkConfig};
 
 use crate::measure::{BoxError, props};
@@ -67,12 +68,12 @@ pub enum AnySink {
     /// See [`SinkKind::Lake`]; the directory lives as long as the sink.
     Lake {
         /// The sink.
-        sink: Box<LakeSink>,
+        sink: Box<RecordStage<LakeSink>>,
         /// Its directory, removed when the run ends.
         _root: tempfile::TempDir,
     },
     /// See [`SinkKind::Kafka`].
-    Kafka(Box<KafkaSink>),
+    Kafka(Box<RecordStage<KafkaSink>>),
 }
 
 impl Sink for AnySink {
@@ -135,13 +136,15 @@ pub async fn build(
             let path = root.path().to_string_lossy().into_owned();
             let sink = LakeSink::start(
                 LakeSinkConfig::from_properties(name, &props(&[("lake.path", path.as_str())]))?,
-                formatter()?,
-                TransformChain::default(),
                 None,
             )
             .await?;
             AnySink::Lake {
-                sink: Box::new(sink),
+                sink: Box::new(RecordStage::new(
+                    formatter()?,
+                    TransformChain::default(),
+                    sink,
+                )),
                 _root: root,
             }
         }
@@ -168,12 +171,14 @@ pub async fn build(
             }
             let sink = KafkaSink::start(
                 KafkaSinkConfig::from_properties(name, &sink_props)?,
-                formatter()?,
-                TransformChain::default(),
                 RecordEncoder::Avro(Box::new(serializer)),
             )
             .await?;
-            AnySink::Kafka(Box::new(sink))
+            AnySink::Kafka(Box::new(RecordStage::new(
+                formatter()?,
+                TransformChain::default(),
+                sink,
+            )))
         }
     })
 }

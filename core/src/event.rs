@@ -219,3 +219,11 @@ impl EventBatch {
         self.events.is_empty()
     }
 }
+
+/// The wall clock in microseconds since the Unix epoch, the unit of every event timestamp
+/// ([`ChangeEvent::source_ts_us`]); 0 for a clock before 1970, saturating far ahead.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}

@@ -7,16 +7,14 @@
 //!   explicit Accepted/Durable acknowledgement, and resume-point storage;
 //! - [`pipeline`]: the runner joining them with bounded channels;
 //! - [`error`]: per-layer errors classified as transient or definite;
-//! - [`connect`], [`envelope`], [`encoding`]: Debezium-shaped records as Kafka Connect
-//!   schemas and data, and their Avro / JSON bytes (no network I/O: the registry client
-//!   lives with the sinks).
+//! - [`config`]: the property-validation primitives every layer shares.
 //!
 //! This crate does no network I/O and knows no database; connector crates depend on it,
-//! never on each other.
+//! never on each other. What an event looks like as a record (the Debezium envelope, the
+//! Connect data model, the encodings and file formats, the transforms) is the record
+//! stage, `outflow-interchange`.
 
-pub mod connect;
-pub mod encoding;
-pub mod envelope;
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod fixtures;
@@ -26,7 +24,6 @@ pub mod position;
 pub mod schema;
 pub mod sink;
 pub mod source;
-pub mod transforms;
 pub mod value;
 
 pub use error::{
@@ -34,7 +31,7 @@ pub use error::{
 };
 pub use event::{
     BinlogDetail, ChangeEvent, EventBatch, EventKind, Row, SchemaChange, SchemaChangeKind,
-    SnapshotMark, TransactionBoundary,
+    SnapshotMark, TransactionBoundary, now_us,
 };
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
 pub use pipeline::{OpCounts, Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};

@@ -208,12 +208,6 @@ impl BatchSummary {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// How a pipeline ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineReport {
@@ -336,7 +330,7 @@ impl<S: Source, K: Sink, O: OffsetStore> Pipeline<S, K, O> {
                         == crate::offsets::CommitOutcome::Advanced
                     {
                         metrics.offset_commits.fetch_add(1, Ordering::Relaxed);
-                        metrics.last_commit_us.store(now_us(), Ordering::Relaxed);
+                        metrics.last_commit_us.store(crate::event::now_us(), Ordering::Relaxed);
                     }
                     tracing::debug!(connector = %connector, position = %position.to_json(), "durable");
                     durable = Some(position.clone());

@@ -11,6 +11,7 @@
 
 use num_bigint::BigInt;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 
 /// An exact decimal number: `unscaled * 10^-scale`.
 ///
@@ -192,6 +193,28 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Self::Null)
     }
+}
+
+/// Appends `s` as a JSON string literal, escaped as Jackson (Kafka Connect's JSON) escapes
+/// it: the one rule for every JSON text outflow writes, in values and in records.
+pub fn write_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]

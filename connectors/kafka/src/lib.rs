@@ -1,18 +1,15 @@
-//! outflow-kafka: the Kafka sink and the schema-registry client.
+//! outflow-kafka: the Kafka sink.
 //!
-//! - [`registry`]: the HTTP client of the Confluent-compatible schema registry that the
-//!   core's [`outflow_core::encoding::registry::AvroSerializer`] registers schemas through;
-//! - [`sink`]: the transactional, exactly-once [`outflow_core::Sink`] (fencing, partition
-//!   tail check, one transaction per checkpoint, Durable only once committed);
+//! - [`sink`]: the transactional, exactly-once record sink
+//!   ([`outflow_interchange::RecordSink`]; fencing, partition tail check, one transaction
+//!   per checkpoint, Durable only once committed); the record stage formats and encodes;
 //! - [`partitioner`]: the Java client's murmur2 partitioning;
 //! - [`offsets`]: offsets in a compacted Kafka topic (`outflow-offsets`), Kafka Connect's
 //!   key and Debezium's value shape, for multi-worker use.
 
 pub mod offsets;
 pub mod partitioner;
-pub mod registry;
 pub mod sink;
 
 pub use offsets::KafkaOffsetStore;
-pub use registry::{HttpSchemaRegistry, RegistryClientConfig};
-pub use sink::{KafkaSink, KafkaSinkConfig, RecordEncoder, TopicCreation};
+pub use sink::{KafkaSink, KafkaSinkConfig, TopicCreation};

@@ -1,4 +1,4 @@
-//! The Kafka sink: change events → Debezium records → encoded bytes → one Kafka
+//! The Kafka sink: formatted records (from the record stage) → encoded bytes → one Kafka
 //! transaction per checkpoint, exactly once.
 //!
 //! Exactly-once (DESIGN §5), proven on Apache Kafka (the lab's broker), and built so it
@@ -33,12 +33,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outflow_core::encoding::json;
-use outflow_core::encoding::registry::{AvroSerializer, SerializedRecord};
-use outflow_core::envelope::{EnvelopeFormatter, PropertyError, Record};
+use outflow_core::config::PropertyError;
 use outflow_core::sink::durability;
-use outflow_core::transforms::TransformChain;
-use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, SourcePosition};
+use outflow_core::{DurableHandle, DurableNotifier, SinkError, SourcePosition};
+use outflow_interchange::encoding::RecordEncoder;
+use outflow_interchange::{Record, RecordSink};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -48,7 +47,6 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::HttpSchemaRegistry;
 use crate::partitioner::partition;
 
 /// Header carrying a record's source position (compact JSON, [`SourcePosition::to_json`]).
@@ -189,60 +187,6 @@ impl KafkaSinkConfig {
     }
 }
 
-/// How records become bytes.
-#[derive(Debug)]
-pub enum RecordEncoder {
-    /// Confluent-framed Avro through the schema registry.
-    Avro(Box<AvroSerializer<HttpSchemaRegistry>>),
-    /// Kafka's JsonConverter, with or without the schema.
-    Json {
-        /// `value.converter.schemas.enable` / `key.converter.schemas.enable`.
-        schemas_enable: bool,
-    },
-}
-
-impl RecordEncoder {
-    async fn encode(&mut self, record: &Record) -> Result<SerializedRecord, SinkError> {
-        match self {
-            Self::Avro(serializer) => {
-                serializer
-                    .serialize(record)
-                    .await
-                    .map_err(|e| match outflow_core::Classify::class(&e) {
-                        outflow_core::ErrorClass::Transient => SinkError::transient(
-                            format!("encoding a record for {}", record.topic),
-                            e,
-                        ),
-                        outflow_core::ErrorClass::Definite => SinkError::definite_with(
-                            format!("encoding a record for {}", record.topic),
-                            "check the schema registry's compatibility setting for the subject",
-                            e,
-                        ),
-                    })
-            }
-            Self::Json { schemas_enable } => {
-                let part = |payload: Option<&outflow_core::envelope::Payload>| {
-                    payload
-                        .map(|p| json::encode(&p.schema, Some(&p.datum), *schemas_enable))
-                        .transpose()
-                        .map(Option::flatten)
-                };
-                let encode_error = |e| {
-                    SinkError::definite_with(
-                        format!("encoding a record for {}", record.topic),
-                        "report this as a bug",
-                        e,
-                    )
-                };
-                Ok(SerializedRecord {
-                    key: part(record.key.as_ref()).map_err(encode_error)?,
-                    value: part(record.value.as_ref()).map_err(encode_error)?,
-                })
-            }
-        }
-    }
-}
-
 /// Classifies a Kafka error: fencing, authorization and size are definite.
 fn kafka_error(context: String, e: KafkaError) -> SinkError {
     let hint = error_hint(e.rdkafka_error_code());
@@ -374,21 +318,20 @@ struct OpenTransaction {
     deliveries: Vec<(Arc<str>, DeliveryFuture)>,
     notifiers: Vec<DurableNotifier>,
     bytes: usize,
+    began: std::time::Instant,
 }
 
 /// The Kafka sink of one connector.
 pub struct KafkaSink {
     config: KafkaSinkConfig,
     producer: Arc<FutureProducer<BrokerConnectionContext>>,
-    formatter: EnvelopeFormatter,
-    transforms: TransformChain,
     encoder: RecordEncoder,
     partitions: HashMap<Arc<str>, i32>,
     tails: HashMap<(Arc<str>, i32), Option<SourcePosition>>,
     open: Option<OpenTransaction>,
-    formatted: Vec<Record>,
-    transformed: Vec<Record>,
     skipped: u64,
+    /// The producer's `transaction.timeout.ms`.
+    transaction_timeout: Duration,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -400,13 +343,10 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// Connects, and fences every earlier producer of this connector.
-    pub async fn start(
-        config: KafkaSinkConfig,
-        formatter: EnvelopeFormatter,
-        transforms: TransformChain,
-        encoder: RecordEncoder,
-    ) -> Result<Self, SinkError> {
+    /// Connects, and fences every earlier producer of this connector. The sink takes
+    /// formatted records: wrap it in an [`outflow_interchange::RecordStage`] to give it
+    /// change events.
+    pub async fn start(config: KafkaSinkConfig, encoder: RecordEncoder) -> Result<Self, SinkError> {
         let mut client = config.client_config();
         client
             .set("transactional.id", &config.transactional_id)
@@ -414,6 +354,13 @@ impl KafkaSink {
         if !config.client.contains_key("transaction.timeout.ms") {
             client.set("transaction.timeout.ms", "60000");
         }
+        let transaction_timeout = Duration::from_millis(
+            config
+                .client
+                .get("transaction.timeout.ms")
+                .and_then(|ms| ms.trim().parse().ok())
+                .unwrap_or(60_000),
+        );
         // Bounded in-flight bytes (librdkafka's default is 1 GiB): a full queue makes
         // `write` wait, so a slow or absent broker stops the source instead of filling
         // memory.
@@ -451,15 +398,12 @@ impl KafkaSink {
         Ok(Self {
             config,
             producer,
-            formatter,
-            transforms,
             encoder,
             partitions: HashMap::new(),
             tails: HashMap::new(),
             open: None,
-            formatted: Vec::new(),
-            transformed: Vec::new(),
             skipped: 0,
+            transaction_timeout,
         })
     }
 
@@ -589,6 +533,7 @@ impl KafkaSink {
                 deliveries: Vec::new(),
                 notifiers: Vec::new(),
                 bytes: 0,
+                began: std::time::Instant::now(),
             });
         }
         let position = record.position.to_json();
@@ -623,7 +568,11 @@ impl KafkaSink {
                     self.wait_oldest_delivery().await?;
                 }
                 Err((e, _)) => {
-                    return Err(kafka_error(format!("producing to {}", record.topic), e));
+                    let began = self.open.as_ref().map(|open| open.began);
+                    return Err(self.timed_out_or(
+                        began,
+                        kafka_error(format!("producing to {}", record.topic), e),
+                    ));
                 }
             }
         };
@@ -673,6 +622,34 @@ impl KafkaSink {
         }
     }
 
+    /// `error`, unless the producer was fenced while its transaction (begun at `began`)
+    /// had been open longer than `transaction.timeout.ms`: then the broker itself aborted
+    /// the transaction and bumped the producer's epoch (the broker, or this process, was
+    /// away too long), which librdkafka reports as the same fence a second instance causes.
+    /// That is transient: the restarted connector's new producer resumes from the stored
+    /// position. A fence inside the timeout is another instance, and stays definite.
+    fn timed_out_or(&self, began: Option<std::time::Instant>, error: SinkError) -> SinkError {
+        let fenced = matches!(
+            self.producer.client().fatal_error(),
+            Some((
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch,
+                _
+            ))
+        );
+        match began {
+            Some(began) if fenced && began.elapsed() >= self.transaction_timeout => {
+                tracing::warn!(open_for = ?began.elapsed(), timeout = ?self.transaction_timeout, "the broker aborted a Kafka transaction that outlived transaction.timeout.ms; restarting from the stored position");
+                SinkError::transient(
+                    "the broker aborted the Kafka transaction: it stayed open longer than transaction.timeout.ms",
+                    error,
+                )
+            }
+            _ => error,
+        }
+    }
+
     /// The producer's fatal error (fenced, say), if it has one.
     fn fatal_error(&self) -> Option<SinkError> {
         let (code, reason) = self.producer.client().fatal_error()?;
@@ -701,6 +678,7 @@ impl KafkaSink {
         if result.is_ok() {
             result = self.commit_with_retries().await;
         }
+        let result = result.map_err(|e| self.timed_out_or(Some(open.began), e));
         match result {
             Ok(()) => {
                 for notifier in open.notifiers {
@@ -802,39 +780,12 @@ async fn read_tail(
     .await
 }
 
-impl Sink for KafkaSink {
-    async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        for event in &batch.events {
-            self.formatted.clear();
-            self.formatter
-                .format(event, now_us, &mut self.formatted)
-                .map_err(|e| {
-                    SinkError::definite_with(
-                        "putting an event in Debezium's shape",
-                        "report this as a bug with the table's definition",
-                        e,
-                    )
-                })?;
-            // Taken and put back so the buffers keep their capacity across events.
-            let mut formatted = std::mem::take(&mut self.formatted);
-            let mut transformed = std::mem::take(&mut self.transformed);
-            for record in formatted.drain(..) {
-                transformed.clear();
-                if self.transforms.is_empty() {
-                    transformed.push(record);
-                } else {
-                    self.transforms.apply(record, &mut transformed);
-                }
-                for record in transformed.drain(..) {
-                    self.produce(record).await?;
-                }
-            }
-            self.formatted = formatted;
-            self.transformed = transformed;
-        }
+impl RecordSink for KafkaSink {
+    async fn put(&mut self, record: Record, _commit_us: i64) -> Result<(), SinkError> {
+        self.produce(record).await
+    }
+
+    async fn end_batch(&mut self) -> Result<DurableHandle, SinkError> {
         let Some(open) = self.open.as_mut() else {
             // Nothing to produce (all already in Kafka, or filtered): durable as it is.
             return Ok(DurableHandle::ready());

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use apache_avro::types::Value as Avro;
-use outflow_core::encoding::registry::{
-    AvroSerializer, RegistryError, SchemaRegistry, SubjectNameStrategy,
-};
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
 use outflow_core::{
     ChangeEvent, Classify, ColumnSchema, DataType, Decimal, ErrorClass, EventKind, Interval, Lsn,
     PgPosition, SchemaVersion, SourcePosition, TableId, TableSchema, Value,
 };
-use outflow_kafka::{HttpSchemaRegistry, RegistryClientConfig};
+use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
+use outflow_interchange::encoding::registry::{
+    AvroSerializer, RegistryError, SchemaRegistry, SubjectNameStrategy,
+};
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
 use outflow_testkit::{registry, unique_name};
 
 fn client(url: &str) -> HttpSchemaRegistry {
@@ -313,7 +313,7 @@ fn row_schema_of(record: &Record) -> apache_avro::Schema {
     let envelope = &record.value.as_ref().unwrap().schema;
     let mut row = (*envelope.fields()[0].schema).clone();
     row.optional = false;
-    apache_avro::Schema::parse_str(&outflow_core::encoding::avro::avro_schema(&row)).unwrap()
+    apache_avro::Schema::parse_str(&outflow_interchange::encoding::avro::avro_schema(&row)).unwrap()
 }
 
 /// Schema changes register new versions; BACKWARD-compatible ones pass the registry's

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
-use outflow_core::transforms::TransformChain;
 use outflow_core::{
     ChangeEvent, Classify, ColumnSchema, DataType, ErrorClass, EventBatch, EventKind, Lsn,
     MemoryOffsetStore, PgPosition, Pipeline, PipelineConfig, SchemaVersion, Sink, SourcePosition,
     TableId, TableSchema, Value,
 };
+use outflow_interchange::RecordStage;
+use outflow_interchange::encoding::RecordEncoder;
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::transforms::TransformChain;
 use outflow_kafka::partitioner::partition;
-use outflow_kafka::{KafkaSink, KafkaSinkConfig, RecordEncoder};
+use outflow_kafka::{KafkaSink, KafkaSinkConfig};
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
 use outflow_testkit::{CONSUMER_SETTINGS, PostgresDatabase, broker, postgres, unique_name};
@@ -53,16 +55,15 @@ async fn json_sink(
     connector: &str,
     prefix: &str,
     extra: &[(&str, &str)],
-) -> Result<KafkaSink, outflow_core::SinkError> {
+) -> Result<RecordStage<KafkaSink>, outflow_core::SinkError> {
     KafkaSink::start(
         sink_config(connector, extra),
-        formatter(prefix),
-        TransformChain::default(),
         RecordEncoder::Json {
             schemas_enable: false,
         },
     )
     .await
+    .map(|sink| RecordStage::new(formatter(prefix), TransformChain::default(), sink))
 }
 
 /// A Postgres source for `db` (slot named after it) with `extra` properties.
@@ -88,7 +89,7 @@ async fn pg_to_kafka(
     offsets: Arc<MemoryOffsetStore>,
     source_extra: &[(&str, &str)],
     sink_extra: &[(&str, &str)],
-) -> Pipeline<PostgresSource, KafkaSink, Arc<MemoryOffsetStore>> {
+) -> Pipeline<PostgresSource, RecordStage<KafkaSink>, Arc<MemoryOffsetStore>> {
     Pipeline::new(
         connector.to_owned(),
         pg_source(db, source_extra),
@@ -368,7 +369,7 @@ async fn a_second_instance_fences_the_first() {
         .unwrap();
     third.flush().await.unwrap();
     handle.wait().await.unwrap();
-    assert_eq!(third.skipped(), 1);
+    assert_eq!(third.sink().skipped(), 1);
 
     let topic = format!("{prefix}.public.fence");
     let records = tokio::task::spawn_blocking(move || {
@@ -551,13 +552,12 @@ async fn transaction_metadata_and_heartbeats_share_the_transaction() {
     );
     let mut sink = KafkaSink::start(
         sink_config(&connector, &[]),
-        formatter,
-        TransformChain::default(),
         RecordEncoder::Json {
             schemas_enable: false,
         },
     )
     .await
+    .map(|sink| RecordStage::new(formatter, TransformChain::default(), sink))
     .unwrap();
     let boundary = |count| outflow_core::TransactionBoundary {
         id: "7:100".into(),
@@ -796,8 +796,8 @@ async fn postgres_to_kafka_avro_through_the_registry() {
     let _shared = crate::BROKER.read().await;
     use crate::avro_registry::{decode, field, unwrap_union};
     use apache_avro::types::Value as Avro;
-    use outflow_core::encoding::registry::{AvroSerializer, SubjectNameStrategy};
-    use outflow_kafka::{HttpSchemaRegistry, RegistryClientConfig};
+    use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
+    use outflow_interchange::encoding::registry::{AvroSerializer, SubjectNameStrategy};
 
     let rows: usize = std::env::var("OUTFLOW_AVRO_ROWS")
         .ok()
@@ -830,11 +830,10 @@ async fn postgres_to_kafka_avro_through_the_registry() {
     );
     let sink = KafkaSink::start(
         sink_config(&connector, &[]),
-        formatter(&prefix),
-        TransformChain::default(),
         RecordEncoder::Avro(Box::new(serializer)),
     )
     .await
+    .map(|sink| RecordStage::new(formatter(&prefix), TransformChain::default(), sink))
     .unwrap();
     let source = pg_source(&db, &[("snapshot.mode", "initial_only")]);
     let started = std::time::Instant::now();

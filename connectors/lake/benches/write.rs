@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
-use outflow_core::transforms::TransformChain;
 use outflow_core::{EventBatch, Sink};
+use outflow_interchange::RecordStage;
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
 
 fn formatter() -> EnvelopeFormatter {
@@ -52,14 +53,16 @@ fn bench(c: &mut Criterion) {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let mut sink = runtime.block_on(async {
-            LakeSink::start(
-                LakeSinkConfig::from_properties("bench", &props).unwrap(),
+            RecordStage::new(
                 formatter(),
                 TransformChain::default(),
-                None,
+                LakeSink::start(
+                    LakeSinkConfig::from_properties("bench", &props).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap(),
             )
-            .await
-            .unwrap()
         });
         let mut next = 0u64;
         group.bench_function(name, |b| {

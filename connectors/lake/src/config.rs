@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use outflow_core::envelope::PropertyError;
+use outflow_core::config::PropertyError;
 
-use crate::avro_file::AvroCodec;
-use crate::parquet_file::ParquetCodec;
+use outflow_interchange::avro_file::AvroCodec;
+use outflow_interchange::parquet_file::ParquetCodec;
 
 /// The file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use outflow_core::SourcePosition;
-use outflow_core::envelope::types::civil_from_days;
+use outflow_interchange::envelope::types::civil_from_days;
 
 /// The connector name as it appears in file names: characters other than ASCII letters,
 /// digits, `-` and `_` become `_` (so `+`, `/` and `.` cannot break the layout).

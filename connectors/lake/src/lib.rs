@@ -1,15 +1,13 @@
 //! outflow-lake: the raw-zone data-lake sink, outflow's embedded default.
 //!
 //! - [`layout`]: directory layout, file names, position tokens;
-//! - [`avro_file`]: Avro object container files;
-//! - [`parquet_file`]: Parquet files with the envelope flattened into columns;
+//! - the file formats (Avro object container files, Parquet) are the record stage's
+//!   (`outflow_interchange::avro_file`, `outflow_interchange::parquet_file`);
 //! - [`config`]: the sink's properties;
-//! - [`sink`]: the [`LakeSink`] and its exactly-once file protocol.
+//! - [`sink`]: the [`LakeSink`] (a record sink) and its exactly-once file protocol.
 
-pub mod avro_file;
 pub mod config;
 pub mod layout;
-pub mod parquet_file;
 pub mod sink;
 
 pub use config::{LakeFormat, LakeSinkConfig, LakeTarget, StoreOptions};

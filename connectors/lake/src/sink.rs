@@ -1,4 +1,4 @@
-//! The lake sink: change events → Debezium records → files, exactly once.
+//! The lake sink: formatted records (from the record stage) → files, exactly once.
 //!
 //! Exactly-once protocol (DESIGN §5):
 //!
@@ -35,19 +35,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::StreamExt;
 use object_store::path::{Path as ObjectPath, PathPart};
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
-use outflow_core::connect::ConnectSchema;
-use outflow_core::encoding::avro::avro_schema;
-use outflow_core::encoding::json;
-use outflow_core::envelope::{EnvelopeFormatter, Record, RecordKind};
 use outflow_core::sink::durability;
-use outflow_core::transforms::TransformChain;
-use outflow_core::{DurableHandle, DurableNotifier, EventBatch, Sink, SinkError, SourcePosition};
+use outflow_core::{DurableHandle, DurableNotifier, SinkError, SourcePosition};
+use outflow_interchange::avro_file::{self, AvroBlocks};
+use outflow_interchange::connect::ConnectSchema;
+use outflow_interchange::encoding::avro::avro_schema;
+use outflow_interchange::encoding::json;
+use outflow_interchange::envelope::RecordKind;
+use outflow_interchange::parquet_file::ParquetFile;
+use outflow_interchange::{Record, RecordSink};
 use rustc_hash::FxHashMap;
 
-use crate::avro_file::{self, AvroBlocks};
 use crate::config::{LakeFormat, LakeSinkConfig, LakeTarget, StoreOptions};
 use crate::layout::{self, LakeFile};
-use crate::parquet_file::ParquetFile;
 
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -133,14 +133,10 @@ impl OpenFile {
 pub struct LakeSink {
     config: LakeSinkConfig,
     prefix: String,
-    formatter: EnvelopeFormatter,
-    transforms: TransformChain,
     /// Open files by (topic, hour since the epoch); FxHash: the lookup is per record.
     open: FxHashMap<(Arc<str>, i64), OpenFile>,
     pending: Vec<DurableNotifier>,
     schemas_written: HashSet<(Arc<str>, u64)>,
-    formatted: Vec<Record>,
-    transformed: Vec<Record>,
     line: String,
     metrics: Arc<LakeMetrics>,
     /// Set for an object-store target: files are staged under `config.root`.
@@ -242,11 +238,10 @@ pub fn recover(
 
 impl LakeSink {
     /// Prepares the root and removes what lies past `committed` (the connector's stored
-    /// offset; `None` when it has none).
+    /// offset; `None` when it has none). The sink takes formatted records: wrap it in an
+    /// [`outflow_interchange::RecordStage`] to give it change events.
     pub async fn start(
         config: LakeSinkConfig,
-        formatter: EnvelopeFormatter,
-        transforms: TransformChain,
         committed: Option<SourcePosition>,
     ) -> Result<Self, SinkError> {
         let prefix = layout::file_prefix(&config.connector);
@@ -292,13 +287,9 @@ impl LakeSink {
         Ok(Self {
             config,
             prefix,
-            formatter,
-            transforms,
             open: FxHashMap::default(),
             pending: Vec::new(),
             schemas_written: HashSet::new(),
-            formatted: Vec::new(),
-            transformed: Vec::new(),
             line: String::with_capacity(1024),
             metrics: Arc::new(LakeMetrics::default()),
             remote,
@@ -770,40 +761,12 @@ impl RemoteLake {
     }
 }
 
-impl Sink for LakeSink {
-    async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        for event in &batch.events {
-            self.formatted.clear();
-            self.formatter
-                .format(event, now_us, &mut self.formatted)
-                .map_err(|e| {
-                    SinkError::definite_with(
-                        "putting an event in Debezium's shape",
-                        "report this as a bug with the table's definition",
-                        e,
-                    )
-                })?;
-            let commit_us = event.source_ts_us.unwrap_or(now_us);
-            // Taken and put back so the buffers keep their capacity across events.
-            let mut formatted = std::mem::take(&mut self.formatted);
-            let mut transformed = std::mem::take(&mut self.transformed);
-            for record in formatted.drain(..) {
-                if self.transforms.is_empty() {
-                    self.append(&record, commit_us)?;
-                } else {
-                    transformed.clear();
-                    self.transforms.apply(record, &mut transformed);
-                    for record in &transformed {
-                        self.append(record, commit_us)?;
-                    }
-                }
-            }
-            self.formatted = formatted;
-            self.transformed = transformed;
-        }
+impl RecordSink for LakeSink {
+    async fn put(&mut self, record: Record, commit_us: i64) -> Result<(), SinkError> {
+        self.append(&record, commit_us)
+    }
+
+    async fn end_batch(&mut self) -> Result<DurableHandle, SinkError> {
         if self.open.is_empty() && self.pending.is_empty() {
             // Nothing waits in a file: durable as it is (the pipeline still commits it
             // only after every earlier batch).

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use apache_avro::types::Value as Avro;
-use outflow_core::transforms::TransformChain;
 use outflow_core::{
     ChangeEvent, ColumnSchema, DataType, EventBatch, EventKind, Lsn, PgPosition, SchemaVersion,
     Sink, SourcePosition, TableId, TableSchema, Value,
 };
+use outflow_interchange::RecordStage;
+use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
 
 use crate::{field, formatter, props, read_avro, visible_files};
@@ -60,18 +61,20 @@ async fn sink(
     root: &std::path::Path,
     extra: &[(&str, &str)],
     committed: Option<SourcePosition>,
-) -> LakeSink {
+) -> RecordStage<LakeSink> {
     let path = root.to_str().unwrap();
     let mut p = props(&[("lake.path", path)]);
     p.extend(props(extra));
-    LakeSink::start(
-        LakeSinkConfig::from_properties("items-lake", &p).unwrap(),
+    RecordStage::new(
         formatter("shop"),
         TransformChain::default(),
-        committed,
+        LakeSink::start(
+            LakeSinkConfig::from_properties("items-lake", &p).unwrap(),
+            committed,
+        )
+        .await
+        .unwrap(),
     )
-    .await
-    .unwrap()
 }
 
 fn ids(records: &[Avro]) -> Vec<i32> {

@@ -14,7 +14,7 @@ mod postgres_live;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
 
 pub(crate) fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

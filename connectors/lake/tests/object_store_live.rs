@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use object_store::ObjectStore;
-use outflow_core::transforms::TransformChain;
 use outflow_core::{
     ChangeEvent, ColumnSchema, DataType, EventBatch, EventKind, Lsn, PgPosition, SchemaVersion,
     Sink, SourcePosition, TableId, TableSchema, Value,
 };
+use outflow_interchange::RecordStage;
+use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
 use outflow_testkit::{s3, unique_name};
 
@@ -73,20 +74,22 @@ async fn sink(
     bucket: &str,
     staging: &std::path::Path,
     committed: Option<SourcePosition>,
-) -> LakeSink {
+) -> RecordStage<LakeSink> {
     let pairs = store_props(bucket, staging);
     let refs: Vec<(&str, &str)> = pairs
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    LakeSink::start(
-        LakeSinkConfig::from_properties("blobs-s3", &props(&refs)).unwrap(),
+    RecordStage::new(
         formatter("shop"),
         TransformChain::default(),
-        committed,
+        LakeSink::start(
+            LakeSinkConfig::from_properties("blobs-s3", &props(&refs)).unwrap(),
+            committed,
+        )
+        .await
+        .unwrap(),
     )
-    .await
-    .unwrap()
 }
 
 /// A client of the same bucket, outside the sink.

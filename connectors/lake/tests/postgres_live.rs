@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apache_avro::types::Value as Avro;
-use outflow_core::transforms::TransformChain;
 use outflow_core::{MemoryOffsetStore, OffsetStore, Pipeline, PipelineConfig};
+use outflow_interchange::RecordStage;
+use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
 use outflow_postgres::config::PostgresConfig;
 use outflow_postgres::source::PostgresSource;
@@ -23,7 +24,7 @@ async fn pg_to_lake(
     connector: &str,
     root: &std::path::Path,
     offsets: Arc<MemoryOffsetStore>,
-) -> Pipeline<PostgresSource, LakeSink, Arc<MemoryOffsetStore>> {
+) -> Pipeline<PostgresSource, RecordStage<LakeSink>, Arc<MemoryOffsetStore>> {
     let port = db.server().port().to_string();
     let source = PostgresConfig::from_properties(&props(&[
         ("database.hostname", "127.0.0.1"),
@@ -35,21 +36,23 @@ async fn pg_to_lake(
     ]))
     .unwrap();
     let committed = offsets.load(connector).await.unwrap();
-    let sink = LakeSink::start(
-        LakeSinkConfig::from_properties(
-            connector,
-            &props(&[
-                ("lake.path", root.to_str().unwrap()),
-                ("lake.flush.size", "5000"),
-            ]),
-        )
-        .unwrap(),
+    let sink = RecordStage::new(
         formatter("shop"),
         TransformChain::default(),
-        committed,
-    )
-    .await
-    .unwrap();
+        LakeSink::start(
+            LakeSinkConfig::from_properties(
+                connector,
+                &props(&[
+                    ("lake.path", root.to_str().unwrap()),
+                    ("lake.flush.size", "5000"),
+                ]),
+            )
+            .unwrap(),
+            committed,
+        )
+        .await
+        .unwrap(),
+    );
     Pipeline::new(
         connector.to_owned(),
         PostgresSource::new(source),
@@ -227,18 +230,20 @@ async fn snapshot_throughput_to_the_lake_against_the_null_sink() {
     let null_elapsed = run_null.await;
 
     let root = tempfile::tempdir().unwrap();
-    let sink = LakeSink::start(
-        LakeSinkConfig::from_properties(
-            "rate-lake",
-            &props(&[("lake.path", root.path().to_str().unwrap())]),
-        )
-        .unwrap(),
+    let sink = RecordStage::new(
         formatter("shop"),
         TransformChain::default(),
-        None,
-    )
-    .await
-    .unwrap();
+        LakeSink::start(
+            LakeSinkConfig::from_properties(
+                "rate-lake",
+                &props(&[("lake.path", root.path().to_str().unwrap())]),
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
     let started = std::time::Instant::now();
     Pipeline::new(
         "rate-lake",
@@ -379,18 +384,20 @@ async fn stream_throughput_to_the_lake_against_the_null_sink() {
     )
     .await;
     let root = tempfile::tempdir().unwrap();
-    let sink = LakeSink::start(
-        LakeSinkConfig::from_properties(
-            "stream-lake",
-            &props(&[("lake.path", root.path().to_str().unwrap())]),
-        )
-        .unwrap(),
+    let sink = RecordStage::new(
         formatter("shop"),
         TransformChain::default(),
-        None,
-    )
-    .await
-    .unwrap();
+        LakeSink::start(
+            LakeSinkConfig::from_properties(
+                "stream-lake",
+                &props(&[("lake.path", root.path().to_str().unwrap())]),
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap(),
+    );
     let lake_elapsed = drain(
         Pipeline::new(
             "stream-lake",

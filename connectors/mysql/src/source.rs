@@ -262,12 +262,6 @@ pub(crate) fn transaction_payload_plausible(body: &[u8]) -> bool {
     true
 }
 
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -1052,7 +1046,7 @@ impl Stream<'_> {
         let ts_us = i64::from(header.timestamp()) * 1_000_000;
         let artificial = log_pos == 0;
         if ts_us > 0 && !artificial {
-            let behind = (now_micros() - ts_us).max(0) / 1_000_000;
+            let behind = (outflow_core::now_us() - ts_us).max(0) / 1_000_000;
             self.source
                 .metrics
                 .seconds_behind
@@ -1369,7 +1363,7 @@ impl MySqlSource {
         });
         let mut batch = vec![ChangeEvent {
             position: marker.clone(),
-            source_ts_us: Some(now_micros()),
+            source_ts_us: Some(outflow_core::now_us()),
             kind: EventKind::Heartbeat,
             binlog: None,
         }];
@@ -1509,7 +1503,7 @@ impl MySqlSource {
                             state.last = Some(position.clone());
                             state.batch.push(ChangeEvent {
                                 position: SourcePosition::Binlog(position),
-                                source_ts_us: Some(now_micros()),
+                                source_ts_us: Some(outflow_core::now_us()),
                                 kind: EventKind::Heartbeat,
                                 binlog: None,
                             });

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use outflow_core::envelope::PropertyError;
-use outflow_core::envelope::config::NameFilter;
+use outflow_core::config::NameFilter;
+use outflow_core::config::PropertyError;
 
 use crate::tls::{SslMode, TlsSettings};
 

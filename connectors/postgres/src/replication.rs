@@ -821,8 +821,5 @@ fn parse_copy_data(mut body: Bytes) -> Result<StreamMessage, ReplicationError> {
 
 /// Current time in µs since the Postgres epoch, for status updates.
 pub fn postgres_now() -> i64 {
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    unix - crate::pgoutput::POSTGRES_EPOCH_OFFSET_US
+    outflow_core::now_us() - crate::pgoutput::POSTGRES_EPOCH_OFFSET_US
 }

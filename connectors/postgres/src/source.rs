@@ -1263,7 +1263,7 @@ impl PostgresSource {
                     state.last_position = Some(position.clone());
                     state.batch.push(ChangeEvent {
                         position: SourcePosition::Postgres(position),
-                        source_ts_us: Some(now_micros()),
+                        source_ts_us: Some(outflow_core::now_us()),
                         kind: EventKind::Heartbeat,
                         binlog: None,
                     });
@@ -1795,12 +1795,6 @@ async fn send_status(
         .send_status(ack.flushed, ack.flushed, postgres_now(), false)
         .await
         .map_err(|e| replication_error("sending a standby status update", e))
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 async fn futures_next<S: futures_util::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {

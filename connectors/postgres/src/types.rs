@@ -811,7 +811,7 @@ fn hstore_token(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<
 
 fn serde_json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    outflow_core::encoding::json::write_json_string(&mut out, s);
+    outflow_core::value::write_json_string(&mut out, s);
     out
 }
 

@@ -47,8 +47,8 @@ use outflow_core::{
 use tokio::sync::mpsc;
 
 use super::{
-    BATCH_EVENTS, MySqlSource, SNAPSHOT_COMPLETE_ROW, StreamStart, Table, mysql_error, now_micros,
-    quote_ident, send,
+    BATCH_EVENTS, MySqlSource, SNAPSHOT_COMPLETE_ROW, StreamStart, Table, mysql_error, quote_ident,
+    send,
 };
 use crate::config::{Flavor, SnapshotLocking};
 use crate::gtid::{GtidState, MySqlGtidSet};
@@ -666,7 +666,7 @@ impl MySqlSource {
             "snapshot started"
         );
 
-        let started_us = now_micros();
+        let started_us = outflow_core::now_us();
         let position = |seq: u64, row: u32| BinlogPosition {
             file: base_file.clone(),
             pos: base_pos,
@@ -827,7 +827,7 @@ impl MySqlSource {
         done.snapshot_reads = Some(Box::new(reads.clone()));
         batch.push(ChangeEvent {
             position: SourcePosition::Binlog(done),
-            source_ts_us: Some(now_micros()),
+            source_ts_us: Some(outflow_core::now_us()),
             kind: EventKind::Heartbeat,
             binlog: None,
         });

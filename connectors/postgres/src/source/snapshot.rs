@@ -30,9 +30,7 @@ use outflow_core::{
 };
 use tokio::sync::mpsc;
 
-use super::{
-    BATCH_EVENTS, PostgresSource, StreamState, flush, futures_next, now_micros, query_error, quote,
-};
+use super::{BATCH_EVENTS, PostgresSource, StreamState, flush, futures_next, query_error, quote};
 use crate::catalog::Catalog;
 use crate::copy::CopyField;
 use crate::pgoutput::RelationColumn;
@@ -698,7 +696,7 @@ impl PostgresSource {
                                     tx_id: None,
                                     snapshot: true,
                                 }),
-                                source_ts_us: Some(now_micros()),
+                                source_ts_us: Some(outflow_core::now_us()),
                                 kind: EventKind::Read {
                                     table: Arc::clone(&table.relation.schema),
                                     after: row,
@@ -749,7 +747,7 @@ impl PostgresSource {
         state.last_position = Some(done.clone());
         state.batch.push(ChangeEvent {
             position: SourcePosition::Postgres(done),
-            source_ts_us: Some(now_micros()),
+            source_ts_us: Some(outflow_core::now_us()),
             kind: EventKind::Heartbeat,
             binlog: None,
         });

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::connect::ConnectSchema;
 use crate::envelope::{Payload, Record};
-use crate::error::{Classify, ErrorClass};
+use outflow_core::error::{Classify, ErrorClass};
 
 use super::EncodeError;
 use super::avro::{avro_schema, encode, write_confluent_header};

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use super::*;
 use crate::encoding::json;
 use crate::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
-use crate::event::{ChangeEvent, EventKind};
-use crate::position::{Lsn, PgPosition, SourcePosition};
-use crate::schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
-use crate::value::Value;
+use outflow_core::event::{ChangeEvent, EventKind};
+use outflow_core::position::{Lsn, PgPosition, SourcePosition};
+use outflow_core::schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
+use outflow_core::value::Value;
 
 fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::encoding::{avro, json};
-use crate::event::{BinlogDetail, SnapshotMark, TransactionBoundary};
-use crate::position::{BinlogPosition, PgPosition};
-use crate::schema::{ColumnSchema, DataType};
+use outflow_core::event::{BinlogDetail, SnapshotMark, TransactionBoundary};
+use outflow_core::position::{BinlogPosition, PgPosition};
+use outflow_core::schema::{ColumnSchema, DataType};
 
 fn config(flavor: ConnectorFlavor, extra: &[(&str, &str)]) -> EnvelopeConfig {
     let mut props: BTreeMap<String, String> =
@@ -764,7 +764,7 @@ fn postgres_type_mapping_matches_debezium() {
 
 #[test]
 fn mysql_schema_change_record() {
-    use crate::event::{SchemaChange, SchemaChangeKind};
+    use outflow_core::event::{SchemaChange, SchemaChangeKind};
     let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::MySql, &[]));
     let mut name = ColumnSchema::new("name", DataType::String { length: Some(20) }, true);
     name.source_type = "VARCHAR(20)".into();

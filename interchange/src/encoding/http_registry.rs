@@ -20,8 +20,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use outflow_core::encoding::registry::{RegistryError, SchemaRegistry};
-use outflow_core::envelope::PropertyError;
+use crate::encoding::registry::{RegistryError, SchemaRegistry};
+use crate::envelope::PropertyError;
 
 /// Registry client settings, read from converter properties.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use regex::Regex;
 
-use crate::schema::{DataType, TableSchema};
+use outflow_core::schema::{DataType, TableSchema};
 
 use super::config::{NameFilter, PropertyError};
 
@@ -332,7 +332,7 @@ pub struct TablePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnSchema, SchemaVersion, TableId};
+    use outflow_core::schema::{ColumnSchema, SchemaVersion, TableId};
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

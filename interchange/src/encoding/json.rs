@@ -16,26 +16,7 @@ use crate::connect::{ConnectSchema, Datum, SchemaKind};
 
 use super::{EncodeError, mismatch};
 
-/// Appends a JSON string literal, escaped as Jackson escapes it.
-pub fn write_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub use outflow_core::value::write_json_string;
 
 /// Appends a double as Java's `Double.toString` prints it.
 pub fn write_java_double(out: &mut String, v: f64) {

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
-use crate::event::{ChangeEvent, EventKind, SnapshotMark};
-use crate::position::{Lsn, SourcePosition};
+use outflow_core::event::{ChangeEvent, EventKind, SnapshotMark};
+use outflow_core::position::{Lsn, SourcePosition};
 
 use super::config::{ConnectorFlavor, EnvelopeConfig};
 

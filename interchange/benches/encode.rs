@@ -12,8 +12,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use outflow_core::ChangeEvent;
-use outflow_core::encoding::{avro, json};
-use outflow_core::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
+use outflow_interchange::encoding::{avro, json};
+use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
 
 fn events(n: u64) -> Vec<ChangeEvent> {
     outflow_core::fixtures::inserts(0, n)

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
-use crate::event::{SchemaChange, SchemaChangeKind};
-use crate::schema::{ColumnSchema, DataType};
+use outflow_core::event::{SchemaChange, SchemaChangeKind};
+use outflow_core::schema::{ColumnSchema, DataType};
 
 fn req(kind: SchemaKind) -> ConnectSchema {
     ConnectSchema::new(kind)

@@ -28,10 +28,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
-use crate::event::{ChangeEvent, EventKind, Row};
-use crate::position::{Lsn, SourcePosition};
-use crate::schema::{SchemaVersion, TableId, TableSchema};
-use crate::value::Value;
+use outflow_core::event::{ChangeEvent, EventKind, Row};
+use outflow_core::position::{Lsn, SourcePosition};
+use outflow_core::schema::{SchemaVersion, TableId, TableSchema};
+use outflow_core::value::Value;
 
 pub use config::{
     BinaryHandlingMode, ConnectorFlavor, DecimalHandlingMode, EnvelopeConfig, IntervalHandlingMode,

@@ -12,9 +12,9 @@
 
 use std::io::Write;
 
-use outflow_core::connect::{ConnectSchema, Datum};
-use outflow_core::encoding::EncodeError;
-use outflow_core::encoding::avro;
+use crate::connect::{ConnectSchema, Datum};
+use crate::encoding::EncodeError;
+use crate::encoding::avro;
 
 /// Encoded bytes after which a block is written out.
 pub const BLOCK_BYTES: usize = 64 * 1024;

@@ -18,8 +18,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use outflow_core::connect::{ConnectSchema, Datum, SchemaKind};
-use outflow_core::encoding::json;
+use crate::connect::{ConnectSchema, Datum, SchemaKind};
+use crate::encoding::json;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as PhysicalType};
 use parquet::column::writer::ColumnWriter;
 use parquet::data_type::ByteArray;

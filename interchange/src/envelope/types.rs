@@ -8,8 +8,8 @@ use num_bigint::BigInt;
 use num_traits::ToPrimitive as _;
 
 use crate::connect::{ConnectSchema, Datum, SchemaKind, logical};
-use crate::schema::DataType;
-use crate::value::{Decimal, Value};
+use outflow_core::schema::DataType;
+use outflow_core::value::{Decimal, Value};
 
 use super::config::{
     BinaryHandlingMode, DecimalHandlingMode, IntervalHandlingMode, TimePrecisionMode,
@@ -465,7 +465,7 @@ fn unavailable(data_type: &DataType, modes: TypeModes, placeholder: &str) -> Dat
 }
 
 /// ISO-8601 duration as Debezium's `io.debezium.time.Interval` (`P1Y2M3DT4H5M6.78S`).
-fn iso_interval(i: &crate::value::Interval) -> String {
+fn iso_interval(i: &outflow_core::value::Interval) -> String {
     let mut text = String::from("P");
     let _ = write!(text, "{}Y{}M{}DT", i.months / 12, i.months % 12, i.days);
     let total = i.micros;
@@ -568,7 +568,7 @@ pub fn zoned_timestamp(micros: i64, precision: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::Interval;
+    use outflow_core::value::Interval;
 
     fn modes() -> TypeModes {
         TypeModes {

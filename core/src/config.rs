@@ -1,0 +1,109 @@
+//! Property validation primitives that every connector and every layer shares.
+//!
+//! Connector configuration arrives as Debezium's flat string map. Each layer (a source,
+//! the record stage, a sink) validates the properties it acts on in a pure function and
+//! reports a bad value as a [`PropertyError`] naming the property, which the daemon turns
+//! into HTTP 400. [`NameFilter`] is Debezium's include/exclude list pair, used for tables
+//! by the sources and for columns by the envelope.
+
+use std::collections::BTreeMap;
+
+/// A property with a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value:?} for configuration {property}: {message}")]
+pub struct PropertyError {
+    /// The property name.
+    pub property: String,
+    /// The value given.
+    pub value: String,
+    /// What is allowed.
+    pub message: String,
+}
+
+impl PropertyError {
+    /// An error for `property` with the given `value`; `message` says what is allowed.
+    pub fn new(
+        property: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            property: property.into(),
+            value: value.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a comma-separated list of regular expressions, each matched against a whole
+/// name (as Debezium's `*.include.list` / `*.exclude.list` properties are).
+pub fn regex_list(property: &str, list: &str) -> Result<Vec<regex::Regex>, PropertyError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| PropertyError {
+                property: property.into(),
+                value: list.into(),
+                message: format!("invalid regular expression {p:?}: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// A Debezium `<kind>.include.list` / `<kind>.exclude.list` pair: names (fully qualified)
+/// pass when they match an include pattern, or, without an include list, when they
+/// match no exclude pattern. Setting both is an error, as in Debezium.
+#[derive(Debug, Clone, Default)]
+pub struct NameFilter {
+    include: Option<Vec<regex::Regex>>,
+    exclude: Vec<regex::Regex>,
+}
+
+impl NameFilter {
+    /// Reads `<kind>.include.list` and `<kind>.exclude.list` (e.g. kind `table`).
+    pub fn from_properties(
+        props: &BTreeMap<String, String>,
+        kind: &str,
+    ) -> Result<Self, PropertyError> {
+        let (include_key, exclude_key) = (
+            format!("{kind}.include.list"),
+            format!("{kind}.exclude.list"),
+        );
+        let include = props
+            .get(&include_key)
+            .map(|l| regex_list(&include_key, l))
+            .transpose()?;
+        let exclude = props
+            .get(&exclude_key)
+            .map(|l| regex_list(&exclude_key, l))
+            .transpose()?
+            .unwrap_or_default();
+        if include.is_some() && !exclude.is_empty() {
+            return Err(PropertyError {
+                property: exclude_key.clone(),
+                value: props.get(&exclude_key).cloned().unwrap_or_default(),
+                message: format!("cannot be used together with {include_key}"),
+            });
+        }
+        Ok(Self { include, exclude })
+    }
+
+    /// Whether `name` passes.
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.include {
+            Some(include) => include.iter().any(|r| r.is_match(name)),
+            None => !self.exclude.iter().any(|r| r.is_match(name)),
+        }
+    }
+
+    /// The patterns, for comparisons.
+    pub fn patterns(&self) -> (Option<Vec<&str>>, Vec<&str>) {
+        (
+            self.include
+                .as_ref()
+                .map(|v| v.iter().map(regex::Regex::as_str).collect()),
+            self.exclude.iter().map(regex::Regex::as_str).collect(),
+        )
+    }
+}
