@@ -1,4 +1,4 @@
-//! Worker configuration (DESIGN.md §4): `outflow.toml` plus `OUTFLOW_*` env overrides.
+//! Worker configuration (docs/design.md §5): `outflow.toml` plus `OUTFLOW_*` env overrides.
 //!
 //! Loading is split in two pure steps so that every mistake is reported before anything
 //! connects: [`RawWorkerConfig`] gathers dotted keys from the TOML file (nested tables are

@@ -1,4 +1,4 @@
-//! The Kafka Connect-compatible REST API (DESIGN.md §6).
+//! The Kafka Connect-compatible REST API (docs/design.md §7).
 //!
 //! Responses use Kafka Connect's JSON shapes and status codes; errors are always
 //! `{"error_code": <status>, "message": "..."}`, also for unknown paths (404) and wrong

@@ -1,7 +1,7 @@
 //! The Kafka sink: formatted records (from the record stage) → encoded bytes → one Kafka
 //! transaction per checkpoint, exactly once.
 //!
-//! Exactly-once (DESIGN §5), proven on Apache Kafka (the lab's broker), and built so it
+//! Exactly-once (docs/design.md §6), proven on Apache Kafka (the lab's broker), and built so it
 //! also holds on Kafka-API brokers that show records of aborted transactions to
 //! read_committed readers:
 //!

@@ -1,6 +1,6 @@
 //! The lake sink: formatted records (from the record stage) → files, exactly once.
 //!
-//! Exactly-once protocol (DESIGN §5):
+//! Exactly-once protocol (docs/design.md §6):
 //!
 //! 1. Records are appended to per-(topic, hour) files under temporary names
 //!    ([`crate::layout`]). A batch is Accepted once appended.
