@@ -91,20 +91,7 @@ pub enum RuntimeError {
     State(#[from] crate::state::StateError),
 }
 
-/// Properties whose values are never shown: passwords, secrets, keys, JAAS configs,
-/// tokens, `user:password` pairs (`basic.auth.user.info`) and credentials other than
-/// their `.source` selector.
-pub fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.contains("password")
-        || key.contains("secret")
-        || key.ends_with(".key")
-        || key.ends_with("sslkey")
-        || key.contains("jaas")
-        || key.contains("token")
-        || key.contains("user.info")
-        || (key.contains("credential") && !key.ends_with(".source"))
-}
+pub use outflow_core::config::is_secret;
 
 /// The config with secret values replaced by `********`.
 pub fn masked(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -1307,7 +1294,7 @@ impl ConnectorRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::{clear_spool, is_secret, spool_dir, validate};
+    use super::{clear_spool, spool_dir, validate};
 
     #[test]
     fn postgres_spools_under_the_data_dir_and_a_start_clears_what_a_crash_left() {
@@ -1340,32 +1327,5 @@ mod tests {
         assert_eq!(clear_spool(&postgres.spool_dir).unwrap(), 1);
         assert_eq!(std::fs::read_dir(&postgres.spool_dir).unwrap().count(), 0);
         assert_eq!(clear_spool(&data.path().join("spool/new")).unwrap(), 0);
-    }
-
-    #[test]
-    fn secret_properties_are_recognised() {
-        for key in [
-            "database.password",
-            "database.sslpassword",
-            "database.sslkey",
-            "value.converter.basic.auth.user.info",
-            "schema.registry.basic.auth.user.info",
-            "sasl.jaas.config",
-            "lake.s3.secret_access_key",
-            "aws.credentials",
-            "rest.token",
-            "ssl.key",
-        ] {
-            assert!(is_secret(key), "{key}");
-        }
-        for key in [
-            "database.user",
-            "database.hostname",
-            "value.converter.basic.auth.credentials.source",
-            "topic.prefix",
-            "table.include.list",
-        ] {
-            assert!(!is_secret(key), "{key}");
-        }
     }
 }

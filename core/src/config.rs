@@ -107,3 +107,67 @@ impl NameFilter {
         )
     }
 }
+
+/// Whether the value of property `key` is a secret that must never be shown (in REST
+/// responses, logs, `Debug` output or the console): passwords, secrets, private keys
+/// (`*.key`, `*_key`, `sslkey`, inline `*key.pem`, but not an access key's `*key_id`),
+/// JAAS configs, tokens, SAS signatures, `user:password` pairs (`*user.info`) and
+/// credentials other than their `.source` selector. The one rule for every layer.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || key.ends_with(".key")
+        || key.ends_with("_key")
+        || key.ends_with("sslkey")
+        || key.ends_with("key.pem")
+        || key.contains("jaas")
+        || key.contains("token")
+        || key.contains("sas_")
+        || key.ends_with("_sas")
+        || key.contains("user.info")
+        || (key.contains("credential") && !key.ends_with(".source"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_secret;
+
+    #[test]
+    fn secret_properties_are_recognised() {
+        for key in [
+            "database.password",
+            "database.sslpassword",
+            "database.sslkey",
+            "value.converter.basic.auth.user.info",
+            "schema.registry.basic.auth.user.info",
+            "sasl.jaas.config",
+            "kafka.sasl.password",
+            "kafka.ssl.key.pem",
+            "lake.s3.secret_access_key",
+            "lake.store.aws_secret_access_key",
+            "lake.store.azure_storage_account_key",
+            "lake.store.azure_storage_sas_key",
+            "lake.store.google_service_account_key",
+            "lake.store.aws_session_token",
+            "aws.credentials",
+            "rest.token",
+            "ssl.key",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for key in [
+            "database.user",
+            "database.hostname",
+            "value.converter.basic.auth.credentials.source",
+            "topic.prefix",
+            "table.include.list",
+            "message.key.columns",
+            "key.converter",
+            "lake.store.aws_access_key_id",
+            "kafka.ssl.key.location",
+        ] {
+            assert!(!is_secret(key), "{key}");
+        }
+    }
+}

@@ -85,7 +85,7 @@ impl std::fmt::Debug for KafkaSinkConfig {
             .client
             .iter()
             .map(|(k, v)| {
-                let secret = k.contains("password") || k.contains("secret") || k.contains("jaas");
+                let secret = outflow_core::config::is_secret(k);
                 (k, if secret { "********" } else { v.as_str() })
             })
             .collect();

@@ -61,9 +61,7 @@ impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
-                let secret = ["secret", "key", "token", "password", "sas"]
-                    .iter()
-                    .any(|s| k.contains(s) && !k.ends_with("key_id"));
+                let secret = outflow_core::config::is_secret(k);
                 (k, if secret { "********" } else { v.as_str() })
             }))
             .finish()
