@@ -155,7 +155,9 @@ impl ReplicaIdentity {
             Self::Default => "DEFAULT".to_owned(),
             Self::Full => "FULL".to_owned(),
             Self::Nothing => "NOTHING".to_owned(),
-            Self::Index(name) => format!("USING INDEX \"{}\"", name.replace('"', "\"\"")),
+            Self::Index(name) => {
+                format!("USING INDEX {}", crate::replication::quote_identifier(name))
+            }
         }
     }
 

@@ -699,8 +699,9 @@ fn data_row(mut body: Bytes) -> Result<Vec<Option<String>>, ReplicationError> {
     Ok(row)
 }
 
-/// Quotes an identifier for a replication command.
-fn quote_identifier(name: &str) -> String {
+/// Quotes an identifier for SQL and replication commands: in double quotes, a double
+/// quote inside doubled. The crate's one quoting rule.
+pub(crate) fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -140,9 +140,8 @@ fn query_error(context: &str, e: tokio_postgres::Error) -> SourceError {
     }
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+/// Identifier quoting for SQL and replication commands (one rule, in `replication`).
+pub(crate) use crate::replication::quote_identifier as quote;
 
 /// Counters and progress of a Postgres source, for the daemon's status and `/metrics`.
 #[derive(Debug, Default)]
