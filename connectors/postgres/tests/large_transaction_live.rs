@@ -89,11 +89,19 @@ async fn streamed_transactions_commit_exactly_and_aborts_leave_nothing() {
     run.task.await.unwrap().unwrap();
     walsender_gone(&admin, &db).await;
 
-    let streamed = wait_for(Duration::from_secs(30), || async {
-        streamed_transactions(&admin, &db).await >= 2
+    // The committed large transaction must have been streamed. The rolled-back one may
+    // not be: a server that finds it already aborted when it reaches the memory limit
+    // (its decoding lagging behind the ROLLBACK, as on a loaded machine) discards it
+    // without streaming. Either way it must leave nothing, which the checks below show.
+    let streamed = wait_for(Duration::from_secs(60), || async {
+        streamed_transactions(&admin, &db).await >= 1
     })
     .await;
-    assert!(streamed, "the server did not stream the large transactions");
+    assert!(
+        streamed,
+        "the server did not stream the large transaction: stream_txns = {}",
+        streamed_transactions(&admin, &db).await
+    );
 
     // Three transactions: the first insert, the large one, the last insert.
     let commits: Vec<u64> = events
