@@ -15,6 +15,8 @@
 #                       wrapper in the lab bin dir
 #   stunnel             apt: stunnel4 (TLS in front of rivven-schema, which serves only
 #                       plain TCP)
+#   nats-server         Go module proxy: go install github.com/nats-io/nats-server/v2@v2.15.3
+#                       (JetStream, for the NATS sink's tests)
 #
 # Binaries that are not from apt go to $OUTFLOW_LAB_DIR/bin
 # (default ~/.local/share/outflow-lab/bin), where testkit looks for them.
@@ -29,6 +31,7 @@ KAFKA_POM="$ROOT/testkit/lab/kafka/pom.xml"
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")
 RIVVEN_SCHEMA_VERSION=0.0.22
 MOTO_VERSION=5.2.5
+NATS_SERVER_VERSION=2.15.3
 
 step() { printf '[install-lab] %s\n' "$*"; }
 timed() {
@@ -192,4 +195,13 @@ if [ -x "$BIN/moto_server" ] && PYTHONPATH="$LAB_DIR/moto" python3 -c "import mo
 else
   step "moto: installing moto[server]==$MOTO_VERSION from PyPI"
   timed "moto install" install_moto
+fi
+
+# --- nats-server (NATS with JetStream, for the NATS sink's tests) ------------------------
+if [ -x "$BIN/nats-server" ] && "$BIN/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION"; then
+  step "nats-server: present ($("$BIN/nats-server" --version))"
+else
+  step "nats-server: building v$NATS_SERVER_VERSION from the Go module proxy"
+  timed "nats-server install" env GOBIN="$BIN" GOFLAGS=-mod=mod CGO_ENABLED=0 \
+    go install "github.com/nats-io/nats-server/v2@v$NATS_SERVER_VERSION"
 fi

@@ -1,7 +1,7 @@
 //! outflow-testkit: the real-service test lab.
 //!
 //! Tests talk to real servers, never to the machine's own services and never to fakes:
-//! [`postgres()`], [`mariadb()`], [`broker()`], [`registry()`] and [`s3()`] each start a private
+//! [`postgres()`], [`mariadb()`], [`broker()`], [`registry()`], [`s3()`] and [`nats()`] each start a private
 //! server on a free loopback port in a temp dir the first time a test process asks, and
 //! share it with every test of that process (`cargo test` runs each integration-test
 //! binary as one process). Tests isolate themselves with their own database
@@ -20,10 +20,12 @@
 mod broker;
 mod hangup;
 mod mariadb;
+mod nats;
 mod postgres;
 mod process;
 mod registry;
 mod s3;
+pub mod sink_conformance;
 mod sys;
 mod tls_terminator;
 mod tools;
@@ -36,6 +38,7 @@ pub use hangup::HangupProxy;
 pub use mariadb::{
     CDC_PASSWORD, CDC_TLS_USER, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID,
 };
+pub use nats::NatsServer;
 pub use postgres::{CERT_USER, PASSWORD_USERS, PostgresDatabase, PostgresServer, TLS_ONLY_USER};
 pub use registry::SchemaRegistry;
 pub use s3::S3Server;
@@ -47,6 +50,7 @@ static MARIADB: LazyLock<MariaDbServer> = LazyLock::new(MariaDbServer::start);
 static BROKER: LazyLock<KafkaBroker> = LazyLock::new(KafkaBroker::start);
 static REGISTRY: LazyLock<SchemaRegistry> = LazyLock::new(SchemaRegistry::start);
 static S3: LazyLock<S3Server> = LazyLock::new(S3Server::start);
+static NATS: LazyLock<NatsServer> = LazyLock::new(NatsServer::start);
 
 /// The process's PostgreSQL server (started on first use).
 pub fn postgres() -> &'static PostgresServer {
@@ -110,6 +114,11 @@ pub fn dedicated_tls_registry(
     client_auth: ClientAuth,
 ) -> &'static SchemaRegistry {
     Box::leak(Box::new(SchemaRegistry::start_tls(certs, client_auth)))
+}
+
+/// The process's NATS server with JetStream (started on first use).
+pub fn nats() -> &'static NatsServer {
+    &NATS
 }
 
 /// The process's S3-API server (started on first use).

@@ -6,4 +6,5 @@
 pub(crate) static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 mod avro_registry;
+mod conformance;
 mod sink_live;

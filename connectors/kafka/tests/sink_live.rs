@@ -51,7 +51,7 @@ fn formatter(prefix: &str) -> EnvelopeFormatter {
     )
 }
 
-async fn json_sink(
+pub(crate) async fn json_sink(
     connector: &str,
     prefix: &str,
     extra: &[(&str, &str)],
@@ -102,17 +102,17 @@ async fn pg_to_kafka(
     )
 }
 
-struct Consumed {
+pub(crate) struct Consumed {
     partition: i32,
     raw_value: Option<Vec<u8>>,
     key: Option<String>,
-    value: Option<String>,
+    pub(crate) value: Option<String>,
     position: Option<String>,
 }
 
 /// Reads every partition of `topic` from the start, read_committed (as the sink's
 /// consumers read), until `done` holds or 60 s pass.
-fn consume(topic: &str, done: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
+pub(crate) fn consume(topic: &str, done: impl Fn(&[Consumed]) -> bool) -> Vec<Consumed> {
     consume_with(topic, "read_committed", done)
 }
 
@@ -183,7 +183,7 @@ fn consume_with(topic: &str, isolation: &str, done: impl Fn(&[Consumed]) -> bool
     out
 }
 
-fn after_id(value: &str) -> Option<i64> {
+pub(crate) fn after_id(value: &str) -> Option<i64> {
     let v: serde_json::Value = serde_json::from_str(value).ok()?;
     v.get("after")?.get("id")?.as_i64()
 }

@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod conformance;
 mod files;
 mod object_store_live;
 mod postgres_live;

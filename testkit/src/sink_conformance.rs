@@ -1,0 +1,156 @@
+//! The sink conformance suite: the durability contract of `outflow_core::Sink`, checked
+//! the same way against every destination.
+//!
+//! A sink's test binary implements [`SinkUnderTest`] for its destination (how to open an
+//! instance as a restarted process would, and how a consumer reads back what the
+//! destination holds), then calls each scenario. The scenarios write the
+//! [`outflow_core::fixtures`] inserts (ids from 1) through the sink — which, for a
+//! destination of records, is the record stage around it — so each destination is held
+//! to the same numbers:
+//!
+//! - [`durable_means_stored`]: when a batch's handle resolves, a consumer reads every record
+//!   of it and of the batches before, in order, once;
+//! - [`exactly_once_across_an_abrupt_stop`]: an instance is dropped without a flush after
+//!   durable batches the pipeline stored, durable batches it had not stored yet, and batches
+//!   only accepted; a new instance opened at the stored position is sent everything after
+//!   it again (as the source would) and then new events: a consumer reads each event
+//!   exactly once, in order.
+//!
+//! Failures print counts and the first differences, never the records.
+
+use std::future::Future;
+
+use outflow_core::{ChangeEvent, DurableHandle, EventBatch, Sink, SourcePosition, fixtures};
+
+/// A destination under test.
+pub trait SinkUnderTest: Sync {
+    /// The sink, formatting included.
+    type Sink: Sink;
+
+    /// A new instance, as a restarted connector makes it: `committed` is the position the
+    /// pipeline stored last (`None`: nothing stored). Panics if the lab cannot open it.
+    fn open(&self, committed: Option<SourcePosition>) -> impl Future<Output = Self::Sink> + Send;
+
+    /// The `id` of every insert a consumer reads from the destination, in the order it
+    /// reads them. Waits until at least `at_least` are there (or a deadline of a minute
+    /// passes, then returns what is there).
+    fn stored_ids(&self, at_least: usize) -> impl Future<Output = Vec<i64>> + Send;
+}
+
+fn events(first: u64, n: u64) -> Vec<ChangeEvent> {
+    fixtures::inserts(first, n)
+}
+
+/// Asserts `got` is `1..=n` exactly; the message gives counts and the first difference.
+fn assert_exactly(got: &[i64], n: i64, scenario: &str) {
+    let expected: Vec<i64> = (1..=n).collect();
+    if got == expected.as_slice() {
+        return;
+    }
+    let mut seen = std::collections::BTreeMap::<i64, usize>::new();
+    for id in got {
+        *seen.entry(*id).or_default() += 1;
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(5).collect();
+    let missing: Vec<_> = (1..=n)
+        .filter(|id| !seen.contains_key(id))
+        .take(5)
+        .collect();
+    let first_difference = got
+        .iter()
+        .zip(&expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(expected.len()));
+    panic!(
+        "{scenario}: the destination holds {} records for {n} events; {} distinct; repeated (first 5): {repeated:?}; missing (first 5): {missing:?}; first difference at index {first_difference}",
+        got.len(),
+        seen.len()
+    );
+}
+
+async fn write_batches<S: Sink>(
+    sink: &mut S,
+    first: u64,
+    batches: u64,
+    size: u64,
+) -> Vec<DurableHandle> {
+    let mut handles = Vec::new();
+    for b in 0..batches {
+        let batch = EventBatch::new(events(first + b * size, size));
+        handles.push(sink.write(batch).await.expect("the sink refused a batch"));
+    }
+    handles
+}
+
+async fn wait_all(handles: Vec<DurableHandle>, scenario: &str) {
+    for (i, handle) in handles.into_iter().enumerate() {
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(120), handle.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{scenario}: batch {i} not durable after 120 s"));
+        if let Err(e) = outcome {
+            panic!("{scenario}: batch {i} failed: {e}");
+        }
+    }
+}
+
+fn position_of(id: u64) -> SourcePosition {
+    events(id, 1).remove(0).position
+}
+
+/// When a batch's handle resolves, a consumer reads all of it (and everything before it).
+pub async fn durable_means_stored<H: SinkUnderTest>(harness: &H) {
+    let scenario = "durable_means_stored";
+    let mut sink = harness.open(None).await;
+    let size = 200u64;
+    for b in 0..5u64 {
+        let handle = sink
+            .write(EventBatch::new(events(1 + b * size, size)))
+            .await
+            .expect("the sink refused a batch");
+        sink.flush().await.expect("flush failed");
+        wait_all(vec![handle], scenario).await;
+        let n = (b + 1) * size;
+        let got = harness
+            .stored_ids(usize::try_from(n).unwrap_or(usize::MAX))
+            .await;
+        assert_exactly(&got, i64::try_from(n).unwrap_or(i64::MAX), scenario);
+    }
+}
+
+/// Dropped without a flush, reopened at the stored position and sent everything after it
+/// again: each event is stored exactly once.
+pub async fn exactly_once_across_an_abrupt_stop<H: SinkUnderTest>(harness: &H) {
+    let scenario = "exactly_once_across_an_abrupt_stop";
+    let size = 100u64;
+    let mut first = harness.open(None).await;
+    // Batches 1-5 durable and stored by the pipeline (position of event 500).
+    let handles = write_batches(&mut first, 1, 5, size).await;
+    first.flush().await.expect("flush failed");
+    wait_all(handles, scenario).await;
+    let stored = position_of(5 * size);
+    // Batches 6-8 durable, but the crash came before the pipeline stored their position.
+    let handles = write_batches(&mut first, 1 + 5 * size, 3, size).await;
+    first.flush().await.expect("flush failed");
+    wait_all(handles, scenario).await;
+    // Batches 9-10 only accepted; then the process is gone (no flush, nothing awaited).
+    let unresolved = write_batches(&mut first, 1 + 8 * size, 2, size).await;
+    drop(first);
+    drop(unresolved);
+
+    // The restarted connector: the source resends everything after the stored position,
+    // then new events.
+    let mut second = harness.open(Some(stored)).await;
+    let mut handles = write_batches(&mut second, 1 + 5 * size, 5, size).await;
+    handles.extend(write_batches(&mut second, 1 + 10 * size, 2, size).await);
+    second.flush().await.expect("flush failed");
+    wait_all(handles, scenario).await;
+    let got = harness.stored_ids(12 * 100).await;
+    assert_exactly(&got, 1200, scenario);
+
+    // A third instance at the newest position with nothing to send changes nothing.
+    let mut third = harness.open(Some(position_of(12 * size))).await;
+    third.flush().await.expect("flush failed");
+    drop(third);
+    let got = harness.stored_ids(12 * 100).await;
+    assert_exactly(&got, 1200, scenario);
+}
