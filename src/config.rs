@@ -76,6 +76,34 @@ pub enum SinkKind {
     Lake,
     /// Kafka.
     Kafka,
+    /// A destination of the sink registry ([`crate::sinks`]), by its name.
+    Plugin(&'static str),
+}
+
+/// The worker's `<plugin>.*` keys (full keys), for the registry's sinks; secrets are
+/// masked in Debug output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SinkProperties(pub BTreeMap<String, String>);
+
+impl fmt::Debug for SinkProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if outflow_core::config::is_secret(k) {
+                    "********"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// Whether `key` belongs to a registered sink plugin (`<name>.…`).
+fn is_plugin_key(key: &str) -> bool {
+    key.split_once('.')
+        .is_some_and(|(prefix, _)| crate::sinks::plugin(prefix).is_some())
 }
 
 /// File format of the lake sink.
@@ -145,6 +173,8 @@ pub struct WorkerConfig {
     pub lake_format: LakeFormat,
     /// librdkafka settings (`kafka.` prefix removed).
     pub kafka: BTreeMap<String, String>,
+    /// The registry's sinks' `<name>.*` keys.
+    pub sink_properties: SinkProperties,
     /// Schema registry URL.
     pub schema_registry_url: Option<String>,
     /// The registry client's TLS settings (`schema.registry.ssl.ca.location`,
@@ -231,6 +261,11 @@ impl RawWorkerConfig {
                 (*key).to_owned()
             } else if let Some(rest) = var.strip_prefix("OUTFLOW_KAFKA_") {
                 format!("kafka.{}", rest.to_ascii_lowercase().replace('_', "."))
+            } else if let Some((name, rest)) = crate::sinks::names().find_map(|name| {
+                var.strip_prefix(&format!("OUTFLOW_{}_", name.to_ascii_uppercase()))
+                    .map(|rest| (name, rest))
+            }) {
+                format!("{name}.{}", rest.to_ascii_lowercase().replace('_', "."))
             } else {
                 continue;
             };
@@ -245,7 +280,7 @@ impl RawWorkerConfig {
     /// Checks every key and builds the typed config. Pure: no I/O.
     pub fn validate(&self) -> Result<WorkerConfig, ConfigError> {
         for (key, (_, origin)) in &self.values {
-            if !KEYS.contains(&key.as_str()) && !key.starts_with("kafka.") {
+            if !KEYS.contains(&key.as_str()) && !key.starts_with("kafka.") && !is_plugin_key(key) {
                 return Err(ConfigError::UnknownKey {
                     key: key.clone(),
                     origin: origin.clone(),
@@ -329,12 +364,17 @@ impl RawWorkerConfig {
         let sink = match self.get("sink").unwrap_or("lake") {
             "lake" => SinkKind::Lake,
             "kafka" => SinkKind::Kafka,
-            other => {
-                return Err(invalid(
-                    "sink",
-                    format!("{other:?}: expected lake or kafka"),
-                ));
-            }
+            other => match crate::sinks::plugin(other) {
+                Some(plugin) => SinkKind::Plugin(plugin.name()),
+                None => {
+                    let mut expected = vec!["lake", "kafka"];
+                    expected.extend(crate::sinks::names());
+                    return Err(invalid(
+                        "sink",
+                        format!("{other:?}: expected one of {}", expected.join(", ")),
+                    ));
+                }
+            },
         };
         let lake_path = self
             .get("lake.path")
@@ -397,6 +437,13 @@ impl RawWorkerConfig {
             }
         };
 
+        let sink_properties = SinkProperties(
+            self.values
+                .iter()
+                .filter(|(k, _)| is_plugin_key(k))
+                .map(|(k, (v, _))| (k.clone(), v.clone()))
+                .collect(),
+        );
         Ok(WorkerConfig {
             task_shutdown_timeout,
             rest_listen,
@@ -407,6 +454,7 @@ impl RawWorkerConfig {
             lake_path,
             lake_format,
             kafka,
+            sink_properties,
             schema_registry_url,
             schema_registry_tls,
             converter,

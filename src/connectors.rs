@@ -23,13 +23,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use outflow_core::{BoxedSink, OffsetStore, Source, SourceContext, SourceError};
 use outflow_core::{Classify, ErrorClass, Pipeline, PipelineConfig, PipelineError};
-use outflow_core::{DurableHandle, OffsetStore, SinkError, Source, SourceContext, SourceError};
+use outflow_interchange::RecordStage;
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
 use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::stage::{SinkPlan, StageParts};
 use outflow_interchange::transforms::TransformChain;
-use outflow_interchange::{Record, RecordSink, RecordStage};
 use outflow_kafka::{KafkaSink, KafkaSinkConfig};
 use outflow_lake::{LakeSink, LakeSinkConfig};
 use outflow_mysql::{MySqlConfig, MySqlSource};
@@ -131,41 +132,23 @@ impl Source for ConnectorSource {
     }
 }
 
-/// The validated sink of a connector.
+/// The validated sink of a connector: a built-in one, or a plan from the sink registry.
 #[derive(Debug, Clone)]
 enum SinkSettings {
     Kafka(KafkaSinkConfig),
     Lake(LakeSinkConfig),
+    Plugin(Arc<dyn SinkPlan>),
 }
 
-/// The record sink a connector's pipeline writes to, behind its record stage.
-#[derive(Debug)]
-enum ConnectorSink {
-    Kafka(Box<KafkaSink>),
-    Lake(Box<LakeSink>),
-}
-
-impl RecordSink for ConnectorSink {
-    async fn put(&mut self, record: Record, commit_us: i64) -> Result<(), SinkError> {
-        match self {
-            Self::Kafka(sink) => sink.put(record, commit_us).await,
-            Self::Lake(sink) => sink.put(record, commit_us).await,
-        }
-    }
-
-    async fn end_batch(&mut self) -> Result<DurableHandle, SinkError> {
-        match self {
-            Self::Kafka(sink) => sink.end_batch().await,
-            Self::Lake(sink) => sink.end_batch().await,
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        match self {
-            Self::Kafka(sink) => sink.flush().await,
-            Self::Lake(sink) => sink.flush().await,
-        }
-    }
+/// The properties a registry sink validates: the worker's `<name>.*` keys, overridden by
+/// the connector's own.
+fn plugin_properties(
+    worker: &WorkerConfig,
+    config: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut props = worker.sink_properties.0.clone();
+    props.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    props
 }
 
 /// Everything a connector's task needs, checked before anything connects.
@@ -409,11 +392,17 @@ fn validate(
     let sink = match worker.sink {
         SinkKind::Kafka => SinkSettings::Kafka(kafka_settings(worker, name, config)?),
         SinkKind::Lake => SinkSettings::Lake(lake_settings(worker, name, config)?),
+        SinkKind::Plugin(plugin) => SinkSettings::Plugin(
+            crate::sinks::plugin(plugin)
+                .ok_or_else(|| invalid("sink", format!("no sink {plugin} is registered")))?
+                .validate(name, &plugin_properties(worker, config))
+                .map_err(from_property_error)?,
+        ),
     };
     let (converter, schemas_enable) = converter_of(worker, config)?;
     let registry = match (worker.sink, converter) {
-        (SinkKind::Lake, _) | (SinkKind::Kafka, ConverterKind::Json) => None,
-        (SinkKind::Kafka, ConverterKind::Avro) => {
+        (SinkKind::Lake, _) | (_, ConverterKind::Json) => None,
+        (SinkKind::Kafka | SinkKind::Plugin(_), ConverterKind::Avro) => {
             // The converter's own registry settings, else the worker's URL.
             let prefix = if config.contains_key("value.converter.schema.registry.url") {
                 "value.converter."
@@ -727,17 +716,30 @@ async fn run_connector(
             let formatter = EnvelopeFormatter::new(validated.envelope.clone());
             let mut pipeline_config = validated.pipeline.clone();
             let sink = match &validated.sink {
-                SinkSettings::Kafka(settings) => ConnectorSink::Kafka(Box::new(
+                SinkSettings::Kafka(settings) => BoxedSink::new(RecordStage::new(
+                    formatter,
+                    transforms,
                     KafkaSink::start(settings.clone(), encoder).await?,
                 )),
                 SinkSettings::Lake(settings) => {
                     pipeline_config.checkpoint_interval = settings.flush_interval;
                     let committed = store.load(&name).await?;
-                    ConnectorSink::Lake(Box::new(
+                    BoxedSink::new(RecordStage::new(
+                        formatter,
+                        transforms,
                         LakeSink::start(settings.clone(), committed)
                             .await?
                             .with_metrics(Arc::clone(&metrics.lake)),
                     ))
+                }
+                SinkSettings::Plugin(plan) => {
+                    plan.start(StageParts {
+                        formatter,
+                        transforms,
+                        encoder,
+                        committed: store.load(&name).await?,
+                    })
+                    .await?
                 }
             };
             if let SourceSettings::Postgres(config) = &validated.source {
@@ -763,7 +765,7 @@ async fn run_connector(
                         MySqlSource::new(config.clone()).with_metrics(Arc::clone(&metrics.mysql)),
                     )),
                 },
-                RecordStage::new(formatter, transforms, sink),
+                sink,
                 store.clone(),
                 pipeline_config,
             )

@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod panics;
 pub mod properties;
 pub mod rest;
+pub mod sinks;
 pub mod state;

@@ -14,6 +14,7 @@ mod fuzz_corpus;
 mod kafka_tls;
 mod lifecycle;
 mod mariadb;
+mod nats_sink;
 mod rest_tls;
 mod secrets;
 mod serve;

@@ -39,6 +39,8 @@ pub use position::{
     BinlogPosition, Lsn, PgPosition, SnapshotCursor, SnapshotReads, SnapshotSegment, SourcePosition,
 };
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
-pub use sink::{DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink};
+pub use sink::{
+    BoxedSink, DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink,
+};
 pub use source::{DurableWatch, EventSender, ResourceLedger, Source, SourceContext};
 pub use value::{Decimal, Interval, Value};

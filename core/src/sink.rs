@@ -91,3 +91,53 @@ pub trait Sink: Send + 'static {
     /// the outcome.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
+
+/// A [`Sink`] behind a pointer, for a caller that picks the destination at run time (the
+/// daemon's sink registry). Dispatch is dynamic once per batch, never per event: the
+/// sink inside keeps its static per-event loop.
+pub struct BoxedSink {
+    inner: Box<dyn ErasedSink>,
+}
+
+impl std::fmt::Debug for BoxedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxedSink").finish_non_exhaustive()
+    }
+}
+
+type BoxedFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe face of a [`Sink`].
+trait ErasedSink: Send {
+    fn write(&mut self, batch: EventBatch) -> BoxedFuture<'_, Result<DurableHandle, SinkError>>;
+    fn flush(&mut self) -> BoxedFuture<'_, Result<(), SinkError>>;
+}
+
+impl<S: Sink> ErasedSink for S {
+    fn write(&mut self, batch: EventBatch) -> BoxedFuture<'_, Result<DurableHandle, SinkError>> {
+        Box::pin(Sink::write(self, batch))
+    }
+
+    fn flush(&mut self) -> BoxedFuture<'_, Result<(), SinkError>> {
+        Box::pin(Sink::flush(self))
+    }
+}
+
+impl BoxedSink {
+    /// Boxes `sink`.
+    pub fn new(sink: impl Sink) -> Self {
+        Self {
+            inner: Box::new(sink),
+        }
+    }
+}
+
+impl Sink for BoxedSink {
+    async fn write(&mut self, batch: EventBatch) -> Result<DurableHandle, SinkError> {
+        self.inner.write(batch).await
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush().await
+    }
+}

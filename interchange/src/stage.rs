@@ -124,3 +124,45 @@ impl<S: RecordSink> Sink for RecordStage<S> {
         self.sink.flush().await
     }
 }
+
+/// What the record stage of a connector is made of, handed to a [`SinkPlan`] to start.
+#[derive(Debug)]
+pub struct StageParts {
+    /// The connector's envelope.
+    pub formatter: EnvelopeFormatter,
+    /// The connector's transforms.
+    pub transforms: TransformChain,
+    /// The connector's converter.
+    pub encoder: crate::encoding::RecordEncoder,
+    /// The position the pipeline stored last (`None`: none): where the source resumes.
+    pub committed: Option<outflow_core::SourcePosition>,
+}
+
+/// A future that starts a sink.
+pub type StartFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<outflow_core::BoxedSink, SinkError>> + Send + 'a>>;
+
+/// A destination that registers with the daemon: its name and its validation.
+///
+/// The daemon's sink registry lists plugins; the worker's `sink = "<name>"` picks one,
+/// and every key `<name>.*` of the worker config becomes a default of the connectors'
+/// properties of the same name. A new destination implements this (and [`RecordSink`])
+/// in its own crate and adds one line to the registry.
+pub trait SinkPlugin: Send + Sync + 'static {
+    /// The name the worker config selects it by, also the prefix of its properties.
+    fn name(&self) -> &'static str;
+
+    /// Checks the connector's properties (the worker's `<name>.*` merged under the
+    /// connector's own); pure. The plan starts the sink later, once per task attempt.
+    fn validate(
+        &self,
+        connector: &str,
+        props: &std::collections::BTreeMap<String, String>,
+    ) -> Result<std::sync::Arc<dyn SinkPlan>, outflow_core::config::PropertyError>;
+}
+
+/// A validated destination: starts a sink for one task attempt.
+pub trait SinkPlan: std::fmt::Debug + Send + Sync {
+    /// Connects and returns the sink with its record stage.
+    fn start(&self, parts: StageParts) -> StartFuture<'_>;
+}

@@ -47,12 +47,14 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use base64::Engine as _;
+use outflow_core::BoxedSink;
 use outflow_core::config::PropertyError;
 use outflow_core::sink::durability;
 use outflow_core::{DurableHandle, DurableNotifier, SinkError, SourcePosition};
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::envelope::RecordKind;
-use outflow_interchange::{Record, RecordSink};
+use outflow_interchange::stage::{SinkPlan, SinkPlugin, StageParts, StartFuture};
+use outflow_interchange::{Record, RecordSink, RecordStage};
 use tokio::sync::mpsc;
 
 /// Header carrying a record's source position (compact JSON, [`SourcePosition::to_json`]).
@@ -556,6 +558,44 @@ impl RecordSink for NatsSink {
             .flush()
             .await
             .map_err(|e| SinkError::transient("flushing the NATS connection", e))
+    }
+}
+
+/// The NATS sink's entry in the daemon's sink registry (`sink = "nats"`, `nats.*`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NatsPlugin;
+
+#[derive(Debug)]
+struct NatsPlan {
+    config: NatsSinkConfig,
+}
+
+impl SinkPlugin for NatsPlugin {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn validate(
+        &self,
+        connector: &str,
+        props: &BTreeMap<String, String>,
+    ) -> Result<Arc<dyn SinkPlan>, PropertyError> {
+        Ok(Arc::new(NatsPlan {
+            config: NatsSinkConfig::from_properties(connector, props)?,
+        }))
+    }
+}
+
+impl SinkPlan for NatsPlan {
+    fn start(&self, parts: StageParts) -> StartFuture<'_> {
+        Box::pin(async move {
+            let sink = NatsSink::start(self.config.clone(), parts.encoder).await?;
+            Ok(BoxedSink::new(RecordStage::new(
+                parts.formatter,
+                parts.transforms,
+                sink,
+            )))
+        })
     }
 }
 
