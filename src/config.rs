@@ -106,17 +106,6 @@ fn is_plugin_key(key: &str) -> bool {
         .is_some_and(|(prefix, _)| crate::sinks::plugin(prefix).is_some())
 }
 
-/// File format of the lake sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LakeFormat {
-    /// Avro object container files.
-    Avro,
-    /// JSON lines.
-    Json,
-    /// Parquet.
-    Parquet,
-}
-
 /// Record encoding for Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConverterKind {
@@ -169,8 +158,9 @@ pub struct WorkerConfig {
     pub sink: SinkKind,
     /// Lake root (directory or object-store URL).
     pub lake_path: String,
-    /// Lake file format.
-    pub lake_format: LakeFormat,
+    /// Lake file format, one of [`outflow_lake::config::FORMAT_NAMES`] (the lake crate
+    /// parses it, with `lake.compression`).
+    pub lake_format: &'static str,
     /// librdkafka settings (`kafka.` prefix removed).
     pub kafka: BTreeMap<String, String>,
     /// The registry's sinks' `<name>.*` keys.
@@ -380,17 +370,19 @@ impl RawWorkerConfig {
             .get("lake.path")
             .map(str::to_owned)
             .unwrap_or_else(|| data_dir.join("lake").display().to_string());
-        let lake_format = match self.get("lake.format").unwrap_or("avro") {
-            "avro" => LakeFormat::Avro,
-            "json" => LakeFormat::Json,
-            "parquet" => LakeFormat::Parquet,
-            other => {
-                return Err(invalid(
+        let requested = self.get("lake.format").unwrap_or("avro");
+        let lake_format = outflow_lake::config::FORMAT_NAMES
+            .into_iter()
+            .find(|name| *name == requested)
+            .ok_or_else(|| {
+                invalid(
                     "lake.format",
-                    format!("{other:?}: expected avro, json or parquet"),
-                ));
-            }
-        };
+                    format!(
+                        "{requested:?}: expected one of {}",
+                        outflow_lake::config::FORMAT_NAMES.join(", ")
+                    ),
+                )
+            })?;
 
         let kafka: BTreeMap<String, String> = self
             .values
@@ -491,13 +483,33 @@ mod tests {
     }
 
     #[test]
+    fn a_registered_sink_and_its_keys_from_toml_and_environment() {
+        let c = from(
+            "sink = \"nats\"\n[nats]\nurl = \"nats://n:4222\"\npassword = \"hunter2\"\n",
+            &[("OUTFLOW_NATS_MAX_IN_FLIGHT", "64")],
+        )
+        .unwrap();
+        assert_eq!(c.sink, SinkKind::Plugin("nats"));
+        assert_eq!(c.sink_properties.0["nats.url"], "nats://n:4222");
+        assert_eq!(c.sink_properties.0["nats.max.in.flight"], "64");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let e = from("sink = \"pigeon\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("lake, kafka, nats"), "{e}");
+        assert!(matches!(
+            from("[pigeon]\nurl = \"x\"\n", &[]),
+            Err(ConfigError::UnknownKey { .. })
+        ));
+    }
+
+    #[test]
     fn defaults_with_no_config_at_all() {
         let c = from("", &[]).unwrap();
         assert_eq!(c.rest_listen, "127.0.0.1:8083".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.sink, SinkKind::Lake);
         assert_eq!(c.lake_path, "./data/lake");
-        assert_eq!(c.lake_format, LakeFormat::Avro);
+        assert_eq!(c.lake_format, "avro");
         assert_eq!(c.converter, ConverterKind::Json);
         assert_eq!(c.rest_auth, RestAuth::None);
     }

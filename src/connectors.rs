@@ -39,7 +39,7 @@ use outflow_postgres::source::PostgresSource;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConverterKind, LakeFormat, SinkKind, WorkerConfig};
+use crate::config::{ConverterKind, SinkKind, WorkerConfig};
 use crate::metrics::{ConnectorMetrics, ConnectorSample, render};
 use crate::state::{StateStore, TargetState};
 
@@ -303,14 +303,9 @@ fn lake_settings(
     name: &str,
     config: &BTreeMap<String, String>,
 ) -> Result<LakeSinkConfig, RuntimeError> {
-    let format = match worker.lake_format {
-        LakeFormat::Avro => "avro",
-        LakeFormat::Json => "json",
-        LakeFormat::Parquet => "parquet",
-    };
     let mut sink_props = BTreeMap::from([
         ("lake.path".to_owned(), worker.lake_path.clone()),
-        ("lake.format".to_owned(), format.to_owned()),
+        ("lake.format".to_owned(), worker.lake_format.to_owned()),
         (
             "lake.staging.dir".to_owned(),
             worker.data_dir.join("lake-staging").display().to_string(),

@@ -23,7 +23,7 @@ use crate::sinks::{self, KafkaLab, SinkKind};
 
 /// Which source a child runs.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// The Postgres connector.
     Postgres,
     /// The MariaDB connector.
@@ -32,7 +32,7 @@ pub enum SourceKind {
 
 /// Everything a child needs for one drain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DrainSpec {
+pub(crate) struct DrainSpec {
     /// Connector name (offsets, Kafka transactional id, topic prefix).
     pub name: String,
     /// The source.
@@ -58,7 +58,7 @@ pub struct DrainSpec {
 impl DrainSpec {
     /// A drain of `rows` row events from `source` (with its connector `props`) into
     /// `sink`, under a new connector name, starting where the source would on its own.
-    pub fn new(
+    pub(crate) fn new(
         source: SourceKind,
         props: BTreeMap<String, String>,
         sink: SinkKind,
@@ -82,7 +82,7 @@ impl DrainSpec {
     }
 
     /// Runs it in a child process (off the runtime's threads).
-    pub async fn run(self) -> Result<Drained, BoxError> {
+    pub(crate) async fn run(self) -> Result<Drained, BoxError> {
         tokio::task::spawn_blocking(move || drain_in_child(&self)).await?
     }
 }
@@ -98,7 +98,7 @@ struct ChildFigures {
 }
 
 /// Runs `spec` in a child process; returns its figures.
-pub fn drain_in_child(spec: &DrainSpec) -> Result<Drained, BoxError> {
+pub(crate) fn drain_in_child(spec: &DrainSpec) -> Result<Drained, BoxError> {
     // BENCH_CHILD_WRAPPER (e.g. `valgrind --tool=massif`) runs the child under a tool.
     let wrapper = std::env::var("BENCH_CHILD_WRAPPER").unwrap_or_default();
     let mut words = wrapper.split_whitespace();
@@ -132,7 +132,7 @@ pub fn drain_in_child(spec: &DrainSpec) -> Result<Drained, BoxError> {
 }
 
 /// The child's side: runs the drain `spec_json` describes and prints its figures.
-pub async fn run_child(spec_json: &str) -> Result<String, BoxError> {
+pub(crate) async fn run_child(spec_json: &str) -> Result<String, BoxError> {
     let spec: DrainSpec = serde_json::from_str(spec_json)?;
     let kind = SinkKind::parse(&spec.sink).ok_or("unknown sink")?;
     let flavor = match spec.source {

@@ -20,11 +20,11 @@ use outflow_core::{
 use tokio_util::sync::CancellationToken;
 
 /// The error of a benchmark step; the run stops with its message.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Whether a run is one of the database's own tools (a limit) or outflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
+pub(crate) enum RunKind {
     /// The limit outflow is compared with (the fastest of its measurements in the run).
     Limit,
     /// A second reference (MariaDB's raw transfer ceiling).
@@ -35,7 +35,7 @@ pub enum RunKind {
 
 /// One measured run.
 #[derive(Debug, Clone)]
-pub struct Run {
+pub(crate) struct Run {
     /// Scenario name (`pg-stream`, …).
     pub scenario: String,
     /// What ran.
@@ -60,12 +60,18 @@ pub struct Run {
 
 impl Run {
     /// Events per second.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.events as f64 / self.seconds.max(1e-9)
     }
 
     /// A limit's (or ceiling's) run: no process figures.
-    pub fn tool(scenario: &str, kind: RunKind, what: &str, events: u64, timed: Timed) -> Self {
+    pub(crate) fn tool(
+        scenario: &str,
+        kind: RunKind,
+        what: &str,
+        events: u64,
+        timed: Timed,
+    ) -> Self {
         Self {
             scenario: scenario.to_owned(),
             what: what.to_owned(),
@@ -81,7 +87,7 @@ impl Run {
     }
 
     /// An outflow run from its drain figures.
-    pub fn outflow(scenario: &str, what: &str, events: u64, drained: &Drained) -> Self {
+    pub(crate) fn outflow(scenario: &str, what: &str, events: u64, drained: &Drained) -> Self {
         Self {
             scenario: scenario.to_owned(),
             what: what.to_owned(),
@@ -97,7 +103,7 @@ impl Run {
     }
 
     /// An outflow run into `sink` over `bytes` of stream or table, announced on stderr.
-    pub fn drained(
+    pub(crate) fn drained(
         scenario: &str,
         sink: &impl std::fmt::Display,
         events: u64,
@@ -109,7 +115,7 @@ impl Run {
     }
 
     /// The same run with the stream's byte count.
-    pub fn with_bytes(mut self, bytes: Option<u64>) -> Self {
+    pub(crate) fn with_bytes(mut self, bytes: Option<u64>) -> Self {
         self.bytes = bytes;
         self
     }
@@ -117,7 +123,7 @@ impl Run {
 
 /// Latency percentiles of one run, in milliseconds.
 #[derive(Debug, Clone)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Row events measured.
     pub samples: usize,
     /// Median.
@@ -148,7 +154,7 @@ impl Latency {
 }
 
 /// This process's user + system CPU seconds (`/proc/self/stat`, clock ticks of 1/100 s).
-pub fn cpu_seconds() -> Option<f64> {
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -160,7 +166,7 @@ pub fn cpu_seconds() -> Option<f64> {
 /// CPU seconds of every process named `comm` (user + system, plus those of its exited
 /// children), so a difference before/after a run counts the server's work for it, the
 /// backends that exit in between included.
-pub fn server_cpu_seconds(comm: &str) -> f64 {
+pub(crate) fn server_cpu_seconds(comm: &str) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
@@ -187,7 +193,7 @@ pub fn server_cpu_seconds(comm: &str) -> f64 {
 }
 
 /// Peak resident set of this process since the last reset, in MB.
-pub fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -195,12 +201,12 @@ pub fn peak_rss_mb() -> Option<f64> {
 }
 
 /// Resets the peak RSS to the current RSS.
-pub fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// A property map.
-pub fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -209,7 +215,7 @@ pub fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// A timed command: wall-clock seconds and the server's CPU seconds meanwhile.
 #[derive(Debug, Clone, Copy)]
-pub struct Timed {
+pub(crate) struct Timed {
     /// Wall-clock seconds.
     pub seconds: f64,
     /// CPU seconds of the server's processes.
@@ -218,7 +224,7 @@ pub struct Timed {
 
 impl Timed {
     /// The faster of two measurements.
-    pub fn faster(self, other: Timed) -> Timed {
+    pub(crate) fn faster(self, other: Timed) -> Timed {
         if other.seconds < self.seconds {
             other
         } else {
@@ -229,7 +235,7 @@ impl Timed {
 
 /// Runs a command with its output to /dev/null; returns the seconds it took and the CPU
 /// seconds the processes named `server` spent meanwhile.
-pub fn time_command(mut command: Command, server: &str) -> Result<Timed, BoxError> {
+pub(crate) fn time_command(mut command: Command, server: &str) -> Result<Timed, BoxError> {
     let server_before = server_cpu_seconds(server);
     let started = Instant::now();
     let output = command
@@ -252,7 +258,7 @@ pub fn time_command(mut command: Command, server: &str) -> Result<Timed, BoxErro
 
 /// What [`Measured`] counts, shared with the drain loop.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     rows_durable: AtomicU64,
     /// Commit → durable delays in µs, when the run records them.
     delays: Option<Mutex<Vec<i64>>>,
@@ -260,12 +266,12 @@ pub struct Progress {
 
 impl Progress {
     /// Row events durable so far.
-    pub fn rows(&self) -> u64 {
+    pub(crate) fn rows(&self) -> u64 {
         self.rows_durable.load(Ordering::Acquire)
     }
 
     /// Forgets the latencies recorded so far (a warm-up's).
-    pub fn clear_latency(&self) {
+    pub(crate) fn clear_latency(&self) {
         if let Some(Ok(mut delays)) = self.delays.as_ref().map(Mutex::lock) {
             delays.clear();
         }
@@ -273,14 +279,14 @@ impl Progress {
 }
 
 /// A sink wrapper that counts durable row events (and records their latency).
-pub struct Measured<S> {
+pub(crate) struct Measured<S> {
     inner: S,
     progress: Arc<Progress>,
 }
 
 impl<S: Sink> Measured<S> {
     /// Wraps `inner`; `latency` records commit → durable delays of every row event.
-    pub fn new(inner: S, latency: bool) -> (Self, Arc<Progress>) {
+    pub(crate) fn new(inner: S, latency: bool) -> (Self, Arc<Progress>) {
         let progress = Arc::new(Progress {
             rows_durable: AtomicU64::new(0),
             delays: latency.then(|| Mutex::new(Vec::with_capacity(1 << 20))),
@@ -334,7 +340,7 @@ impl<S: Sink> Sink for Measured<S> {
 
 /// Figures of one drain.
 #[derive(Debug, Clone)]
-pub struct Drained {
+pub(crate) struct Drained {
     /// Row events durable.
     pub rows: u64,
     /// Wall-clock seconds from start until `rows` row events were durable.
@@ -351,11 +357,11 @@ pub struct Drained {
 
 /// Starts a load against the database, given the drain's progress; its task reports
 /// the row changes it wrote.
-pub type LoadStarter =
+pub(crate) type LoadStarter =
     Box<dyn FnOnce(Arc<Progress>) -> tokio::task::JoinHandle<Result<u64, BoxError>> + Send>;
 
 /// How a drain starts and ends.
-pub struct DrainPlan {
+pub(crate) struct DrainPlan {
     /// Connector (and offset) name.
     pub name: String,
     /// Row events to wait for.
@@ -374,7 +380,7 @@ pub struct DrainPlan {
 }
 
 /// Runs `source` → `sink` until `plan.rows` row events are durable; returns the figures.
-pub async fn drain<Src: Source, S: Sink>(
+pub(crate) async fn drain<Src: Source, S: Sink>(
     source: Src,
     sink: S,
     mut plan: DrainPlan,

@@ -93,7 +93,7 @@ async fn master_status(conn: &mut mysql_async::Conn) -> Result<(String, u64), Bo
 
 /// `mysql-stream`: `changes` changes written with no reader attached, then read by
 /// `mariadb-binlog` (raw, decode-rows) and by outflow into each sink.
-pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+pub(crate) async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
     let scenario = "mysql-stream";
     let server = mariadb();
     let db = server.create_database("bench").await;
@@ -226,7 +226,7 @@ pub async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxErr
 
 /// `mysql-snapshot`: a table of `rows` rows, read by `mariadb -e 'SELECT …'` (rows
 /// streamed, not buffered) and by outflow's snapshot (`snapshot.mode=initial_only`).
-pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+pub(crate) async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
     let scenario = "mysql-snapshot";
     let server = mariadb();
     let db = server.create_database("bench").await;

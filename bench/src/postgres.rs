@@ -186,7 +186,11 @@ fn recvlogical(db: &PostgresDatabase, slot: &str, end: &str) -> Command {
 }
 
 /// `pg-stream`: `changes` pre-generated changes, drained by `pg_recvlogical` and outflow.
-pub async fn stream(changes: u64, wide: bool, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+pub(crate) async fn stream(
+    changes: u64,
+    wide: bool,
+    sinks: &[SinkKind],
+) -> Result<Vec<Run>, BoxError> {
     let scenario = if wide { "pg-stream-wide" } else { "pg-stream" };
     let db = postgres().create_database("bench").await;
     let client = db.connect().await;
@@ -259,7 +263,7 @@ pub async fn stream(changes: u64, wide: bool, sinks: &[SinkKind]) -> Result<Vec<
 
 /// `pg-snapshot`: a table of `rows` rows, read by `COPY … TO STDOUT` and by outflow's
 /// snapshot (`snapshot.mode=initial_only`).
-pub async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+pub(crate) async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
     let scenario = "pg-snapshot";
     let db = postgres().create_database("bench").await;
     let client = db.connect().await;
@@ -382,7 +386,11 @@ async fn steady_load(
 
 /// `latency`: a steady `rate` single-row transactions per second for `seconds`, commit
 /// timestamp → durable in the sink, per sink.
-pub async fn latency(rate: u64, seconds: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, BoxError> {
+pub(crate) async fn latency(
+    rate: u64,
+    seconds: u64,
+    sinks: &[SinkKind],
+) -> Result<Vec<Run>, BoxError> {
     let scenario = "latency";
     let mut runs = Vec::new();
     for &kind in sinks {

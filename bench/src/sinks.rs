@@ -18,7 +18,7 @@ use crate::measure::{BoxError, props};
 
 /// Which sink a run drains into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     /// Drops every batch, durable at once: the source and pipeline alone.
     Null,
     /// Avro container files (snappy) in a temporary directory.
@@ -29,10 +29,10 @@ pub enum SinkKind {
 
 impl SinkKind {
     /// Every sink, in the order runs take them.
-    pub const ALL: [SinkKind; 3] = [SinkKind::Null, SinkKind::Lake, SinkKind::Kafka];
+    pub(crate) const ALL: [SinkKind; 3] = [SinkKind::Null, SinkKind::Lake, SinkKind::Kafka];
 
     /// Its name on the command line.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Null => "null",
             Self::Lake => "lake",
@@ -41,7 +41,7 @@ impl SinkKind {
     }
 
     /// Parses `null`, `lake` or `kafka`.
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         match name {
             "null" => Some(Self::Null),
             "lake" => Some(Self::Lake),
@@ -62,7 +62,7 @@ impl fmt::Display for SinkKind {
 }
 
 /// A built sink of any kind.
-pub enum AnySink {
+pub(crate) enum AnySink {
     /// See [`SinkKind::Null`].
     Null(NullSink),
     /// See [`SinkKind::Lake`]; the directory lives as long as the sink.
@@ -96,7 +96,7 @@ impl Sink for AnySink {
 
 /// Addresses of the Kafka broker and schema registry a run uses.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct KafkaLab {
+pub(crate) struct KafkaLab {
     /// `bootstrap.servers`.
     pub servers: String,
     /// `schema.registry.url`.
@@ -105,7 +105,7 @@ pub struct KafkaLab {
 
 impl KafkaLab {
     /// The testkit's broker and registry (started on first use).
-    pub fn from_testkit() -> Self {
+    pub(crate) fn from_testkit() -> Self {
         Self {
             servers: outflow_testkit::broker().bootstrap_servers(),
             registry: outflow_testkit::registry().url(),
@@ -115,7 +115,7 @@ impl KafkaLab {
 
 /// Builds a sink of `kind` for connector `name`, topics under `prefix`; the Kafka sink
 /// needs `kafka`.
-pub async fn build(
+pub(crate) async fn build(
     kind: SinkKind,
     flavor: ConnectorFlavor,
     name: &str,

@@ -4,12 +4,17 @@
 //! differ.
 
 /// Spells "the rows numbered `a` to `b`" as a FROM item whose column is the row number.
-pub type RowRange = fn(u64, u64) -> String;
+pub(crate) type RowRange = fn(u64, u64) -> String;
 
 /// `changes` row changes into `t`, in blocks of 1,000: 600 inserts (one statement), 300
 /// updates, 100 deletes of rows the block inserted; then `last`, a statement changing one
 /// row in its own transaction (so a run ends exactly when that row is durable).
-pub fn change_statements(changes: u64, values: &str, range: RowRange, last: &str) -> Vec<String> {
+pub(crate) fn change_statements(
+    changes: u64,
+    values: &str,
+    range: RowRange,
+    last: &str,
+) -> Vec<String> {
     let body = changes.saturating_sub(1);
     let mut statements = Vec::with_capacity(usize::try_from(body / 333 + 2).unwrap_or(0));
     let mut written = 0u64;
@@ -44,7 +49,7 @@ pub fn change_statements(changes: u64, values: &str, range: RowRange, last: &str
 }
 
 /// `rows` rows into `t`, `chunk` per statement.
-pub fn fill_statements(rows: u64, chunk: u64, values: &str, range: RowRange) -> Vec<String> {
+pub(crate) fn fill_statements(rows: u64, chunk: u64, values: &str, range: RowRange) -> Vec<String> {
     (0..rows.div_ceil(chunk.max(1)))
         .map(|i| {
             let from = i * chunk + 1;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 /// Where `scripts/install-lab.sh` installs what does not come from apt:
 /// `$OUTFLOW_LAB_DIR`, default `~/.local/share/outflow-lab`.
-pub fn lab_dir() -> PathBuf {
+pub(crate) fn lab_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("OUTFLOW_LAB_DIR") {
         return PathBuf::from(dir);
     }

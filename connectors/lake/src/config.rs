@@ -11,6 +11,9 @@ use outflow_core::config::PropertyError;
 use outflow_interchange::avro_file::AvroCodec;
 use outflow_interchange::parquet_file::ParquetCodec;
 
+/// The names `lake.format` takes.
+pub const FORMAT_NAMES: [&str; 3] = ["avro", "json", "parquet"];
+
 /// The file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LakeFormat {
