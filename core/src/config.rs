@@ -35,6 +35,37 @@ impl PropertyError {
     }
 }
 
+/// A property map from `(key, value)` pairs (tests and examples build configs this way).
+pub fn properties(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Two properties that are set together or not at all (a user and its password, a
+/// certificate and its key): both values, or `None` for neither; one without the other
+/// is an error naming the missing one.
+pub fn both_or_neither<'a>(
+    (first, first_value): (&str, Option<&'a str>),
+    (second, second_value): (&str, Option<&'a str>),
+) -> Result<Option<(&'a str, &'a str)>, PropertyError> {
+    match (first_value, second_value) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(PropertyError::new(
+            second,
+            "",
+            format!("required when {first} is set"),
+        )),
+        (None, Some(_)) => Err(PropertyError::new(
+            first,
+            "",
+            format!("required when {second} is set"),
+        )),
+    }
+}
+
 /// Parses a comma-separated list of regular expressions, each matched against a whole
 /// name (as Debezium's `*.include.list` / `*.exclude.list` properties are).
 pub fn regex_list(property: &str, list: &str) -> Result<Vec<regex::Regex>, PropertyError> {

@@ -154,3 +154,24 @@ pub async fn exactly_once_across_an_abrupt_stop<H: SinkUnderTest>(harness: &H) {
     let got = harness.stored_ids(12 * 100).await;
     assert_exactly(&got, 1200, scenario);
 }
+
+/// The conformance scenarios as `#[tokio::test]`s of the calling test module, one per
+/// scenario: `sink_conformance_tests!(Harness::new());`, or with a guard held for the
+/// test's length: `sink_conformance_tests!(Harness::new(), guard = BROKER.read().await);`.
+#[macro_export]
+macro_rules! sink_conformance_tests {
+    ($harness:expr $(, guard = $guard:expr)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_durable_means_stored() {
+            $(let _guard = $guard;)?
+            Box::pin($crate::sink_conformance::durable_means_stored(&$harness)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_exactly_once_across_an_abrupt_stop() {
+            $(let _guard = $guard;)?
+            Box::pin($crate::sink_conformance::exactly_once_across_an_abrupt_stop(&$harness))
+                .await;
+        }
+    };
+}

@@ -3,7 +3,7 @@
 use outflow_core::SourcePosition;
 use outflow_interchange::RecordStage;
 use outflow_kafka::KafkaSink;
-use outflow_testkit::sink_conformance::{self, SinkUnderTest};
+use outflow_testkit::sink_conformance::SinkUnderTest;
 use outflow_testkit::unique_name;
 
 use crate::sink_live::{after_id, consume, json_sink};
@@ -42,17 +42,4 @@ impl SinkUnderTest for Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_durable_means_stored() {
-    let _shared = crate::BROKER.read().await;
-    Box::pin(sink_conformance::durable_means_stored(&Harness::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_exactly_once_across_an_abrupt_stop() {
-    let _shared = crate::BROKER.read().await;
-    Box::pin(sink_conformance::exactly_once_across_an_abrupt_stop(
-        &Harness::new(),
-    ))
-    .await;
-}
+outflow_testkit::sink_conformance_tests!(Harness::new(), guard = crate::BROKER.read().await);

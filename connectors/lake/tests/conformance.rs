@@ -4,7 +4,7 @@ use outflow_core::SourcePosition;
 use outflow_interchange::RecordStage;
 use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
-use outflow_testkit::sink_conformance::{self, SinkUnderTest};
+use outflow_testkit::sink_conformance::SinkUnderTest;
 
 use crate::{field, formatter, props, read_avro, visible_files};
 
@@ -46,15 +46,4 @@ impl SinkUnderTest for Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_durable_means_stored() {
-    Box::pin(sink_conformance::durable_means_stored(&Harness::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_exactly_once_across_an_abrupt_stop() {
-    Box::pin(sink_conformance::exactly_once_across_an_abrupt_stop(
-        &Harness::new(),
-    ))
-    .await;
-}
+outflow_testkit::sink_conformance_tests!(Harness::new());

@@ -175,24 +175,11 @@ impl NatsSinkConfig {
                 "an empty subject",
             ));
         }
-        let user = match (get("nats.user"), get("nats.password")) {
-            (Some(user), Some(password)) => Some((user.to_owned(), password.to_owned())),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(PropertyError::new(
-                    "nats.password",
-                    "",
-                    "required when nats.user is set",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(PropertyError::new(
-                    "nats.user",
-                    "",
-                    "required when nats.password is set",
-                ));
-            }
-        };
+        let user = outflow_core::config::both_or_neither(
+            ("nats.user", get("nats.user")),
+            ("nats.password", get("nats.password")),
+        )?
+        .map(|(user, password)| (user.to_owned(), password.to_owned()));
         let max_in_flight = match get("nats.max.in.flight") {
             None => 4096,
             Some(text) => text
@@ -602,13 +589,7 @@ impl SinkPlan for NatsPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect()
-    }
+    use outflow_core::config::properties as props;
 
     #[test]
     fn defaults_and_errors_name_the_property() {

@@ -2,25 +2,18 @@
 //! what a NATS consumer sees (subjects, headers).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code: failing loudly is the point.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use outflow_core::config::properties as props;
 use outflow_core::{EventBatch, Sink, SourcePosition, fixtures};
 use outflow_interchange::RecordStage;
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
 use outflow_interchange::transforms::TransformChain;
 use outflow_nats::{NatsSink, NatsSinkConfig};
-use outflow_testkit::sink_conformance::{self, SinkUnderTest};
+use outflow_testkit::sink_conformance::SinkUnderTest;
 use outflow_testkit::{nats, unique_name};
-
-fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect()
-}
 
 /// One connector's stream on the lab's server, with a unique topic prefix.
 struct Harness {
@@ -116,18 +109,7 @@ impl SinkUnderTest for Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_durable_means_stored() {
-    Box::pin(sink_conformance::durable_means_stored(&Harness::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_exactly_once_across_an_abrupt_stop() {
-    Box::pin(sink_conformance::exactly_once_across_an_abrupt_stop(
-        &Harness::new(),
-    ))
-    .await;
-}
+outflow_testkit::sink_conformance_tests!(Harness::new());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subjects_are_topics_and_headers_carry_position_and_key() {

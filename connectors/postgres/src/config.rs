@@ -282,23 +282,11 @@ impl PostgresConfig {
             client_cert: path("database.sslcert"),
             client_key: path("database.sslkey"),
         };
-        match (&tls.client_cert, &tls.client_key) {
-            (Some(_), None) => {
-                return Err(PropertyError::new(
-                    "database.sslkey",
-                    "",
-                    "required with database.sslcert",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(PropertyError::new(
-                    "database.sslcert",
-                    "",
-                    "required with database.sslkey",
-                ));
-            }
-            _ => {}
-        }
+        let given = |p: &Option<std::path::PathBuf>| p.as_ref().map(|_| "set");
+        outflow_core::config::both_or_neither(
+            ("database.sslcert", given(&tls.client_cert)),
+            ("database.sslkey", given(&tls.client_key)),
+        )?;
         if let Some(plugin) = props.get("plugin.name")
             && plugin != "pgoutput"
         {
