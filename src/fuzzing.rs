@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use crate::config::{RawWorkerConfig, WorkerConfig};
-use crate::connectors::{CLASSES, check, parse_connector_json};
+use crate::connectors::{check, parse_connector_json};
 
 static WORKERS: LazyLock<Vec<WorkerConfig>> = LazyLock::new(|| {
     let kafka = |converter: &str| {
@@ -64,9 +64,9 @@ pub fn connector_config(data: &[u8]) {
     if config.contains_key("connector.class") {
         check_everywhere("fuzz", &config);
     } else {
-        for class in CLASSES {
+        for class in crate::sources::class_names() {
             let mut config = config.clone();
-            config.insert("connector.class".to_owned(), (*class).to_owned());
+            config.insert("connector.class".to_owned(), class.to_owned());
             check_everywhere("fuzz", &config);
         }
     }

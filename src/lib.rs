@@ -12,4 +12,5 @@ pub mod panics;
 pub mod properties;
 pub mod rest;
 pub mod sinks;
+pub mod sources;
 pub mod state;

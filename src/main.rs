@@ -295,7 +295,7 @@ fn worker_secrets(config: &WorkerConfig) -> Vec<String> {
     let mut secrets: Vec<String> = config
         .kafka
         .iter()
-        .filter(|(key, _)| connectors::is_secret(key))
+        .filter(|(key, _)| outflow_core::config::is_secret(key))
         .map(|(_, value)| value.clone())
         .collect();
     match &config.rest_auth {

@@ -6,13 +6,12 @@
 //! built on request from the atomics; nothing is computed per event here.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use outflow_core::PipelineMetrics;
+use outflow_core::connector::{SnapshotProgress, SourceMetrics, SourcePlugin};
 use outflow_lake::LakeMetrics;
-use outflow_mysql::source::MySqlMetrics;
-use outflow_postgres::source::PostgresMetrics;
 use serde_json::{Value, json};
 
 /// Everything counted about one connector.
@@ -20,10 +19,9 @@ use serde_json::{Value, json};
 pub struct ConnectorMetrics {
     /// The pipeline's counters.
     pub pipeline: Arc<PipelineMetrics>,
-    /// The Postgres source's counters.
-    pub postgres: Arc<PostgresMetrics>,
-    /// The MySQL / MariaDB source's counters.
-    pub mysql: Arc<MySqlMetrics>,
+    /// The source's own counters, made by its plugin when the connector's first task
+    /// starts (and again if a reconfiguration changes the plugin).
+    source: RwLock<Option<PluginMetrics>>,
     /// The lake sink's counters (when the worker's sink is the lake).
     pub lake: Arc<LakeMetrics>,
     /// Task restarts after transient errors.
@@ -32,7 +30,49 @@ pub struct ConnectorMetrics {
     pub task_started_us: AtomicI64,
 }
 
+/// A source's counters and the plugin that made them.
+#[derive(Debug, Clone)]
+struct PluginMetrics {
+    /// The plugin's first class name: which plugin it is.
+    plugin: &'static str,
+    metrics: Arc<dyn SourceMetrics>,
+}
+
 impl ConnectorMetrics {
+    /// The source's counters for a task of `plugin`: the ones the connector has, when
+    /// the same plugin made them, else new ones.
+    pub fn source_for(&self, plugin: &dyn SourcePlugin) -> Arc<dyn SourceMetrics> {
+        let id = plugin.classes().first().map_or("", |class| class.name);
+        let mut slot = self.source.write().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(current) if current.plugin == id => Arc::clone(&current.metrics),
+            _ => {
+                let metrics = plugin.metrics();
+                *slot = Some(PluginMetrics {
+                    plugin: id,
+                    metrics: Arc::clone(&metrics),
+                });
+                metrics
+            }
+        }
+    }
+
+    /// The source's counters, once a task has started.
+    fn source(&self) -> Option<Arc<dyn SourceMetrics>> {
+        self.source
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|current| Arc::clone(&current.metrics))
+    }
+
+    /// Where the source's snapshot stands (all zero before a task started).
+    fn source_snapshot(&self) -> SnapshotProgress {
+        self.source()
+            .map(|source| source.snapshot())
+            .unwrap_or_default()
+    }
+
     /// Marks the start of a task.
     pub fn task_started(&self) {
         self.task_started_us
@@ -42,20 +82,16 @@ impl ConnectorMetrics {
     /// The `snapshot` object of the status while a snapshot runs: rows done, estimated
     /// total, tables done and total, and an ETA from the rate so far.
     pub fn snapshot_status(&self) -> Option<Value> {
-        let (pg, my) = (&self.postgres, &self.mysql);
-        let tables =
-            pg.snapshot_tables.load(Ordering::Relaxed) + my.snapshot_tables.load(Ordering::Relaxed);
-        if pg.streaming.load(Ordering::Relaxed)
-            || my.streaming.load(Ordering::Relaxed)
-            || tables == 0
-        {
+        let SnapshotProgress {
+            streaming,
+            rows,
+            rows_estimate: estimate,
+            tables,
+            tables_done,
+        } = self.source_snapshot();
+        if streaming || tables == 0 {
             return None;
         }
-        let rows =
-            pg.snapshot_rows.load(Ordering::Relaxed) + my.snapshot_rows.load(Ordering::Relaxed);
-        let estimate = pg.snapshot_rows_estimate.load(Ordering::Relaxed);
-        let tables_done = pg.snapshot_tables_done.load(Ordering::Relaxed)
-            + my.snapshot_tables_done.load(Ordering::Relaxed);
         let elapsed_s = (outflow_core::now_us() - self.task_started_us.load(Ordering::Relaxed))
             .max(1) as f64
             / 1e6;
@@ -219,79 +255,22 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
         "outflow_snapshot_rows_done",
         "gauge",
         "Snapshot rows read in the current snapshot.",
-        |m| load(&m.postgres.snapshot_rows) + load(&m.mysql.snapshot_rows),
+        |m| m.source_snapshot().rows as f64,
     ),
     (
         "outflow_snapshot_rows_estimate",
         "gauge",
         "Estimated rows of the current snapshot.",
-        |m| load(&m.postgres.snapshot_rows_estimate),
+        |m| m.source_snapshot().rows_estimate as f64,
     ),
     (
         "outflow_snapshot_tables_remaining",
         "gauge",
         "Tables of the current snapshot not yet read.",
         |m| {
-            let (pg, my) = (&m.postgres, &m.mysql);
-            (pg.snapshot_tables.load(Ordering::Relaxed))
-                .saturating_sub(pg.snapshot_tables_done.load(Ordering::Relaxed))
-                .saturating_add(
-                    my.snapshot_tables
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(my.snapshot_tables_done.load(Ordering::Relaxed)),
-                ) as f64
+            let snapshot = m.source_snapshot();
+            snapshot.tables.saturating_sub(snapshot.tables_done) as f64
         },
-    ),
-    (
-        "outflow_postgres_reconnects_total",
-        "counter",
-        "Replication stream reconnects after transient errors.",
-        |m| load(&m.postgres.reconnects),
-    ),
-    (
-        "outflow_postgres_slot_lag_bytes",
-        "gauge",
-        "WAL bytes the server holds that the slot has not confirmed.",
-        |m| load(&m.postgres.slot_lag_bytes),
-    ),
-    (
-        "outflow_postgres_slot_wal_status",
-        "gauge",
-        "The slot's wal_status: 0 unknown, 1 reserved, 2 extended, 3 unreserved, 4 lost (invalidated).",
-        |m| load(&m.postgres.slot_wal_status),
-    ),
-    (
-        "outflow_postgres_slot_safe_wal_size_bytes",
-        "gauge",
-        "WAL bytes that may still be written before max_slot_wal_keep_size invalidates the slot (+Inf: no limit).",
-        |m| match m.postgres.slot_safe_wal_size.load(Ordering::Relaxed) {
-            u64::MAX => f64::INFINITY,
-            bytes => bytes as f64,
-        },
-    ),
-    (
-        "outflow_postgres_slot_spill_bytes_total",
-        "counter",
-        "Bytes of the slot's transactions the server spilled to disk while decoding (pg_stat_replication_slots.spill_bytes; resets with the server's statistics).",
-        |m| load(&m.postgres.slot_spill_bytes),
-    ),
-    (
-        "outflow_postgres_slot_stream_bytes_total",
-        "counter",
-        "Bytes of the slot's transactions the server streamed while in progress (pg_stat_replication_slots.stream_bytes).",
-        |m| load(&m.postgres.slot_stream_bytes),
-    ),
-    (
-        "outflow_postgres_slot_decoded_bytes_total",
-        "counter",
-        "Bytes the server decoded for the slot (pg_stat_replication_slots.total_bytes).",
-        |m| load(&m.postgres.slot_decoded_bytes),
-    ),
-    (
-        "outflow_mysql_binlog_streams_by_gtid_total",
-        "counter",
-        "Binlog dumps started by GTID (resume from stored GTIDs).",
-        |m| load(&m.mysql.streams_by_gtid),
     ),
     (
         "outflow_lake_files_committed_total",
@@ -336,6 +315,25 @@ pub fn render(connectors: &[ConnectorSample<'_>]) -> String {
             x.sample(name, &[("connector", c.name)], value(c.metrics));
         }
     }
+    // The sources' own families, each once, in the order the connectors first show them.
+    let sources: Vec<Vec<outflow_core::MetricSample>> = connectors
+        .iter()
+        .map(|c| c.metrics.source().map(|s| s.samples()).unwrap_or_default())
+        .collect();
+    let mut families: Vec<&outflow_core::MetricSample> = Vec::new();
+    for sample in sources.iter().flatten() {
+        if !families.iter().any(|f| f.name == sample.name) {
+            families.push(sample);
+        }
+    }
+    for family in families {
+        x.family(family.name, family.kind.as_str(), family.help);
+        for (c, samples) in connectors.iter().zip(&sources) {
+            for sample in samples.iter().filter(|s| s.name == family.name) {
+                x.sample(sample.name, &[("connector", c.name)], sample.value);
+            }
+        }
+    }
     x.family(
         "outflow_table_events_total",
         "counter",
@@ -373,19 +371,22 @@ mod tests {
         assert_eq!(m.snapshot_status(), None);
         m.task_started_us
             .store(outflow_core::now_us() - 2_000_000, Ordering::Relaxed);
-        m.postgres.snapshot_tables.store(3, Ordering::Relaxed);
-        m.postgres.snapshot_tables_done.store(1, Ordering::Relaxed);
-        m.postgres.snapshot_rows.store(1000, Ordering::Relaxed);
-        m.postgres
-            .snapshot_rows_estimate
-            .store(3000, Ordering::Relaxed);
+        let source = m.source_for(&outflow_postgres::plugin::PostgresPlugin);
+        let pg = Arc::clone(&source)
+            .as_any_arc()
+            .downcast::<outflow_postgres::source::PostgresMetrics>()
+            .unwrap();
+        pg.snapshot_tables.store(3, Ordering::Relaxed);
+        pg.snapshot_tables_done.store(1, Ordering::Relaxed);
+        pg.snapshot_rows.store(1000, Ordering::Relaxed);
+        pg.snapshot_rows_estimate.store(3000, Ordering::Relaxed);
         let status = m.snapshot_status().unwrap();
         assert_eq!(status["rows"], 1000);
         assert_eq!(status["tables_done"], 1);
         // 500 rows/s, 2000 rows to go.
         let eta = status["eta_seconds"].as_f64().unwrap();
         assert!((3.0..=5.0).contains(&eta), "{status}");
-        m.postgres.streaming.store(true, Ordering::Relaxed);
+        pg.streaming.store(true, Ordering::Relaxed);
         assert_eq!(m.snapshot_status(), None);
     }
 

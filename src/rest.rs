@@ -263,12 +263,12 @@ async fn validate_config(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let config = string_map(&parse_json(body)?, "Connector config")?;
-    if crate::connectors::canonical_class(&class).is_none() {
+    if crate::sources::canonical_class(&class).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
                 "Failed to find any class that implements Connector and which name matches {class}; available: {}",
-                crate::connectors::CLASSES.join(", ")
+                crate::sources::class_names().collect::<Vec<_>>().join(", ")
             ),
         ));
     }
@@ -316,8 +316,7 @@ async fn connector_topics(
 }
 
 async fn connector_plugins() -> impl IntoResponse {
-    let plugins: Vec<Value> = crate::connectors::CLASSES
-        .iter()
+    let plugins: Vec<Value> = crate::sources::class_names()
         .map(
             |class| json!({"class": class, "type": "source", "version": env!("CARGO_PKG_VERSION")}),
         )

@@ -160,6 +160,22 @@ pub fn is_secret(key: &str) -> bool {
         || (key.contains("credential") && !key.ends_with(".source"))
 }
 
+/// What a config shows outside the process (REST answers, `Debug`, the console): every
+/// value whose key [`is_secret`] replaced by `********`.
+pub fn masked(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let value = if is_secret(k) {
+                "********".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_secret;

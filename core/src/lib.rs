@@ -5,8 +5,10 @@
 //! - [`event`]: change events and batches;
 //! - [`source`], [`sink`], [`offsets`]: the traits of a change stream, a destination with
 //!   explicit Accepted/Durable acknowledgement, and resume-point storage;
+//! - [`connector`]: what a source crate tells the worker (classes, validation, metrics);
 //! - [`pipeline`]: the runner joining them with bounded channels;
 //! - [`error`]: per-layer errors classified as transient or definite;
+//! - [`retry`]: the one backoff schedule transient errors are retried on;
 //! - [`config`]: the property-validation primitives every layer shares.
 //!
 //! This crate does no network I/O and knows no database; connector crates depend on it,
@@ -15,17 +17,23 @@
 //! stage, `outflow-interchange`.
 
 pub mod config;
+pub mod connector;
 pub mod error;
 pub mod event;
 pub mod fixtures;
 pub mod offsets;
 pub mod pipeline;
 pub mod position;
+pub mod retry;
 pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod value;
 
+pub use connector::{
+    BoxedSource, ConnectorClass, MetricKind, MetricSample, SnapshotProgress, SourceEnv,
+    SourceMetrics, SourcePlan, SourcePlugin,
+};
 pub use error::{
     Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError, peer_hung_up,
 };
@@ -38,6 +46,7 @@ pub use pipeline::{OpCounts, Pipeline, PipelineConfig, PipelineMetrics, Pipeline
 pub use position::{
     BinlogPosition, Lsn, PgPosition, SnapshotCursor, SnapshotReads, SnapshotSegment, SourcePosition,
 };
+pub use retry::{Backoff, RetryPolicy};
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
 pub use sink::{
     BoxedSink, DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink,

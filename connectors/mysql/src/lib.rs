@@ -13,8 +13,10 @@ pub mod ddl;
 pub mod fuzzing;
 pub mod gtid;
 pub mod mariadb;
+pub mod plugin;
 pub mod source;
 pub mod types;
 
 pub use config::{Flavor, MySqlConfig, SnapshotMode};
+pub use plugin::MySqlPlugin;
 pub use source::MySqlSource;

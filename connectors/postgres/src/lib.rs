@@ -20,6 +20,7 @@ pub mod config;
 pub mod copy;
 pub mod fuzzing;
 pub mod pgoutput;
+pub mod plugin;
 pub mod relation;
 pub mod replication;
 pub mod source;

@@ -20,13 +20,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use outflow_core::event::{SchemaChange, SchemaChangeKind};
 use outflow_core::source::{DurableWatch, SourceContext};
 use outflow_core::{
-    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, Lsn, PgPosition, Source, SourceError,
-    SourcePosition, TransactionBoundary,
+    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, Lsn, PgPosition, RetryPolicy, Source,
+    SourceError, SourcePosition, TransactionBoundary,
 };
 
 use crate::catalog::Catalog;
@@ -1049,7 +1048,7 @@ impl Source for PostgresSource {
         let version = server_version(catalog.client()).await?;
         let mut stream = Some(self.start_stream(conn, version).await?);
         let mut ack = Acknowledger::default();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = RetryPolicy::RECONNECT.schedule();
         loop {
             let started = tokio::time::Instant::now();
             let result = match stream.take() {
@@ -1075,17 +1074,15 @@ impl Source for PostgresSource {
                             self.config.snapshot_mode == SnapshotMode::WhenNeeded,
                         ));
                     }
-                    if started.elapsed() > Duration::from_secs(30) {
-                        backoff = Duration::from_millis(100);
-                    }
+                    backoff.attempt_ended(started.elapsed(), false);
+                    let delay = backoff.next_delay();
                     self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, retry_in = ?backoff, slot = %slot, "replication stream lost; reconnecting");
+                    tracing::warn!(error = %e, retry_in = ?delay, slot = %slot, "replication stream lost; reconnecting");
                     state.reconnected();
                     tokio::select! {
                         () = ctx.shutdown.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
                 Err(e) => return Err(e),
             }

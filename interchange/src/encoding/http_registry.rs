@@ -311,21 +311,14 @@ fn encode_path(segment: &str) -> String {
     out
 }
 
-fn jitter_millis(max: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    if max == 0 { 0 } else { nanos % max }
-}
-
 impl SchemaRegistry for HttpSchemaRegistry {
     async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let body = serde_json::json!({ "schema": schema });
         let mut last = None;
+        let mut backoff = outflow_core::RetryPolicy::REQUEST.schedule();
         for attempt in 0..self.config.attempts.max(1) {
             if attempt > 0 {
-                let base = 100u64 << attempt.min(6);
-                tokio::time::sleep(Duration::from_millis(base + jitter_millis(base))).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             for url in &self.config.urls {
                 match self.try_once(url, subject, &body).await {

@@ -21,6 +21,13 @@ pub enum ConnectorFlavor {
 }
 
 impl ConnectorFlavor {
+    /// The flavor whose `source.connector` is `connector`.
+    pub fn of_connector(connector: &str) -> Option<Self> {
+        [Self::Postgres, Self::MySql, Self::MariaDb]
+            .into_iter()
+            .find(|flavor| flavor.connector_name() == connector)
+    }
+
     /// The value of `source.connector`.
     pub fn connector_name(self) -> &'static str {
         match self {
