@@ -46,14 +46,22 @@ impl SourcePlugin for PostgresPlugin {
         properties: &BTreeMap<String, String>,
         env: &SourceEnv,
     ) -> Result<Arc<dyn SourcePlan>, PropertyError> {
-        let mut config = PostgresConfig::from_properties(properties)?;
-        config.spool_dir = env.spool_dir.clone();
-        Ok(Arc::new(PostgresPlan(config)))
+        Ok(Arc::new(plan(properties, env)?))
     }
 
     fn metrics(&self) -> Arc<dyn SourceMetrics> {
         Arc::new(PostgresMetrics::default())
     }
+}
+
+/// The config of a Postgres connector, spooling where the worker says.
+fn plan(
+    properties: &BTreeMap<String, String>,
+    env: &SourceEnv,
+) -> Result<PostgresPlan, PropertyError> {
+    let mut config = PostgresConfig::from_properties(properties)?;
+    config.spool_dir = env.spool_dir.clone();
+    Ok(PostgresPlan(config))
 }
 
 impl SourcePlan for PostgresPlan {
@@ -140,5 +148,33 @@ impl SourceMetrics for PostgresMetrics {
             tables: self.snapshot_tables.load(Ordering::Relaxed),
             tables_done: self.snapshot_tables_done.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_spools_where_the_worker_says() {
+        let props: BTreeMap<String, String> = [
+            ("connector.class", POSTGRES_CLASS),
+            ("database.hostname", "localhost"),
+            ("database.user", "u"),
+            ("database.dbname", "d"),
+            ("topic.prefix", "p"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let env = SourceEnv {
+            connector: "inventory".into(),
+            spool_dir: "/data/spool/inventory".into(),
+        };
+        let PostgresPlan(config) = plan(&props, &env).unwrap();
+        assert_eq!(config.spool_dir, env.spool_dir);
+        assert!(PostgresPlugin.validate(&CLASSES[0], &props, &env).is_ok());
+        let short = outflow_core::connector::find_class(&[&PostgresPlugin], "postgres");
+        assert_eq!(short.map(|(_, c)| c.name), Some(POSTGRES_CLASS));
     }
 }
