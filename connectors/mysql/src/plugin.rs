@@ -79,12 +79,20 @@ impl SourceMetrics for MySqlMetrics {
     }
 
     fn samples(&self) -> Vec<MetricSample> {
-        vec![MetricSample {
-            name: "outflow_mysql_binlog_streams_by_gtid_total",
-            kind: MetricKind::Counter,
-            help: "Binlog dumps started by GTID (resume from stored GTIDs).",
-            value: self.streams_by_gtid.load(Ordering::Relaxed) as f64,
-        }]
+        vec![
+            MetricSample {
+                name: "outflow_mysql_binlog_streams_by_gtid_total",
+                kind: MetricKind::Counter,
+                help: "Binlog dumps started by GTID (resume from stored GTIDs).",
+                value: self.streams_by_gtid.load(Ordering::Relaxed) as f64,
+            },
+            MetricSample {
+                name: "outflow_mysql_reconnects_total",
+                kind: MetricKind::Counter,
+                help: "Binlog stream reconnects after transient errors.",
+                value: self.reconnects.load(Ordering::Relaxed) as f64,
+            },
+        ]
     }
 
     fn snapshot(&self) -> SnapshotProgress {

@@ -34,8 +34,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Row as MyRow, Value as MyValue};
 use outflow_core::event::{BinlogDetail, SchemaChange, SchemaChangeKind, TransactionBoundary};
 use outflow_core::{
-    BinlogPosition, ChangeEvent, ColumnSchema, EventBatch, EventKind, SchemaVersion, SnapshotReads,
-    Source, SourceContext, SourceError, SourcePosition, TableId, TableSchema, Value,
+    BinlogPosition, ChangeEvent, Classify, ColumnSchema, ErrorClass, EventBatch, EventKind,
+    RetryPolicy, SchemaVersion, SnapshotReads, Source, SourceContext, SourceError, SourcePosition,
+    TableId, TableSchema, Value,
 };
 
 use crate::config::{Flavor, MySqlConfig, SnapshotMode, SslMode};
@@ -75,6 +76,8 @@ pub struct MySqlMetrics {
     pub streams_by_gtid: AtomicU64,
     /// Binlog dumps started by file and position.
     pub streams_by_position: AtomicU64,
+    /// Binlog streams reopened inside a running task after a transient error.
+    pub reconnects: AtomicU64,
 }
 
 /// A MySQL / MariaDB change stream.
@@ -780,6 +783,10 @@ struct Stream<'a> {
     /// Every event of the current file since its start has been read (so its
     /// PREVIOUS_GTIDS event, MySQL, gives the GTIDs before it).
     at_file_start: bool,
+    /// The last position handed to the pipeline by this task, across reconnects: a
+    /// stream reopened at the start of that event's transaction sends again what the
+    /// pipeline has, and [`Stream::flush`] drops it.
+    delivered: Option<SourcePosition>,
 }
 
 impl Stream<'_> {
@@ -878,9 +885,20 @@ impl Stream<'_> {
             });
         }
         if self.batch.len() >= BATCH_EVENTS {
-            send(self.ctx, &mut self.batch).await?;
+            self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Sends the batch on, without what an earlier stream of this task already sent.
+    async fn flush(&mut self) -> Result<(), SourceError> {
+        if let Some(delivered) = &self.delivered {
+            self.batch.retain(|e| e.position > *delivered);
+        }
+        if let Some(last) = self.batch.last() {
+            self.delivered = Some(last.position.clone());
+        }
+        send(self.ctx, &mut self.batch).await
     }
 
     /// Applies a DDL statement: re-reads the shapes of the captured tables it names and
@@ -1381,11 +1399,15 @@ impl MySqlSource {
         Ok(())
     }
 
+    /// Reads the binlog from `start` until shutdown or an error. `delivered` is the last
+    /// position this task has sent (kept across reconnects: what comes again up to it
+    /// is dropped here, and a reconnect starts from its transaction).
     async fn stream(
         &self,
         ctx: &SourceContext,
         admin: Conn,
         start: StreamStart,
+        delivered: &mut Option<SourcePosition>,
     ) -> Result<(), SourceError> {
         let StreamStart {
             file,
@@ -1476,6 +1498,7 @@ impl MySqlSource {
             at_file_start: pos <= 4,
             gtids,
             window,
+            delivered: delivered.take(),
         };
         let mut flush = tokio::time::interval(Duration::from_millis(20));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1487,11 +1510,11 @@ impl MySqlSource {
                 tokio::select! {
                     () = ctx.shutdown.cancelled() => {
                         // Whole transactions only: a partly read one is read again next time.
-                        send(ctx, &mut state.batch).await?;
+                        state.flush().await?;
                         return Ok(());
                     }
                     _ = flush.tick(), if !state.batch.is_empty() && state.txn.is_none() => {
-                        send(ctx, &mut state.batch).await?;
+                        state.flush().await?;
                     }
                     _ = beat.tick(), if heartbeat.is_some() && state.txn.is_none() => {
                         if let Some(last) = state.last.clone() {
@@ -1507,7 +1530,7 @@ impl MySqlSource {
                                 kind: EventKind::Heartbeat,
                                 binlog: None,
                             });
-                            send(ctx, &mut state.batch).await?;
+                            state.flush().await?;
                         }
                     }
                     // mysql_common trusts the sizes inside an event and panics on a short
@@ -1534,7 +1557,7 @@ impl MySqlSource {
                             // A very large transaction: pass rows on as they come (bounded
                             // memory); a restart inside it re-reads it and the pipeline drops
                             // what was delivered.
-                            send(ctx, &mut state.batch).await?;
+                            state.flush().await?;
                         }
                     }
                 }
@@ -1551,7 +1574,72 @@ impl MySqlSource {
             .query_drop(format!("KILL CONNECTION {dump_thread}"));
         let _ = tokio::time::timeout(Duration::from_secs(2), kill).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), state.admin.disconnect()).await;
+        *delivered = state.delivered;
         result
+    }
+
+    /// Streams from `start`, and after a transient error (a dropped connection, a server
+    /// restart, a missed heartbeat) reconnects inside the task on
+    /// [`RetryPolicy::RECONNECT`]: from the transaction of the last event sent, or from
+    /// `start` when none was, so nothing is lost or sent twice and the pipeline and
+    /// the sink keep running. Definite errors, and shutdown, end it.
+    async fn stream_reconnecting(
+        &self,
+        ctx: &SourceContext,
+        admin: Conn,
+        start: StreamStart,
+    ) -> Result<(), SourceError> {
+        let mut admin = Some(admin);
+        let mut delivered: Option<SourcePosition> = None;
+        let mut backoff = RetryPolicy::RECONNECT.schedule();
+        loop {
+            let started = tokio::time::Instant::now();
+            let before = delivered.clone();
+            let result = async {
+                let admin = match admin.take() {
+                    Some(admin) => admin,
+                    None => self.connect("admin").await?,
+                };
+                let start = match &delivered {
+                    Some(SourcePosition::Binlog(p)) => self.restart_at(p)?,
+                    _ => start.clone(),
+                };
+                self.stream(ctx, admin, start, &mut delivered).await
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if e.class() == ErrorClass::Transient && !ctx.shutdown.is_cancelled() => {
+                    backoff.attempt_ended(started.elapsed(), delivered != before);
+                    let delay = backoff.next_delay();
+                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?delay, "binlog stream lost; reconnecting");
+                    tokio::select! {
+                        () = ctx.shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Where a reconnect starts when `p` was the last event sent: the first event of its
+    /// transaction, by GTID when the GTIDs before it are known, as a restart from a
+    /// stored position would (the same window of a resumed snapshot included).
+    fn restart_at(&self, p: &BinlogPosition) -> Result<StreamStart, SourceError> {
+        let gtids = self.parse_gtids(p.gtid_set.as_deref())?;
+        Ok(StreamStart {
+            file: p.file.clone(),
+            pos: p.pos,
+            by_gtid: gtids.as_ref().is_some_and(|g| !g.to_string().is_empty()),
+            gtids,
+            reads: p
+                .snapshot_reads
+                .as_deref()
+                .cloned()
+                .filter(|r| r.segments.len() > 1),
+        })
     }
 }
 
@@ -1638,7 +1726,7 @@ impl Source for MySqlSource {
         if mode == SnapshotMode::InitialOnly || ctx.shutdown.is_cancelled() {
             return Ok(());
         }
-        self.stream(&ctx, admin, start).await
+        self.stream_reconnecting(&ctx, admin, start).await
     }
 }
 

@@ -1416,3 +1416,98 @@ async fn a_stop_before_the_first_change_loses_nothing_without_a_snapshot() {
         assert_eq!(ops, expected, "{mode}");
     }
 }
+
+/// Kills the server's binlog dump connections (a dedicated server: no other test's).
+async fn kill_binlog_dumps(conn: &mut mysql_async::Conn) -> usize {
+    let ids: Vec<u64> = conn
+        .query(
+            "SELECT id FROM information_schema.processlist \
+             WHERE command LIKE 'Binlog Dump%' AND id <> CONNECTION_ID()",
+        )
+        .await
+        .unwrap();
+    for id in &ids {
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    ids.len()
+}
+
+/// The binlog connection cut twice while changes stream, once inside a large
+/// transaction: the source reopens it itself (the pipeline never stops), from the
+/// transaction of the last event it sent, and every row arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_binlog_connection_is_reopened_without_loss_or_repeat() {
+    let server = dedicated_mariadb();
+    let db = server.create_database("myrecon").await;
+    let mut conn = db.connect().await;
+    let mut admin = db.connect().await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    let metrics = Arc::new(outflow_mysql::source::MySqlMetrics::default());
+    let sink = MemorySink::new(MemorySinkMode::Immediate);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        Pipeline::new(
+            "recon",
+            source_on(server, db.name(), 5491, &[("snapshot.mode", "no_data")])
+                .with_metrics(Arc::clone(&metrics)),
+            sink.clone(),
+            Arc::new(MemoryOffsetStore::new()),
+            PipelineConfig::default(),
+        )
+        .run(shutdown.clone()),
+    );
+    let streaming = wait_for(Duration::from_secs(60), || {
+        let m = Arc::clone(&metrics);
+        async move { m.streaming.load(std::sync::atomic::Ordering::Relaxed) }
+    })
+    .await;
+    assert!(streaming, "the source never started streaming");
+    let inserted = |from: i64, to: i64| {
+        let rows: Vec<String> = (from..to).map(|i| format!("({i}, 'v{i}')")).collect();
+        format!("INSERT INTO t VALUES {}", rows.join(","))
+    };
+    for i in 0..200 {
+        conn.query_drop(inserted(i, i + 1)).await.unwrap();
+    }
+    assert!(kill_binlog_dumps(&mut admin).await >= 1);
+    for i in 200..400 {
+        conn.query_drop(inserted(i, i + 1)).await.unwrap();
+    }
+    // One transaction of 20,000 rows, in 20 statements; the cut lands while the
+    // source reads it (or just after).
+    let mut big = String::from("START TRANSACTION;");
+    for chunk in 0..20 {
+        let from = 400 + chunk * 1000;
+        big.push_str(&inserted(from, from + 1000));
+        big.push(';');
+    }
+    big.push_str("COMMIT;");
+    conn.query_drop(big).await.unwrap();
+    kill_binlog_dumps(&mut admin).await;
+    for i in 20_400..20_500 {
+        conn.query_drop(inserted(i, i + 1)).await.unwrap();
+    }
+    let all = wait_for(Duration::from_secs(180), || {
+        let n = row_ops(&sink.durable()).len();
+        async move { n >= 20_500 }
+    })
+    .await;
+    let events = sink.durable();
+    let ids: Vec<i64> = row_ops(&events).into_iter().map(|(_, id)| id).collect();
+    let expected: Vec<i64> = (0..20_500).collect();
+    let first_difference = ids.iter().zip(&expected).position(|(a, b)| a != b);
+    assert!(
+        all && ids == expected,
+        "{} rows of 20500, first difference at {first_difference:?}",
+        ids.len()
+    );
+    let reconnects = metrics
+        .reconnects
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reconnects >= 2, "{reconnects} reconnects");
+    assert!(!task.is_finished(), "the pipeline stopped");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
