@@ -1417,15 +1417,23 @@ async fn a_stop_before_the_first_change_loses_nothing_without_a_snapshot() {
     }
 }
 
-/// Kills the server's binlog dump connections (a dedicated server: no other test's).
+/// Kills the server's binlog dump connections (a dedicated server: no other test's),
+/// once there is one (a source reconnecting takes a moment); returns how many.
 async fn kill_binlog_dumps(conn: &mut mysql_async::Conn) -> usize {
-    let ids: Vec<u64> = conn
-        .query(
-            "SELECT id FROM information_schema.processlist \
-             WHERE command LIKE 'Binlog Dump%' AND id <> CONNECTION_ID()",
-        )
-        .await
-        .unwrap();
+    let mut ids: Vec<u64> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ids.is_empty() && tokio::time::Instant::now() < deadline {
+        ids = conn
+            .query(
+                "SELECT id FROM information_schema.processlist \
+                 WHERE command LIKE 'Binlog Dump%' AND id <> CONNECTION_ID()",
+            )
+            .await
+            .unwrap();
+        if ids.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     for id in &ids {
         let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
     }
@@ -1471,7 +1479,11 @@ async fn a_lost_binlog_connection_is_reopened_without_loss_or_repeat() {
     for i in 0..200 {
         conn.query_drop(inserted(i, i + 1)).await.unwrap();
     }
-    assert!(kill_binlog_dumps(&mut admin).await >= 1);
+    assert_eq!(
+        kill_binlog_dumps(&mut admin).await,
+        1,
+        "binlog dumps to cut"
+    );
     for i in 200..400 {
         conn.query_drop(inserted(i, i + 1)).await.unwrap();
     }
@@ -1485,7 +1497,8 @@ async fn a_lost_binlog_connection_is_reopened_without_loss_or_repeat() {
     }
     big.push_str("COMMIT;");
     conn.query_drop(big).await.unwrap();
-    kill_binlog_dumps(&mut admin).await;
+    let second = kill_binlog_dumps(&mut admin).await;
+    assert_eq!(second, 1, "binlog dumps to cut after the large transaction");
     for i in 20_400..20_500 {
         conn.query_drop(inserted(i, i + 1)).await.unwrap();
     }
