@@ -14,13 +14,24 @@
 //!   durable batches the pipeline stored, durable batches it had not stored yet, and batches
 //!   only accepted; a new instance opened at the stored position is sent everything after
 //!   it again (as the source would) and then new events: a consumer reads each event
-//!   exactly once, in order.
+//!   exactly once, in order;
+//! - [`an_outage_is_transient_and_loses_nothing`]: the destination's server paused
+//!   (SIGSTOP) while batches are written: what was accepted meanwhile is not durable,
+//!   whatever fails says transient (a restart, not a FAILED connector), writes may wait
+//!   (backpressure) but do not fail otherwise; after the server resumes, an instance
+//!   reopened at the stored position, as the supervisor's restart makes it, leaves each
+//!   event stored exactly once. A destination without a server process (the local lake)
+//!   skips it.
 //!
 //! Failures print counts and the first differences, never the records.
 
 use std::future::Future;
+use std::time::Duration;
 
-use outflow_core::{ChangeEvent, DurableHandle, EventBatch, Sink, SourcePosition, fixtures};
+use outflow_core::{
+    ChangeEvent, Classify, DurableHandle, ErrorClass, EventBatch, Sink, SinkError, SourcePosition,
+    fixtures,
+};
 
 /// A destination under test.
 pub trait SinkUnderTest: Sync {
@@ -35,6 +46,12 @@ pub trait SinkUnderTest: Sync {
     /// reads them. Waits until at least `at_least` are there (or a deadline of a minute
     /// passes, then returns what is there).
     fn stored_ids(&self, at_least: usize) -> impl Future<Output = Vec<i64>> + Send;
+
+    /// The OS process of the destination's server, which the outage scenario pauses;
+    /// `None` (the default) for a destination without one.
+    fn server_pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 fn events(first: u64, n: u64) -> Vec<ChangeEvent> {
@@ -155,12 +172,94 @@ pub async fn exactly_once_across_an_abrupt_stop<H: SinkUnderTest>(harness: &H) {
     assert_exactly(&got, 1200, scenario);
 }
 
+fn assert_transient(error: &SinkError, scenario: &str, what: &str) {
+    assert_eq!(
+        error.class(),
+        ErrorClass::Transient,
+        "{scenario}: {what} failed with a definite error while the destination was paused: {error}"
+    );
+}
+
+/// Resumes a paused process when dropped, so that a failing scenario does not leave the
+/// lab's server stopped for the tests after it.
+struct Paused(u32);
+
+impl Paused {
+    fn new(pid: u32) -> Self {
+        crate::sys::signal(pid, libc::SIGSTOP).expect("cannot pause the destination's server");
+        Self(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = crate::sys::signal(self.0, libc::SIGCONT);
+    }
+}
+
+/// The destination's server paused while batches are written: nothing accepted then is
+/// durable, every failure is transient, and a reopened instance loses and repeats nothing.
+pub async fn an_outage_is_transient_and_loses_nothing<H: SinkUnderTest>(harness: &H) {
+    let scenario = "an_outage_is_transient_and_loses_nothing";
+    let Some(pid) = harness.server_pid() else {
+        return;
+    };
+    let size = 100u64;
+    let mut first = harness.open(None).await;
+    let handles = write_batches(&mut first, 1, 3, size).await;
+    first.flush().await.expect("flush failed");
+    wait_all(handles, scenario).await;
+    let stored = position_of(3 * size);
+
+    let paused = Paused::new(pid);
+    let mut pending = Vec::new();
+    for b in 0..2u64 {
+        let batch = EventBatch::new(events(1 + (3 + b) * size, size));
+        match tokio::time::timeout(Duration::from_secs(5), first.write(batch)).await {
+            // The write waits for the destination: backpressure, as it should.
+            Err(_) => break,
+            Ok(Err(e)) => {
+                assert_transient(&e, scenario, "a write");
+                break;
+            }
+            Ok(Ok(handle)) => pending.push(Box::pin(handle.wait())),
+        }
+    }
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), first.flush()).await {
+        assert_transient(&e, scenario, "a flush");
+    }
+    for (i, wait) in pending.iter_mut().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(2), wait).await {
+            Ok(Ok(())) => panic!(
+                "{scenario}: batch {} was reported durable while the destination was paused",
+                4 + i
+            ),
+            Ok(Err(e)) => assert_transient(&e, scenario, "a batch"),
+            Err(_) => {}
+        }
+    }
+    drop(paused);
+    // The pipeline saw a transient error (or is being stopped): the supervisor drops the
+    // instance and opens a new one at the stored position; the source sends everything
+    // after it again, then new events.
+    drop(pending);
+    drop(first);
+    let mut second = harness.open(Some(stored)).await;
+    let handles = write_batches(&mut second, 1 + 3 * size, 4, size).await;
+    second.flush().await.expect("flush failed after the outage");
+    wait_all(handles, scenario).await;
+    let got = harness.stored_ids(7 * 100).await;
+    assert_exactly(&got, 700, scenario);
+}
+
 /// The conformance scenarios as `#[tokio::test]`s of the calling test module, one per
 /// scenario: `sink_conformance_tests!(Harness::new());`, or with a guard held for the
-/// test's length: `sink_conformance_tests!(Harness::new(), guard = BROKER.read().await);`.
+/// test's length: `sink_conformance_tests!(Harness::new(), guard = BROKER.read().await);`,
+/// and one that the outage scenario holds instead (it pauses the destination's server,
+/// which tests sharing it must not see): `…, exclusive = BROKER.write().await)`.
 #[macro_export]
 macro_rules! sink_conformance_tests {
-    ($harness:expr $(, guard = $guard:expr)?) => {
+    ($harness:expr $(, guard = $guard:expr)? $(, exclusive = $exclusive:expr)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_durable_means_stored() {
             $(let _guard = $guard;)?
@@ -172,6 +271,15 @@ macro_rules! sink_conformance_tests {
             $(let _guard = $guard;)?
             Box::pin($crate::sink_conformance::exactly_once_across_an_abrupt_stop(&$harness))
                 .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_an_outage_is_transient_and_loses_nothing() {
+            $(let _exclusive = $exclusive;)?
+            Box::pin($crate::sink_conformance::an_outage_is_transient_and_loses_nothing(
+                &$harness,
+            ))
+            .await;
         }
     };
 }

@@ -1613,7 +1613,7 @@ impl MySqlSource {
                     backoff.attempt_ended(started.elapsed(), delivered != before);
                     let delay = backoff.next_delay();
                     self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, retry_in = ?delay, "binlog stream lost; reconnecting");
+                    tracing::warn!(error = %e, retry_in = ?delay, "replication stream lost; reconnecting");
                     tokio::select! {
                         () = ctx.shutdown.cancelled() => return Ok(()),
                         () = tokio::time::sleep(delay) => {}

@@ -107,6 +107,10 @@ impl SinkUnderTest for Harness {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    fn server_pid(&self) -> Option<u32> {
+        Some(nats().pid())
+    }
 }
 
 outflow_testkit::sink_conformance_tests!(Harness::new());
