@@ -11,7 +11,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use outflow_core::PipelineMetrics;
 use outflow_core::connector::{SnapshotProgress, SourceMetrics, SourcePlugin};
-use outflow_lake::LakeMetrics;
 use serde_json::{Value, json};
 
 /// Everything counted about one connector.
@@ -22,12 +21,20 @@ pub struct ConnectorMetrics {
     /// The source's own counters, made by its plugin when the connector's first task
     /// starts (and again if a reconfiguration changes the plugin).
     source: RwLock<Option<PluginMetrics>>,
-    /// The lake sink's counters (when the worker's sink is the lake).
-    pub lake: Arc<LakeMetrics>,
+    /// The sink's own counters, made when the connector's first task starts (and again
+    /// if the worker's sink changes).
+    sink: RwLock<Option<NamedSinkMetrics>>,
     /// Task restarts after transient errors.
     pub restarts: AtomicU64,
     /// When the current task started (µs since the epoch), for the snapshot ETA.
     pub task_started_us: AtomicI64,
+}
+
+/// A sink's counters and the sink's name.
+#[derive(Debug, Clone)]
+struct NamedSinkMetrics {
+    sink: &'static str,
+    metrics: Arc<dyn outflow_core::SinkMetrics>,
 }
 
 /// A source's counters and the plugin that made them.
@@ -55,6 +62,36 @@ impl ConnectorMetrics {
                 metrics
             }
         }
+    }
+
+    /// The sink's counters for a task writing to `sink`: the ones the connector has when
+    /// they are that sink's, else `make()`'s.
+    pub fn sink_for(
+        &self,
+        sink: &'static str,
+        make: impl FnOnce() -> Arc<dyn outflow_core::SinkMetrics>,
+    ) -> Arc<dyn outflow_core::SinkMetrics> {
+        let mut slot = self.sink.write().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(current) if current.sink == sink => Arc::clone(&current.metrics),
+            _ => {
+                let metrics = make();
+                *slot = Some(NamedSinkMetrics {
+                    sink,
+                    metrics: Arc::clone(&metrics),
+                });
+                metrics
+            }
+        }
+    }
+
+    /// The samples of the source's and the sink's own families.
+    fn component_samples(&self) -> Vec<outflow_core::MetricSample> {
+        let mut samples = self.source().map(|s| s.samples()).unwrap_or_default();
+        if let Some(sink) = &*self.sink.read().unwrap_or_else(PoisonError::into_inner) {
+            samples.extend(sink.metrics.samples());
+        }
+        samples
     }
 
     /// The source's counters, once a task has started.
@@ -272,24 +309,6 @@ const PER_CONNECTOR: &[ConnectorGauge] = &[
             snapshot.tables.saturating_sub(snapshot.tables_done) as f64
         },
     ),
-    (
-        "outflow_lake_files_committed_total",
-        "counter",
-        "Lake files made visible.",
-        |m| load(&m.lake.files_committed),
-    ),
-    (
-        "outflow_lake_bytes_committed_total",
-        "counter",
-        "Bytes in visible lake files.",
-        |m| load(&m.lake.bytes_committed),
-    ),
-    (
-        "outflow_lake_records_written_total",
-        "counter",
-        "Records appended to lake files.",
-        |m| load(&m.lake.records_written),
-    ),
 ];
 
 /// The Prometheus text exposition (format 0.0.4) of every connector.
@@ -315,10 +334,11 @@ pub fn render(connectors: &[ConnectorSample<'_>]) -> String {
             x.sample(name, &[("connector", c.name)], value(c.metrics));
         }
     }
-    // The sources' own families, each once, in the order the connectors first show them.
+    // The sources' and sinks' own families, each once, in the order the connectors
+    // first show them.
     let sources: Vec<Vec<outflow_core::MetricSample>> = connectors
         .iter()
-        .map(|c| c.metrics.source().map(|s| s.samples()).unwrap_or_default())
+        .map(|c| c.metrics.component_samples())
         .collect();
     let mut families: Vec<&outflow_core::MetricSample> = Vec::new();
     for sample in sources.iter().flatten() {

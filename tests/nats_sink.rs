@@ -129,5 +129,26 @@ async fn a_postgres_connector_runs_to_nats_exactly_once_across_kill_9() {
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(repeated.is_empty(), "repeated (first 5): {repeated:?}");
     assert_eq!(seen.len(), 3001, "every row once");
+    // The sink's own counters are on /metrics (since this daemon started: at least the
+    // last row was published by it).
+    let metrics = reqwest::get(format!("{}/metrics", daemon.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let published = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "outflow_nats_messages_published_total{{connector=\"{name}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        published.is_some_and(|n| n >= 1.0),
+        "outflow_nats_messages_published_total: {published:?}"
+    );
     drop(daemon);
 }

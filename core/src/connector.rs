@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::config::PropertyError;
 use crate::error::SourceError;
+use crate::metrics::MetricSample;
 use crate::source::{Source, SourceContext};
 
 /// One connector class a plugin runs.
@@ -84,38 +85,6 @@ pub trait SourcePlan: fmt::Debug + Send + Sync {
     /// plugin's [`SourcePlugin::metrics`]; a source given another plugin's counters
     /// counts into fresh ones of its own). No I/O: the source connects when it runs.
     fn build(&self, metrics: &Arc<dyn SourceMetrics>) -> BoxedSource;
-}
-
-/// The kind of a Prometheus metric family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    /// Only goes up (until the worker restarts).
-    Counter,
-    /// Goes up and down.
-    Gauge,
-}
-
-impl MetricKind {
-    /// The name Prometheus' text format uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Gauge => "gauge",
-        }
-    }
-}
-
-/// One value of one metric family, for one connector.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MetricSample {
-    /// Family name (`outflow_<source>_…`).
-    pub name: &'static str,
-    /// Counter or gauge.
-    pub kind: MetricKind,
-    /// One sentence on what is counted.
-    pub help: &'static str,
-    /// The value (`f64::INFINITY` where a limit is absent).
-    pub value: f64,
 }
 
 /// How far the source's snapshot has got.

@@ -6,6 +6,7 @@
 //! - [`source`], [`sink`], [`offsets`]: the traits of a change stream, a destination with
 //!   explicit Accepted/Durable acknowledgement, and resume-point storage;
 //! - [`connector`]: what a source crate tells the worker (classes, validation, metrics);
+//! - [`metrics`]: the metric families connector crates expose;
 //! - [`pipeline`]: the runner joining them with bounded channels;
 //! - [`error`]: per-layer errors classified as transient or definite;
 //! - [`retry`]: the one backoff schedule transient errors are retried on;
@@ -21,6 +22,7 @@ pub mod connector;
 pub mod error;
 pub mod event;
 pub mod fixtures;
+pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod position;
@@ -31,8 +33,8 @@ pub mod source;
 pub mod value;
 
 pub use connector::{
-    BoxedSource, ConnectorClass, MetricKind, MetricSample, SnapshotProgress, SourceEnv,
-    SourceMetrics, SourcePlan, SourcePlugin,
+    BoxedSource, ConnectorClass, SnapshotProgress, SourceEnv, SourceMetrics, SourcePlan,
+    SourcePlugin,
 };
 pub use error::{
     Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError, peer_hung_up,
@@ -41,6 +43,7 @@ pub use event::{
     BinlogDetail, ChangeEvent, EventBatch, EventKind, Row, SchemaChange, SchemaChangeKind,
     SnapshotMark, TransactionBoundary, now_us,
 };
+pub use metrics::{MetricKind, MetricSample, NoSinkMetrics, SinkMetrics};
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
 pub use pipeline::{OpCounts, Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
 pub use position::{

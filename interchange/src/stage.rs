@@ -136,6 +136,10 @@ pub struct StageParts {
     pub encoder: crate::encoding::RecordEncoder,
     /// The position the pipeline stored last (`None`: none): where the source resumes.
     pub committed: Option<outflow_core::SourcePosition>,
+    /// The connector's sink counters, made by the plugin's [`SinkPlugin::metrics`] (they
+    /// outlive task attempts); a sink given another plugin's counters counts into fresh
+    /// ones of its own.
+    pub metrics: std::sync::Arc<dyn outflow_core::SinkMetrics>,
 }
 
 /// A future that starts a sink.
@@ -148,7 +152,7 @@ pub type StartFuture<'a> =
 /// and every key `<name>.*` of the worker config becomes a default of the connectors'
 /// properties of the same name. A new destination implements this (and [`RecordSink`])
 /// in its own crate and adds one line to the registry.
-pub trait SinkPlugin: Send + Sync + 'static {
+pub trait SinkPlugin: std::fmt::Debug + Send + Sync + 'static {
     /// The name the worker config selects it by, also the prefix of its properties.
     fn name(&self) -> &'static str;
 
@@ -159,6 +163,11 @@ pub trait SinkPlugin: Send + Sync + 'static {
         connector: &str,
         props: &std::collections::BTreeMap<String, String>,
     ) -> Result<std::sync::Arc<dyn SinkPlan>, outflow_core::config::PropertyError>;
+
+    /// Fresh counters for one connector's sink, shown on `/metrics`.
+    fn metrics(&self) -> std::sync::Arc<dyn outflow_core::SinkMetrics> {
+        std::sync::Arc::new(outflow_core::NoSinkMetrics)
+    }
 }
 
 /// A validated destination: starts a sink for one task attempt.

@@ -14,7 +14,7 @@ use outflow_core::PipelineConfig;
 use outflow_core::connector::{ConnectorClass, SourceEnv, SourcePlan, SourcePlugin};
 use outflow_interchange::encoding::http_registry::RegistryClientConfig;
 use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig};
-use outflow_interchange::stage::SinkPlan;
+use outflow_interchange::stage::{SinkPlan, SinkPlugin};
 use outflow_interchange::transforms::TransformChain;
 use outflow_kafka::KafkaSinkConfig;
 use outflow_lake::LakeSinkConfig;
@@ -27,7 +27,7 @@ use crate::config::{ConverterKind, SinkKind, WorkerConfig};
 pub(super) enum SinkSettings {
     Kafka(KafkaSinkConfig),
     Lake(LakeSinkConfig),
-    Plugin(Arc<dyn SinkPlan>),
+    Plugin(&'static dyn SinkPlugin, Arc<dyn SinkPlan>),
 }
 
 /// The properties a registry sink validates: the worker's `<name>.*` keys, overridden by
@@ -282,12 +282,14 @@ pub(super) fn validate(
     let sink = match worker.sink {
         SinkKind::Kafka => SinkSettings::Kafka(kafka_settings(worker, name, config)?),
         SinkKind::Lake => SinkSettings::Lake(lake_settings(worker, name, config)?),
-        SinkKind::Plugin(plugin) => SinkSettings::Plugin(
-            crate::sinks::plugin(plugin)
-                .ok_or_else(|| invalid("sink", format!("no sink {plugin} is registered")))?
+        SinkKind::Plugin(plugin) => {
+            let plugin = crate::sinks::plugin(plugin)
+                .ok_or_else(|| invalid("sink", format!("no sink {plugin} is registered")))?;
+            let plan = plugin
                 .validate(name, &plugin_properties(worker, config))
-                .map_err(from_property_error)?,
-        ),
+                .map_err(from_property_error)?;
+            SinkSettings::Plugin(plugin, plan)
+        }
     };
     let (converter, schemas_enable) = converter_of(worker, config)?;
     let registry = match (worker.sink, converter) {

@@ -18,7 +18,7 @@ use outflow_interchange::envelope::EnvelopeFormatter;
 use outflow_interchange::stage::StageParts;
 use outflow_interchange::transforms::TransformChain;
 use outflow_kafka::KafkaSink;
-use outflow_lake::LakeSink;
+use outflow_lake::{LakeMetrics, LakeSink};
 use tokio_util::sync::CancellationToken;
 
 use super::ConnectorOffsets;
@@ -141,16 +141,22 @@ pub(super) async fn run_connector(
                 SinkSettings::Lake(settings) => {
                     pipeline_config.checkpoint_interval = settings.flush_interval;
                     let committed = store.load(&name).await?;
+                    let lake_metrics = metrics
+                        .sink_for("lake", || Arc::new(LakeMetrics::default()))
+                        .as_any_arc()
+                        .downcast::<LakeMetrics>()
+                        .unwrap_or_default();
                     BoxedSink::new(RecordStage::new(
                         formatter,
                         transforms,
                         LakeSink::start(settings.clone(), committed)
                             .await?
-                            .with_metrics(Arc::clone(&metrics.lake)),
+                            .with_metrics(lake_metrics),
                     ))
                 }
-                SinkSettings::Plugin(plan) => {
+                SinkSettings::Plugin(plugin, plan) => {
                     plan.start(StageParts {
+                        metrics: metrics.sink_for(plugin.name(), || plugin.metrics()),
                         formatter,
                         transforms,
                         encoder,

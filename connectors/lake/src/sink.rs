@@ -64,6 +64,38 @@ pub struct LakeMetrics {
     pub rolls: AtomicU64,
 }
 
+impl outflow_core::SinkMetrics for LakeMetrics {
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    fn samples(&self) -> Vec<outflow_core::MetricSample> {
+        let counter = |name, help, value: &AtomicU64| outflow_core::MetricSample {
+            name,
+            kind: outflow_core::MetricKind::Counter,
+            help,
+            value: value.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        };
+        vec![
+            counter(
+                "outflow_lake_files_committed_total",
+                "Lake files made visible.",
+                &self.files_committed,
+            ),
+            counter(
+                "outflow_lake_bytes_committed_total",
+                "Bytes in visible lake files.",
+                &self.bytes_committed,
+            ),
+            counter(
+                "outflow_lake_records_written_total",
+                "Records appended to lake files.",
+                &self.records_written,
+            ),
+        ]
+    }
+}
+
 enum Body {
     Avro {
         out: BufWriter<File>,

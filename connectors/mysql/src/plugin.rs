@@ -11,9 +11,10 @@ use std::sync::atomic::Ordering;
 
 use outflow_core::config::PropertyError;
 use outflow_core::connector::{
-    BoxedSource, ConnectorClass, MetricKind, MetricSample, SnapshotProgress, SourceEnv,
-    SourceMetrics, SourcePlan, SourcePlugin,
+    BoxedSource, ConnectorClass, SnapshotProgress, SourceEnv, SourceMetrics, SourcePlan,
+    SourcePlugin,
 };
+use outflow_core::metrics::{MetricKind, MetricSample};
 
 use crate::config::{MARIADB_CLASS, MYSQL_CLASS, MySqlConfig};
 use crate::source::{MySqlMetrics, MySqlSource};

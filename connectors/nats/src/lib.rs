@@ -212,6 +212,40 @@ pub struct NatsMetrics {
     pub duplicates: std::sync::atomic::AtomicU64,
 }
 
+impl outflow_core::SinkMetrics for NatsMetrics {
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    fn samples(&self) -> Vec<outflow_core::MetricSample> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counter =
+            |name, help, value: &std::sync::atomic::AtomicU64| outflow_core::MetricSample {
+                name,
+                kind: outflow_core::MetricKind::Counter,
+                help,
+                value: value.load(Relaxed) as f64,
+            };
+        vec![
+            counter(
+                "outflow_nats_messages_published_total",
+                "Messages published to JetStream.",
+                &self.published,
+            ),
+            counter(
+                "outflow_nats_records_skipped_total",
+                "Records not published because the subject already held them (tail check after a restart).",
+                &self.skipped,
+            ),
+            counter(
+                "outflow_nats_duplicates_total",
+                "Publishes JetStream acknowledged as duplicates (message-id de-duplication).",
+                &self.duplicates,
+            ),
+        ]
+    }
+}
+
 /// What the acknowledgement task awaits, in publish order.
 enum InFlight {
     Ack {
@@ -571,12 +605,23 @@ impl SinkPlugin for NatsPlugin {
             config: NatsSinkConfig::from_properties(connector, props)?,
         }))
     }
+
+    fn metrics(&self) -> Arc<dyn outflow_core::SinkMetrics> {
+        Arc::new(NatsMetrics::default())
+    }
 }
 
 impl SinkPlan for NatsPlan {
     fn start(&self, parts: StageParts) -> StartFuture<'_> {
         Box::pin(async move {
-            let sink = NatsSink::start(self.config.clone(), parts.encoder).await?;
+            let metrics = parts
+                .metrics
+                .as_any_arc()
+                .downcast::<NatsMetrics>()
+                .unwrap_or_default();
+            let sink = NatsSink::start(self.config.clone(), parts.encoder)
+                .await?
+                .with_metrics(metrics);
             Ok(BoxedSink::new(RecordStage::new(
                 parts.formatter,
                 parts.transforms,
