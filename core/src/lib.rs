@@ -7,6 +7,7 @@
 //!   explicit Accepted/Durable acknowledgement, and resume-point storage;
 //! - [`connector`]: what a source crate tells the worker (classes, validation, metrics);
 //! - [`metrics`]: the metric families connector crates expose;
+//! - [`snapshot`]: the ordered parallel reads and the marks every snapshot shares;
 //! - [`pipeline`]: the runner joining them with bounded channels;
 //! - [`error`]: per-layer errors classified as transient or definite;
 //! - [`retry`]: the one backoff schedule transient errors are retried on;
@@ -29,6 +30,7 @@ pub mod position;
 pub mod retry;
 pub mod schema;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod value;
 

@@ -33,18 +33,19 @@
 //! the same way. An update whose old and new keys fall in different views passes.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use outflow_core::event::SnapshotMark;
+use outflow_core::snapshot::{
+    CHUNK_ROWS, Merged, OrderedReads, SnapshotMarks, SnapshotUnit, UnitChunk, UnitSender,
+};
 use outflow_core::{
     BinlogPosition, ChangeEvent, DataType, EventKind, SnapshotReads, SnapshotSegment,
     SourceContext, SourceError, SourcePosition, Value,
 };
-use tokio::sync::mpsc;
 
 use super::{
     BATCH_EVENTS, MySqlSource, SNAPSHOT_COMPLETE_ROW, StreamStart, Table, mysql_error, quote_ident,
@@ -53,10 +54,6 @@ use super::{
 use crate::config::{Flavor, SnapshotLocking};
 use crate::gtid::{GtidState, MySqlGtidSet};
 
-/// Rows per message from a reader to the merger.
-const CHUNK_ROWS: usize = 512;
-/// Messages a reader may have waiting.
-const CHUNK_QUEUE: usize = 4;
 /// Attempts at lock-free agreeing views (MariaDB) before taking the brief lock.
 const VIEW_ATTEMPTS: usize = 5;
 
@@ -171,18 +168,6 @@ struct Views {
     mysql_gtids: Option<GtidState>,
 }
 
-/// A part of the snapshot read by one connection.
-struct Unit {
-    table: usize,
-    query: String,
-    last_of_table: bool,
-}
-
-enum Chunk {
-    Rows(Vec<Vec<Value>>),
-    Done(Conn),
-}
-
 /// A loaded captured table.
 struct SnapshotTable {
     database: String,
@@ -195,7 +180,7 @@ async fn read_unit(
     mut conn: Conn,
     query: String,
     table: Arc<Table>,
-    tx: mpsc::Sender<Result<Chunk, SourceError>>,
+    tx: UnitSender<Vec<Value>, Conn>,
 ) {
     let result: Result<(), SourceError> = async {
         let mut rows = conn
@@ -211,20 +196,20 @@ async fn read_unit(
             chunk.push(MySqlSource::decode_row(&table, row.unwrap(), false)?);
             if chunk.len() >= CHUNK_ROWS {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-                if tx.send(Ok(Chunk::Rows(full))).await.is_err() {
+                if tx.send(Ok(UnitChunk::Rows(full))).await.is_err() {
                     return Ok(());
                 }
             }
         }
         drop(rows);
-        if !chunk.is_empty() && tx.send(Ok(Chunk::Rows(chunk))).await.is_err() {
+        if !chunk.is_empty() && tx.send(Ok(UnitChunk::Rows(chunk))).await.is_err() {
             return Ok(());
         }
         Ok(())
     }
     .await;
     let _ = match result {
-        Ok(()) => tx.send(Ok(Chunk::Done(conn))).await,
+        Ok(()) => tx.send(Ok(UnitChunk::Done(conn))).await,
         Err(e) => tx.send(Err(e)).await,
     };
 }
@@ -551,7 +536,7 @@ impl MySqlSource {
 
         let names = self.captured_tables(admin).await?;
         let mut tables: Vec<SnapshotTable> = Vec::new();
-        let mut units: Vec<Unit> = Vec::new();
+        let mut units: Vec<SnapshotUnit<String>> = Vec::new();
         let mut tables_total = 0u64;
         for (database, name) in names {
             let mut condition = None;
@@ -626,17 +611,17 @@ impl MySqlSource {
             };
             let index = tables.len();
             if ranges.is_empty() {
-                units.push(Unit {
+                units.push(SnapshotUnit {
                     table: index,
-                    query: select(None),
+                    work: select(None),
                     last_of_table: true,
                 });
             } else {
                 let n = ranges.len();
                 for (i, range) in ranges.iter().enumerate() {
-                    units.push(Unit {
+                    units.push(SnapshotUnit {
                         table: index,
-                        query: select(Some(range)),
+                        work: select(Some(range)),
                         last_of_table: i + 1 == n,
                     });
                 }
@@ -690,121 +675,72 @@ impl MySqlSource {
         let mut batch_table: Option<usize> = None;
         // Tables completely read in this view, the last of them.
         let mut completed: Option<usize> = None;
-        let mut held: Option<(ChangeEvent, usize)> = None;
-        let fresh = resume.is_none();
-        let mut emitted_in_table = 0u64;
-
-        let mut free: Vec<Conn> = std::mem::take(&mut conns);
-        let mut readers = tokio::task::JoinSet::new();
-        let mut in_flight: VecDeque<(Unit, mpsc::Receiver<Result<Chunk, SourceError>>)> =
-            VecDeque::new();
-        let mut queue = units.into_iter();
-        let mut done_conns: Vec<Conn> = Vec::new();
-        loop {
-            while let Some(conn) = free.pop() {
-                let Some(unit) = queue.next() else {
-                    done_conns.push(conn);
-                    break;
-                };
-                let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
-                readers.spawn(read_unit(
-                    conn,
-                    unit.query.clone(),
-                    Arc::clone(&tables[unit.table].table),
-                    tx,
-                ));
-                in_flight.push_back((unit, rx));
-            }
-            let Some((unit, mut rx)) = in_flight.pop_front() else {
-                break;
-            };
-            let table = &tables[unit.table];
-            loop {
-                let message = tokio::select! {
-                    message = rx.recv() => message,
-                    () = ctx.shutdown.cancelled() => {
-                        return Err(SourceError::transient("the snapshot was interrupted", "shutdown"));
-                    }
-                };
-                let Some(message) = message else {
-                    return Err(SourceError::definite(
-                        format!("the snapshot reader of {} stopped", table.table.schema.id),
-                        "see the log for a panic and report it",
-                    ));
-                };
-                match message? {
-                    Chunk::Done(conn) => {
-                        free.push(conn);
-                        break;
-                    }
-                    Chunk::Rows(rows) => {
-                        self.metrics
-                            .snapshot_rows
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        for after in rows {
-                            seq += 1;
-                            let mark = if fresh && seq == 1 {
-                                SnapshotMark::First
-                            } else if emitted_in_table == 0 {
-                                SnapshotMark::FirstInDataCollection
-                            } else {
-                                SnapshotMark::True
-                            };
-                            emitted_in_table += 1;
-                            let event = ChangeEvent {
-                                position: SourcePosition::Binlog(position(seq, 0)),
-                                source_ts_us: Some(started_us),
-                                kind: EventKind::Read {
-                                    table: Arc::clone(&table.table.schema),
-                                    after,
-                                    mark,
-                                },
-                                binlog: None,
-                            };
-                            if let Some((previous, index)) = held.replace((event, unit.table)) {
-                                batch.push(previous);
-                                batch_table = Some(index);
-                            }
-                            if batch.len() >= BATCH_EVENTS {
-                                self.mark_reads(
-                                    &mut batch,
-                                    batch_table,
-                                    completed,
-                                    &tables,
-                                    &segments,
-                                    (&view_file, view_pos),
-                                );
-                                send(ctx, &mut batch).await?;
-                            }
+        // Held rows carry their table.
+        let mut marks = SnapshotMarks::new(resume.is_none());
+        let names: Vec<String> = tables
+            .iter()
+            .map(|t| t.table.schema.id.to_string())
+            .collect();
+        let mut reads = OrderedReads::new(std::mem::take(&mut conns), units, |conn, unit, tx| {
+            read_unit(
+                conn,
+                unit.work.clone(),
+                Arc::clone(&tables[unit.table].table),
+                tx,
+            )
+        });
+        while let Some(merged) = reads.next(&ctx.shutdown, |t| names[t].clone()).await? {
+            match merged {
+                Merged::Rows { table: index, rows } => {
+                    let table = &tables[index];
+                    self.metrics
+                        .snapshot_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    for after in rows {
+                        seq += 1;
+                        let event = ChangeEvent {
+                            position: SourcePosition::Binlog(position(seq, 0)),
+                            source_ts_us: Some(started_us),
+                            kind: EventKind::Read {
+                                table: Arc::clone(&table.table.schema),
+                                after,
+                                mark: SnapshotMark::True,
+                            },
+                            binlog: None,
+                        };
+                        if let Some((previous, previous_table)) = marks.push(event, index) {
+                            batch.push(previous);
+                            batch_table = Some(previous_table);
+                        }
+                        if batch.len() >= BATCH_EVENTS {
+                            self.mark_reads(
+                                &mut batch,
+                                batch_table,
+                                completed,
+                                &tables,
+                                &segments,
+                                (&view_file, view_pos),
+                            );
+                            send(ctx, &mut batch).await?;
                         }
                     }
                 }
-            }
-            if unit.last_of_table {
-                if let Some((
-                    ChangeEvent {
-                        kind: EventKind::Read { mark, .. },
-                        ..
-                    },
-                    _,
-                )) = held.as_mut()
-                    && emitted_in_table > 1
-                    && *mark != SnapshotMark::First
-                {
-                    *mark = SnapshotMark::LastInDataCollection;
+                Merged::UnitDone {
+                    table: index,
+                    last_of_table,
+                } => {
+                    if last_of_table {
+                        marks.end_table();
+                        completed = Some(index);
+                        self.metrics
+                            .snapshot_tables_done
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                emitted_in_table = 0;
-                completed = Some(unit.table);
-                self.metrics
-                    .snapshot_tables_done
-                    .fetch_add(1, Ordering::Relaxed);
             }
         }
-        drop(readers);
-        if let Some((mut last, index)) = held.take() {
-            if let EventKind::Read { mark, .. } = &mut last.kind {
-                *mark = SnapshotMark::Last;
-            }
+        let conns_after = reads.into_connections();
+        if let Some((last, index)) = marks.finish() {
             batch.push(last);
             batch_table = Some(index);
         }
@@ -832,7 +768,7 @@ impl MySqlSource {
             binlog: None,
         });
         send(ctx, &mut batch).await?;
-        for mut conn in done_conns.into_iter().chain(free) {
+        for mut conn in conns_after {
             let _ = conn.query_drop("COMMIT").await;
             let _ = conn.disconnect().await;
         }

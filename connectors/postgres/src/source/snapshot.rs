@@ -19,27 +19,24 @@
 //! finished tables and to the interrupted table's rows at or before the cursor pass.
 
 use std::cmp::Ordering as KeyOrdering;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use outflow_core::snapshot::{
+    CHUNK_ROWS, Merged, OrderedReads, SnapshotMarks, SnapshotUnit, UnitChunk, UnitSender,
+};
 use outflow_core::source::SourceContext;
 use outflow_core::{
     ChangeEvent, EventKind, Lsn, PgPosition, SnapshotCursor, SnapshotMark, SourceError,
     SourcePosition, TableId, Value,
 };
-use tokio::sync::mpsc;
 
 use super::{BATCH_EVENTS, PostgresSource, StreamState, flush, futures_next, query_error, quote};
 use crate::catalog::Catalog;
 use crate::copy::CopyField;
 use crate::pgoutput::RelationColumn;
 use crate::relation::Relation;
-
-/// Rows per message from a reader to the merger.
-const CHUNK_ROWS: usize = 512;
-/// Messages a reader may have waiting.
-const CHUNK_QUEUE: usize = 4;
 
 /// Changes of the stream that a resumed snapshot already read.
 #[derive(Debug)]
@@ -183,11 +180,6 @@ impl SnapshotTable {
 
 /// One unit of work: a table or a key range of one.
 #[derive(Debug, Clone)]
-struct Unit {
-    table: usize,
-    statement: String,
-    last_of_table: bool,
-}
 
 /// A snapshot row with its key as text (for the cursor).
 struct ReadRow {
@@ -195,17 +187,12 @@ struct ReadRow {
     key: Option<Vec<Option<String>>>,
 }
 
-enum ReaderMessage {
-    Rows(Vec<ReadRow>),
-    Done(Arc<tokio_postgres::Client>),
-}
-
 /// Reads one unit with `client`, sending parsed rows; returns the client when done.
 async fn read_unit(
     client: Arc<tokio_postgres::Client>,
     statement: String,
     table: SnapshotTable,
-    tx: mpsc::Sender<Result<ReaderMessage, SourceError>>,
+    tx: UnitSender<ReadRow, Arc<tokio_postgres::Client>>,
 ) {
     let result = async {
         let stream = client
@@ -255,7 +242,7 @@ async fn read_unit(
                 rows.push(ReadRow { row, key });
                 if rows.len() == CHUNK_ROWS
                     && tx
-                        .send(Ok(ReaderMessage::Rows(std::mem::replace(
+                        .send(Ok(UnitChunk::Rows(std::mem::replace(
                             &mut rows,
                             Vec::with_capacity(CHUNK_ROWS),
                         ))))
@@ -272,14 +259,14 @@ async fn read_unit(
                 carry.drain(..start);
             }
         }
-        if !rows.is_empty() && tx.send(Ok(ReaderMessage::Rows(rows))).await.is_err() {
+        if !rows.is_empty() && tx.send(Ok(UnitChunk::Rows(rows))).await.is_err() {
             return Ok(None);
         }
         Ok(Some(()))
     }
     .await;
     let message = match result {
-        Ok(Some(())) => Ok(ReaderMessage::Done(client)),
+        Ok(Some(())) => Ok(UnitChunk::Done(client)),
         Ok(None) => return,
         Err(e) => Err(e),
     };
@@ -602,9 +589,9 @@ impl PostgresSource {
                 .await?;
             let mut lo = after;
             for hi in points.iter().map(Some).chain(std::iter::once(None)) {
-                units.push(Unit {
+                units.push(SnapshotUnit {
                     table: index,
-                    statement: table.copy_statement(lo.as_deref(), hi.map(Vec::as_slice)),
+                    work: table.copy_statement(lo.as_deref(), hi.map(Vec::as_slice)),
                     last_of_table: hi.is_none(),
                 });
                 lo = hi.cloned();
@@ -633,104 +620,66 @@ impl PostgresSource {
         );
 
         // Read with up to `threads` units in flight, consumed in order.
-        let mut free: Vec<Arc<tokio_postgres::Client>> = readers;
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut in_flight: VecDeque<(Unit, mpsc::Receiver<Result<ReaderMessage, SourceError>>)> =
-            VecDeque::new();
-        let mut queue = units.into_iter();
+        let names: Vec<String> = tables.iter().map(SnapshotTable::name).collect();
+        let mut reads = OrderedReads::new(readers, units, |client, unit, tx| {
+            read_unit(client, unit.work.clone(), tables[unit.table].clone(), tx)
+        });
         let mut seq = resume.map_or(0, |p| p.seq);
-        let fresh = resume.is_none();
-        let mut pending: Option<(ChangeEvent, Option<Vec<Option<String>>>)> = None;
-        let mut emitted_in_table = 0u64;
-        loop {
-            while let Some(client) = free.pop() {
-                let Some(unit) = queue.next() else {
-                    free.push(client);
-                    break;
-                };
-                let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
-                tasks.spawn(read_unit(
-                    client,
-                    unit.statement.clone(),
-                    tables[unit.table].clone(),
-                    tx,
-                ));
-                in_flight.push_back((unit, rx));
-            }
-            let Some((unit, mut rx)) = in_flight.pop_front() else {
-                break;
-            };
-            let table = &tables[unit.table];
-            loop {
-                let Some(message) = rx.recv().await else {
-                    return Err(SourceError::definite(
-                        format!("the snapshot reader of {} stopped", table.name()),
-                        "see the log for a panic and report it",
-                    ));
-                };
-                match message? {
-                    ReaderMessage::Done(client) => {
-                        free.push(client);
-                        break;
-                    }
-                    ReaderMessage::Rows(rows) => {
-                        self.metrics
-                            .snapshot_rows
-                            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                        for ReadRow { row, key } in rows {
-                            seq += 1;
-                            let mark = if fresh && seq == 1 {
-                                SnapshotMark::First
-                            } else if emitted_in_table == 0 {
-                                SnapshotMark::FirstInDataCollection
-                            } else {
-                                SnapshotMark::True
-                            };
-                            emitted_in_table += 1;
-                            let event = ChangeEvent {
-                                position: SourcePosition::Postgres(PgPosition {
-                                    snapshot_cursor: None,
-                                    lsn_commit: position_lsn,
-                                    lsn: position_lsn,
-                                    seq,
-                                    tx_id: None,
-                                    snapshot: true,
-                                }),
-                                source_ts_us: Some(outflow_core::now_us()),
-                                kind: EventKind::Read {
-                                    table: Arc::clone(&table.relation.schema),
-                                    after: row,
-                                    mark,
-                                },
-                                binlog: None,
-                            };
-                            if let Some((previous, previous_key)) = pending.replace((event, key)) {
-                                self.push_snapshot_row(state, ctx, previous, previous_key, table)
-                                    .await?;
-                            }
+        // Held rows carry their key (for the cursor) and their table.
+        let mut marks = SnapshotMarks::new(resume.is_none());
+        while let Some(merged) = reads.next(&ctx.shutdown, |t| names[t].clone()).await? {
+            match merged {
+                Merged::Rows { table: index, rows } => {
+                    let table = &tables[index];
+                    self.metrics
+                        .snapshot_rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    for ReadRow { row, key } in rows {
+                        seq += 1;
+                        let event = ChangeEvent {
+                            position: SourcePosition::Postgres(PgPosition {
+                                snapshot_cursor: None,
+                                lsn_commit: position_lsn,
+                                lsn: position_lsn,
+                                seq,
+                                tx_id: None,
+                                snapshot: true,
+                            }),
+                            source_ts_us: Some(outflow_core::now_us()),
+                            kind: EventKind::Read {
+                                table: Arc::clone(&table.relation.schema),
+                                after: row,
+                                mark: SnapshotMark::True,
+                            },
+                            binlog: None,
+                        };
+                        if let Some((previous, (previous_key, previous_table))) =
+                            marks.push(event, (key, index))
+                        {
+                            self.push_snapshot_row(
+                                state,
+                                ctx,
+                                previous,
+                                previous_key,
+                                &tables[previous_table],
+                            )
+                            .await?;
                         }
                     }
                 }
-            }
-            if unit.last_of_table {
-                // The table's last row is marked as such.
-                if let Some((event, _)) = pending.as_mut()
-                    && let EventKind::Read { mark, .. } = &mut event.kind
-                    && emitted_in_table > 1
-                    && *mark != SnapshotMark::First
-                {
-                    *mark = SnapshotMark::LastInDataCollection;
+                Merged::UnitDone { last_of_table, .. } => {
+                    if last_of_table {
+                        // The table's last row is marked as such.
+                        marks.end_table();
+                        self.metrics
+                            .snapshot_tables_done
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                emitted_in_table = 0;
-                self.metrics
-                    .snapshot_tables_done
-                    .fetch_add(1, Ordering::Relaxed);
             }
         }
-        if let Some((mut last, _)) = pending {
-            if let EventKind::Read { mark, .. } = &mut last.kind {
-                *mark = SnapshotMark::Last;
-            }
+        drop(reads);
+        if let Some((last, _)) = marks.finish() {
             state.batch.push(last);
         }
         // The snapshot is complete: a position past every snapshot row (and before any
