@@ -366,3 +366,50 @@ async fn a_stop_mid_snapshot_resumes_where_it_stood() {
         println!("threads {threads}: stopped at {cursor:?}");
     }
 }
+
+/// A batch may end on a table's last row: the cursor it carries names that row's table
+/// (a cursor naming the next table with this one's key made a resume skip rows of it).
+#[tokio::test]
+async fn every_cursor_names_the_table_of_its_row() {
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("cursors").await;
+    let admin = db.connect().await;
+    // Cumulative ends at 1023, 1024 and 2048 rows: whether or not the snapshot's first
+    // batch holds an event before the rows, some batch (1024 events) ends on a table's
+    // last row.
+    admin
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a SELECT generate_series(1, 1023);
+             CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b VALUES (1);
+             CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c SELECT generate_series(1, 1024);
+             CREATE TABLE d (id int PRIMARY KEY); INSERT INTO d SELECT generate_series(1, 10);",
+        )
+        .await
+        .unwrap();
+    let run = start(config(&db, &[]), Arc::new(MemoryOffsetStore::new()));
+    let events = wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Heartbeat))
+    })
+    .await;
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+    walsender_gone(&admin, &db).await;
+    let mut cursors = 0;
+    for event in &events {
+        let (SourcePosition::Postgres(p), EventKind::Read { table, .. }) =
+            (&event.position, &event.kind)
+        else {
+            continue;
+        };
+        if let Some(cursor) = &p.snapshot_cursor {
+            cursors += 1;
+            assert_eq!(
+                cursor.table,
+                format!("public.{}", table.id.table),
+                "the cursor of seq {}",
+                p.seq
+            );
+        }
+    }
+    assert!(cursors >= 2, "{cursors} cursors");
+}
