@@ -58,17 +58,7 @@ fn string_map(value: &Value, what: &str) -> Result<BTreeMap<String, String>, Api
             format!("{what} must be a JSON object"),
         ));
     };
-    Ok(object
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect())
+    Ok(crate::connectors::connect_strings(object))
 }
 
 /// Largest request body accepted (a connector config is a few KiB).

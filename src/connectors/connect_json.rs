@@ -11,16 +11,10 @@ use super::settings::{invalid, validate};
 use crate::config::WorkerConfig;
 use crate::sources::canonical_class;
 
-/// Reads a connector file: Kafka Connect's `{"name": …, "config": {…}}`, or a flat
-/// config object holding `name`. Values of any JSON type become strings, as Connect
-/// keeps them.
-pub fn parse_connector_json(text: &str) -> Result<(String, BTreeMap<String, String>), String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let config = value.get("config").unwrap_or(&value);
-    let Some(object) = config.as_object() else {
-        return Err("expected a JSON object with \"name\" and \"config\"".to_owned());
-    };
-    let config: BTreeMap<String, String> = object
+/// A JSON object's values as Kafka Connect keeps config values: strings as they are,
+/// `null` as empty, any other JSON value as its JSON text.
+pub fn connect_strings(object: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    object
         .iter()
         .map(|(k, v)| {
             let text = match v {
@@ -30,7 +24,19 @@ pub fn parse_connector_json(text: &str) -> Result<(String, BTreeMap<String, Stri
             };
             (k.clone(), text)
         })
-        .collect();
+        .collect()
+}
+
+/// Reads a connector file: Kafka Connect's `{"name": …, "config": {…}}`, or a flat
+/// config object holding `name`. Values of any JSON type become strings, as Connect
+/// keeps them.
+pub fn parse_connector_json(text: &str) -> Result<(String, BTreeMap<String, String>), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let config = value.get("config").unwrap_or(&value);
+    let Some(object) = config.as_object() else {
+        return Err("expected a JSON object with \"name\" and \"config\"".to_owned());
+    };
+    let config = connect_strings(object);
     let name = value
         .get("name")
         .and_then(Value::as_str)

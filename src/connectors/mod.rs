@@ -36,7 +36,7 @@ use crate::config::WorkerConfig;
 use crate::metrics::{ConnectorMetrics, ConnectorSample, render};
 use crate::state::{StateStore, TargetState};
 
-pub use connect_json::{parse_connector_json, validation_report};
+pub use connect_json::{connect_strings, parse_connector_json, validation_report};
 pub use outflow_mysql::config::{MARIADB_CLASS, MYSQL_CLASS};
 pub use outflow_postgres::plugin::POSTGRES_CLASS;
 pub use settings::check;
@@ -136,6 +136,24 @@ impl OffsetStore for ConnectorOffsets {
     ) -> Result<bool, outflow_core::OffsetStoreError> {
         self.store.record_resource(connector, resource).await
     }
+}
+
+/// The connector `name` looked up, or [`RuntimeError::NotFound`].
+fn found<T>(connector: Option<T>, name: &str) -> Result<T, RuntimeError> {
+    connector.ok_or_else(|| RuntimeError::NotFound(name.to_owned()))
+}
+
+/// KIP-875: offsets change only while the connector is STOPPED.
+fn require_stopped(name: &str, managed: &Managed) -> Result<(), RuntimeError> {
+    if managed.target == TargetState::Stopped {
+        return Ok(());
+    }
+    Err(invalid(
+        "state",
+        format!(
+            "Connectors must be in the STOPPED state before their offsets can be modified; stop {name} first (PUT /connectors/{name}/stop)"
+        ),
+    ))
 }
 
 /// The worker's connectors.
@@ -316,9 +334,7 @@ impl ConnectorRuntime {
     /// `GET /connectors/{name}/tasks`: the one task, with its config (masked).
     pub async fn tasks(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get(name), name)?;
         Ok(json!([{
             "id": {"connector": name, "task": 0},
             "config": masked(&managed.config),
@@ -333,27 +349,21 @@ impl ConnectorRuntime {
     /// `GET /connectors/{name}`.
     pub async fn info(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get(name), name)?;
         Ok(Self::info_of(name, managed))
     }
 
     /// `GET /connectors/{name}/config` (secrets masked).
     pub async fn config(&self, name: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get(name), name)?;
         Ok(masked(&managed.config))
     }
 
     /// `GET /connectors/{name}/status`.
     pub async fn status(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get(name), name)?;
         let status = managed
             .status
             .lock()
@@ -417,9 +427,7 @@ impl ConnectorRuntime {
     /// `PUT /connectors/{name}/pause|resume|stop`.
     pub async fn set_target(&self, name: &str, target: TargetState) -> Result<(), RuntimeError> {
         let mut connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get_mut(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get_mut(name), name)?;
         self.store.set_target(name, target).await?;
         managed.target = target;
         let previous = Self::halt(managed);
@@ -430,9 +438,7 @@ impl ConnectorRuntime {
     /// `POST /connectors/{name}/restart`.
     pub async fn restart(&self, name: &str) -> Result<(), RuntimeError> {
         let mut connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get_mut(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get_mut(name), name)?;
         let previous = Self::halt(managed);
         self.launch(name, managed, previous);
         Ok(())
@@ -441,9 +447,7 @@ impl ConnectorRuntime {
     /// `DELETE /connectors/{name}`: stops it and removes its config and offsets.
     pub async fn delete(&self, name: &str) -> Result<(), RuntimeError> {
         let mut connectors = self.connectors.lock().await;
-        let mut managed = connectors
-            .remove(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let mut managed = found(connectors.remove(name), name)?;
         managed
             .retired
             .store(true, std::sync::atomic::Ordering::Release);
@@ -460,9 +464,7 @@ impl ConnectorRuntime {
     /// `GET /connectors/{name}/offsets`: Kafka Connect's shape, Debezium's offset fields.
     pub async fn offsets(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get(name), name)?;
         let server = managed
             .config
             .get("topic.prefix")
@@ -488,17 +490,8 @@ impl ConnectorRuntime {
     /// `DELETE /connectors/{name}/offsets` (KIP-875): only while STOPPED.
     pub async fn reset_offsets(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
-        if managed.target != TargetState::Stopped {
-            return Err(invalid(
-                "state",
-                format!(
-                    "Connectors must be in the STOPPED state before their offsets can be modified; stop {name} first (PUT /connectors/{name}/stop)"
-                ),
-            ));
-        }
+        let managed = found(connectors.get(name), name)?;
+        require_stopped(name, managed)?;
         self.store.reset_offsets(name).await?;
         Ok(json!({"message": "The offsets for this connector have been reset successfully"}))
     }
@@ -508,17 +501,8 @@ impl ConnectorRuntime {
     /// or null>}]}`; a null offset resets.
     pub async fn alter_offsets(&self, name: &str, body: &Value) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
-        if managed.target != TargetState::Stopped {
-            return Err(invalid(
-                "state",
-                format!(
-                    "Connectors must be in the STOPPED state before their offsets can be modified; stop {name} first (PUT /connectors/{name}/stop)"
-                ),
-            ));
-        }
+        let managed = found(connectors.get(name), name)?;
+        require_stopped(name, managed)?;
         let server = managed
             .config
             .get("topic.prefix")
@@ -568,9 +552,7 @@ impl ConnectorRuntime {
     /// delivered events of since this worker started, named as the envelope names them.
     pub async fn topics(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
-        let managed = connectors
-            .get(name)
-            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))?;
+        let managed = found(connectors.get(name), name)?;
         let class = managed
             .config
             .get("connector.class")
