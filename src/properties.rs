@@ -1,10 +1,10 @@
 //! Which connector properties outflow acts on, and the report of those it accepts but
 //! does not act on.
 //!
-//! Every connector crate lists the properties it reads (`outflow_postgres::config::
-//! PROPERTIES`, `outflow_mysql::config::PROPERTIES`, the envelope's
-//! `outflow_interchange::envelope::config::PROPERTIES`); the daemon adds its own (converters,
-//! sinks, pipeline tuning). A property a connector's validation refuses is a 400 naming
+//! Every connector crate lists the properties it reads (a source plugin's
+//! `SourcePlugin::properties`, the envelope's
+//! `outflow_interchange::envelope::config::PROPERTIES`, a registered sink's `<name>.*`);
+//! the daemon adds its own (converters, the built-in sinks, pipeline tuning). A property a connector's validation refuses is a 400 naming
 //! it; a property on none of the lists is accepted (a Debezium config must load as it
 //! is) and reported: in the validate response (`warnings`), in the connector's status
 //! (`warnings`) and in the log when the connector starts. Nothing is ignored silently.
@@ -41,16 +41,19 @@ fn listed(list: &[&str], key: &str) -> bool {
     })
 }
 
-/// Whether a connector of `class` (canonical) acts on property `key`.
+/// Whether a connector of `class` acts on property `key`: the daemon's, the source
+/// plugin's, the envelope's, or a registered sink's (`<sink>.*`, whichever sink the
+/// worker writes to: a connector's config stays valid when the worker's sink changes).
 pub fn acted_on(class: &str, key: &str) -> bool {
-    let source: &[&str] = if class == crate::connectors::POSTGRES_CLASS {
-        outflow_postgres::config::PROPERTIES
-    } else {
-        outflow_mysql::config::PROPERTIES
-    };
+    let source: &[&str] =
+        crate::sources::class(class).map_or(&[], |(plugin, _)| plugin.properties());
     listed(DAEMON, key)
         || listed(source, key)
         || listed(outflow_interchange::envelope::config::PROPERTIES, key)
+        || crate::sinks::names().any(|sink| {
+            key.strip_prefix(sink)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
 }
 
 /// The properties of `config` that a connector of `class` accepts but does not act on,
@@ -102,6 +105,15 @@ mod tests {
             config.insert("database.server.id".into(), "7".into());
         }
         config
+    }
+
+    #[test]
+    fn the_source_plugins_and_the_registered_sinks_properties_are_acted_on() {
+        assert!(super::acted_on(POSTGRES_CLASS, "slot.name"));
+        assert!(super::acted_on(MARIADB_CLASS, "database.server.id"));
+        assert!(!super::acted_on(MYSQL_CLASS, "slot.name"));
+        assert!(super::acted_on(POSTGRES_CLASS, "nats.subjects"));
+        assert!(!super::acted_on(POSTGRES_CLASS, "natsy.subjects"));
     }
 
     #[derive(Debug, Default)]

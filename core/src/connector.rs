@@ -65,6 +65,10 @@ pub trait SourcePlugin: fmt::Debug + Send + Sync + 'static {
     /// The classes this plugin runs.
     fn classes(&self) -> &'static [ConnectorClass];
 
+    /// The properties its validation reads (an entry ending in `.` is a prefix): the
+    /// worker reports any other property of a connector as accepted but not acted on.
+    fn properties(&self) -> &'static [&'static str];
+
     /// Checks a connector's properties for `class` (one of [`Self::classes`]) and
     /// returns what a task needs to build the source. Pure: no I/O.
     fn validate(

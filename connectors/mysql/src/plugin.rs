@@ -45,6 +45,10 @@ impl SourcePlugin for MySqlPlugin {
         &CLASSES
     }
 
+    fn properties(&self) -> &'static [&'static str] {
+        crate::config::PROPERTIES
+    }
+
     fn validate(
         &self,
         class: &'static ConnectorClass,

@@ -41,6 +41,10 @@ impl SourcePlugin for PostgresPlugin {
         &CLASSES
     }
 
+    fn properties(&self) -> &'static [&'static str] {
+        crate::config::PROPERTIES
+    }
+
     fn validate(
         &self,
         _class: &'static ConnectorClass,
