@@ -174,4 +174,17 @@ pub trait SinkPlugin: std::fmt::Debug + Send + Sync + 'static {
 pub trait SinkPlan: std::fmt::Debug + Send + Sync {
     /// Connects and returns the sink with its record stage.
     fn start(&self, parts: StageParts) -> StartFuture<'_>;
+
+    /// How often the pipeline should flush the sink and commit offsets, when the sink
+    /// decides it (the lake: at each roll); `None`: the connector's
+    /// `offset.flush.interval.ms`.
+    fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Whether the sink sends records encoded by the connector's converter (so an Avro
+    /// converter needs a registry client); `false` for a sink with its own file formats.
+    fn encodes_records(&self) -> bool {
+        true
+    }
 }

@@ -16,29 +16,49 @@ use outflow_interchange::encoding::http_registry::RegistryClientConfig;
 use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig};
 use outflow_interchange::stage::{SinkPlan, SinkPlugin};
 use outflow_interchange::transforms::TransformChain;
-use outflow_kafka::KafkaSinkConfig;
-use outflow_lake::LakeSinkConfig;
 
 use super::RuntimeError;
 use crate::config::{ConverterKind, SinkKind, WorkerConfig};
 
-/// The validated sink of a connector: a built-in one, or a plan from the sink registry.
+/// The validated sink of a connector: its plugin (for its metrics) and its plan.
 #[derive(Debug, Clone)]
-pub(super) enum SinkSettings {
-    Kafka(KafkaSinkConfig),
-    Lake(LakeSinkConfig),
-    Plugin(&'static dyn SinkPlugin, Arc<dyn SinkPlan>),
+pub(super) struct SinkSettings {
+    pub(super) plugin: &'static dyn SinkPlugin,
+    pub(super) plan: Arc<dyn SinkPlan>,
 }
 
-/// The properties a registry sink validates: the worker's `<name>.*` keys, overridden by
-/// the connector's own.
-fn plugin_properties(
+/// The worker's sink and the properties it gives every connector's sink as defaults: the
+/// built-in lake's and Kafka's typed worker settings under their names (`lake.path`,
+/// `lake.format`, the staging dir; `kafka.*`), a registry sink's `<name>.*` keys.
+fn worker_sink(
     worker: &WorkerConfig,
-    config: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut props = worker.sink_properties.0.clone();
-    props.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
-    props
+) -> Result<(&'static dyn SinkPlugin, BTreeMap<String, String>), RuntimeError> {
+    Ok(match worker.sink {
+        SinkKind::Lake => (
+            &outflow_lake::LakePlugin,
+            BTreeMap::from([
+                ("lake.path".to_owned(), worker.lake_path.clone()),
+                ("lake.format".to_owned(), worker.lake_format.to_owned()),
+                (
+                    "lake.staging.dir".to_owned(),
+                    worker.data_dir.join("lake-staging").display().to_string(),
+                ),
+            ]),
+        ),
+        SinkKind::Kafka => (
+            &outflow_kafka::KafkaPlugin,
+            worker
+                .kafka
+                .iter()
+                .map(|(k, v)| (format!("kafka.{k}"), v.clone()))
+                .collect(),
+        ),
+        SinkKind::Plugin(name) => (
+            crate::sinks::plugin(name)
+                .ok_or_else(|| invalid("sink", format!("no sink {name} is registered")))?,
+            worker.sink_properties.0.clone(),
+        ),
+    })
 }
 
 /// Everything a connector's task needs, checked before anything connects.
@@ -153,66 +173,6 @@ pub(super) fn from_property_error(e: outflow_core::config::PropertyError) -> Run
     invalid(&e.property, message)
 }
 
-/// The Kafka sink's settings: the worker's `kafka.*` (as `producer.*`), then the
-/// connector's `producer.*` and `topic.creation.*`.
-fn kafka_settings(
-    worker: &WorkerConfig,
-    name: &str,
-    config: &BTreeMap<String, String>,
-) -> Result<KafkaSinkConfig, RuntimeError> {
-    let mut sink_props: BTreeMap<String, String> = worker
-        .kafka
-        .iter()
-        .map(|(k, v)| {
-            if k == "bootstrap.servers" {
-                (k.clone(), v.clone())
-            } else {
-                (format!("producer.{k}"), v.clone())
-            }
-        })
-        .collect();
-    for (k, v) in config {
-        if k.starts_with("producer.")
-            || k.starts_with("topic.creation.")
-            || k == "transaction.max.bytes"
-        {
-            sink_props.insert(k.clone(), v.clone());
-        }
-    }
-    KafkaSinkConfig::from_properties(name, &sink_props).map_err(|e| {
-        let property = if e.property == "bootstrap.servers" {
-            "kafka.bootstrap.servers".to_owned()
-        } else {
-            e.property.clone()
-        };
-        invalid(&property, e.to_string())
-    })
-}
-
-/// The lake sink's settings: the worker's `lake.path` / `lake.format` (and, for an
-/// object store, staging in `<data.dir>/lake-staging`), then the connector's `lake.*` and
-/// `flush.interval.ms`.
-fn lake_settings(
-    worker: &WorkerConfig,
-    name: &str,
-    config: &BTreeMap<String, String>,
-) -> Result<LakeSinkConfig, RuntimeError> {
-    let mut sink_props = BTreeMap::from([
-        ("lake.path".to_owned(), worker.lake_path.clone()),
-        ("lake.format".to_owned(), worker.lake_format.to_owned()),
-        (
-            "lake.staging.dir".to_owned(),
-            worker.data_dir.join("lake-staging").display().to_string(),
-        ),
-    ]);
-    for (k, v) in config {
-        if k.starts_with("lake.") || k == "flush.interval.ms" {
-            sink_props.insert(k.clone(), v.clone());
-        }
-    }
-    LakeSinkConfig::from_properties(name, &sink_props).map_err(from_property_error)
-}
-
 /// Where a connector spools large in-progress transactions: under the data dir (the
 /// operator chose that disk for outflow's state; `/tmp` is often a small tmpfs).
 pub(super) fn spool_dir(worker: &WorkerConfig, name: &str) -> std::path::PathBuf {
@@ -279,22 +239,17 @@ pub(super) fn validate(
     let envelope =
         EnvelopeConfig::from_properties(flavor_of(class)?, config).map_err(from_property_error)?;
     TransformChain::from_properties(config).map_err(from_property_error)?;
-    let sink = match worker.sink {
-        SinkKind::Kafka => SinkSettings::Kafka(kafka_settings(worker, name, config)?),
-        SinkKind::Lake => SinkSettings::Lake(lake_settings(worker, name, config)?),
-        SinkKind::Plugin(plugin) => {
-            let plugin = crate::sinks::plugin(plugin)
-                .ok_or_else(|| invalid("sink", format!("no sink {plugin} is registered")))?;
-            let plan = plugin
-                .validate(name, &plugin_properties(worker, config))
-                .map_err(from_property_error)?;
-            SinkSettings::Plugin(plugin, plan)
-        }
-    };
+    // The sink's properties: the worker's defaults, overridden by the connector's own.
+    let (sink_plugin, mut sink_props) = worker_sink(worker)?;
+    sink_props.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let plan = sink_plugin
+        .validate(name, &sink_props)
+        .map_err(from_property_error)?;
     let (converter, schemas_enable) = converter_of(worker, config)?;
-    let registry = match (worker.sink, converter) {
-        (SinkKind::Lake, _) | (_, ConverterKind::Json) => None,
-        (SinkKind::Kafka | SinkKind::Plugin(_), ConverterKind::Avro) => {
+    let registry = match converter {
+        _ if !plan.encodes_records() => None,
+        ConverterKind::Json => None,
+        ConverterKind::Avro => {
             // The converter's own registry settings, else the worker's URL.
             let prefix = if config.contains_key("value.converter.schema.registry.url") {
                 "value.converter."
@@ -324,7 +279,10 @@ pub(super) fn validate(
         source_env,
         envelope,
         props: config.clone(),
-        sink,
+        sink: SinkSettings {
+            plugin: sink_plugin,
+            plan,
+        },
         converter,
         schemas_enable,
         registry,

@@ -9,16 +9,13 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use outflow_core::{BoxedSink, OffsetStore, RetryPolicy};
 use outflow_core::{Classify, ErrorClass, Pipeline, PipelineError};
-use outflow_interchange::RecordStage;
+use outflow_core::{OffsetStore, RetryPolicy};
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::encoding::http_registry::HttpSchemaRegistry;
 use outflow_interchange::envelope::EnvelopeFormatter;
 use outflow_interchange::stage::StageParts;
 use outflow_interchange::transforms::TransformChain;
-use outflow_kafka::KafkaSink;
-use outflow_lake::{LakeMetrics, LakeSink};
 use tokio_util::sync::CancellationToken;
 
 use super::ConnectorOffsets;
@@ -132,39 +129,19 @@ pub(super) async fn run_connector(
             })?;
             let formatter = EnvelopeFormatter::new(validated.envelope.clone());
             let mut pipeline_config = validated.pipeline.clone();
-            let sink = match &validated.sink {
-                SinkSettings::Kafka(settings) => BoxedSink::new(RecordStage::new(
+            let SinkSettings { plugin, plan } = &validated.sink;
+            if let Some(interval) = plan.checkpoint_interval() {
+                pipeline_config.checkpoint_interval = interval;
+            }
+            let sink = plan
+                .start(StageParts {
+                    metrics: metrics.sink_for(plugin.name(), || plugin.metrics()),
                     formatter,
                     transforms,
-                    KafkaSink::start(settings.clone(), encoder).await?,
-                )),
-                SinkSettings::Lake(settings) => {
-                    pipeline_config.checkpoint_interval = settings.flush_interval;
-                    let committed = store.load(&name).await?;
-                    let lake_metrics = metrics
-                        .sink_for("lake", || Arc::new(LakeMetrics::default()))
-                        .as_any_arc()
-                        .downcast::<LakeMetrics>()
-                        .unwrap_or_default();
-                    BoxedSink::new(RecordStage::new(
-                        formatter,
-                        transforms,
-                        LakeSink::start(settings.clone(), committed)
-                            .await?
-                            .with_metrics(lake_metrics),
-                    ))
-                }
-                SinkSettings::Plugin(plugin, plan) => {
-                    plan.start(StageParts {
-                        metrics: metrics.sink_for(plugin.name(), || plugin.metrics()),
-                        formatter,
-                        transforms,
-                        encoder,
-                        committed: store.load(&name).await?,
-                    })
-                    .await?
-                }
-            };
+                    encoder,
+                    committed: store.load(&name).await?,
+                })
+                .await?;
             let spool_dir = &validated.source_env.spool_dir;
             let removed = clear_spool(spool_dir).map_err(|e| {
                 outflow_core::SinkError::definite_with(

@@ -9,7 +9,9 @@
 
 pub mod offsets;
 pub mod partitioner;
+pub mod plugin;
 pub mod sink;
 
 pub use offsets::KafkaOffsetStore;
+pub use plugin::KafkaPlugin;
 pub use sink::{KafkaSink, KafkaSinkConfig, TopicCreation};

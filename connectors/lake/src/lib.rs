@@ -8,7 +8,9 @@
 
 pub mod config;
 pub mod layout;
+pub mod plugin;
 pub mod sink;
 
 pub use config::{LakeFormat, LakeSinkConfig, LakeTarget, StoreOptions};
+pub use plugin::LakePlugin;
 pub use sink::{LakeMetrics, LakeSink, Recovery, recover};
