@@ -479,8 +479,7 @@ impl ConnectorRuntime {
             .map(|p| {
                 json!({
                     "partition": {"server": server},
-                    "offset": serde_json::from_str::<Value>(&outflow_kafka::offsets::offset_value(p))
-                        .unwrap_or(Value::Null),
+                    "offset": p.debezium_offset(),
                 })
             })
             .collect();
@@ -534,8 +533,8 @@ impl ConnectorRuntime {
         if offset.is_null() {
             self.store.reset_offsets(name).await?;
         } else {
-            let position = outflow_kafka::offsets::parse_offset_value(&offset.to_string())
-                .ok_or_else(|| {
+            let position =
+                outflow_core::SourcePosition::from_debezium_offset(offset).ok_or_else(|| {
                     invalid(
                         "offsets",
                         "the offset is not a Debezium Postgres offset (lsn, lsn_commit, txId, …)",

@@ -21,9 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use outflow_core::offsets::{CommitOutcome, advance};
-use outflow_core::{
-    BinlogPosition, Lsn, OffsetStore, OffsetStoreError, PgPosition, SourcePosition,
-};
+use outflow_core::{OffsetStore, OffsetStoreError, SourcePosition};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -72,71 +70,15 @@ pub fn offset_key(connector: &str, server: &str) -> String {
     serde_json::json!([connector, { "server": server }]).to_string()
 }
 
-/// Debezium's offset fields for `position`, plus `outflow_position`.
+/// The stored value for `position`: Debezium's offset fields plus `outflow_position`
+/// ([`SourcePosition::debezium_offset`]).
 pub fn offset_value(position: &SourcePosition) -> String {
-    let mut value = match position {
-        SourcePosition::Postgres(p) => serde_json::json!({
-            "lsn_proc": p.lsn.0,
-            "lsn_commit": p.lsn_commit.0,
-            "lsn": p.lsn.0,
-            "txId": p.tx_id,
-        }),
-        SourcePosition::Binlog(b) => serde_json::json!({
-            "file": b.file,
-            "pos": b.pos,
-            "row": b.row,
-            "event": b.event,
-            "gtids": b.gtid_set,
-        }),
-    };
-    if let Some(object) = value.as_object_mut() {
-        // Debezium marks offsets taken inside a snapshot with `snapshot: true`.
-        if position.is_snapshot() {
-            object.insert("snapshot".into(), serde_json::Value::Bool(true));
-        }
-        object.insert(
-            "outflow_position".into(),
-            serde_json::from_str(&position.to_json()).unwrap_or(serde_json::Value::Null),
-        );
-    }
-    value.to_string()
+    position.debezium_offset().to_string()
 }
 
 /// Reads a stored value: outflow's own position, else Debezium's fields.
 pub fn parse_offset_value(text: &str) -> Option<SourcePosition> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    if let Some(own) = value.get("outflow_position") {
-        return SourcePosition::from_json(&own.to_string()).ok();
-    }
-    let number = |name: &str| value.get(name).and_then(serde_json::Value::as_u64);
-    if let Some(lsn) = number("lsn") {
-        // Debezium resumes after the last fully processed transaction's commit.
-        let commit = number("lsn_commit").unwrap_or(lsn);
-        return Some(SourcePosition::Postgres(PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(commit),
-            lsn: Lsn(lsn),
-            seq: u64::MAX,
-            tx_id: number("txId").and_then(|t| u32::try_from(t).ok()),
-            snapshot: false,
-        }));
-    }
-    let file = value.get("file")?.as_str()?.to_owned();
-    Some(SourcePosition::Binlog(BinlogPosition {
-        file,
-        pos: number("pos")?,
-        event: number("event").unwrap_or(0),
-        row: number("row")
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(0),
-        gtid: None,
-        gtid_set: value
-            .get("gtids")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned),
-        snapshot: false,
-        snapshot_reads: None,
-    }))
+    SourcePosition::from_debezium_offset(&serde_json::from_str(text).ok()?)
 }
 
 impl KafkaOffsetStore {
@@ -313,6 +255,7 @@ impl Drop for KafkaOffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outflow_core::{Lsn, PgPosition};
 
     #[test]
     fn key_and_value_have_kafka_connect_and_debezium_shapes() {

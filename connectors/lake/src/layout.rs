@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 
-use outflow_core::SourcePosition;
 use outflow_interchange::envelope::types::civil_from_days;
 
 /// The connector name as it appears in file names: characters other than ASCII letters,
@@ -28,31 +27,6 @@ pub fn file_prefix(connector: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A position as fixed-width text ordered as the positions are.
-///
-/// - Postgres: `<lsn_commit, 16 hex>-<0 snapshot | 1 stream>-<seq, 20 digits>`;
-/// - binlog: `<file number, 10 digits>-<pos, 20 digits>-<0|1>-<event, 20 digits>-<row, 10 digits>`.
-///
-/// The fields are the ones that order positions (see `outflow_core::position`).
-pub fn position_token(position: &SourcePosition) -> String {
-    match position {
-        SourcePosition::Postgres(p) => format!(
-            "{:016x}-{}-{:020}",
-            p.lsn_commit.0,
-            u8::from(!p.snapshot),
-            p.seq
-        ),
-        SourcePosition::Binlog(b) => format!(
-            "{:010}-{:020}-{}-{:020}-{:010}",
-            b.file_number(),
-            b.pos,
-            u8::from(!b.snapshot),
-            b.event,
-            b.row
-        ),
-    }
 }
 
 /// The `date=…/hour=…` directory of a commit time (µs since the epoch, UTC).
@@ -150,47 +124,6 @@ pub fn walk(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outflow_core::{BinlogPosition, Lsn, PgPosition};
-    use proptest::prelude::*;
-
-    fn pg(lsn: u64, snapshot: bool, seq: u64) -> SourcePosition {
-        SourcePosition::Postgres(PgPosition {
-            lsn_commit: Lsn(lsn),
-            lsn: Lsn(lsn),
-            seq,
-            tx_id: None,
-            snapshot,
-            snapshot_cursor: None,
-        })
-    }
-
-    fn binlog(file: u64, pos: u64, snapshot: bool, event: u64, row: u32) -> SourcePosition {
-        SourcePosition::Binlog(BinlogPosition {
-            file: format!("binlog.{file:06}"),
-            pos,
-            event,
-            row,
-            gtid: None,
-            gtid_set: None,
-            snapshot,
-            snapshot_reads: None,
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn postgres_tokens_sort_as_positions(a in (any::<u64>(), any::<bool>(), any::<u64>()), b in (any::<u64>(), any::<bool>(), any::<u64>())) {
-            let (pa, pb) = (pg(a.0, a.1, a.2), pg(b.0, b.1, b.2));
-            prop_assert_eq!(pa.cmp(&pb), position_token(&pa).cmp(&position_token(&pb)));
-        }
-
-        #[test]
-        fn binlog_tokens_sort_as_positions(a in (0u64..2_000_000, any::<u64>(), any::<bool>(), any::<u64>(), any::<u32>()), b in (0u64..2_000_000, any::<u64>(), any::<bool>(), any::<u64>(), any::<u32>())) {
-            let pa = binlog(a.0, a.1, a.2, a.3, a.4);
-            let pb = binlog(b.0, b.1, b.2, b.3, b.4);
-            prop_assert_eq!(pa.cmp(&pb), position_token(&pa).cmp(&position_token(&pb)));
-        }
-    }
 
     #[test]
     fn partitions_are_utc_date_and_hour() {

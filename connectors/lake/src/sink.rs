@@ -155,7 +155,7 @@ impl OpenFile {
             self.dir,
             self.temp,
             self.first,
-            layout::position_token(&self.last),
+            self.last.sort_token(),
             size,
         ))
     }
@@ -229,7 +229,7 @@ pub fn recover(
     prefix: &str,
     committed: Option<&SourcePosition>,
 ) -> std::io::Result<Recovery> {
-    let committed = committed.map(layout::position_token);
+    let committed = committed.map(SourcePosition::sort_token);
     let mut report = Recovery::default();
     let mut touched = HashSet::new();
     for path in layout::walk(root)? {
@@ -391,7 +391,7 @@ impl LakeSink {
             .join(layout::topic_dir(topic))
             .join(partition);
         let extension = self.config.format.extension();
-        let first = layout::position_token(position);
+        let first = position.sort_token();
         let temp = dir.join(layout::temp_name(&self.prefix, &first, extension));
         let created = (|| -> std::io::Result<File> {
             std::fs::create_dir_all(&dir)?;
@@ -764,7 +764,7 @@ impl RemoteLake {
         prefix: &str,
         committed: Option<&SourcePosition>,
     ) -> Result<(usize, usize), SinkError> {
-        let committed = committed.map(layout::position_token);
+        let committed = committed.map(SourcePosition::sort_token);
         let mut listing = self.store.list(Some(&self.base));
         let (mut removed, mut kept) = (0, 0);
         while let Some(meta) = listing.next().await {
