@@ -41,6 +41,13 @@ pub struct MetricSample {
     pub value: f64,
 }
 
+/// The counters of type `T` that `shared` holds, or fresh ones when it holds another
+/// type's (a plugin handed counters it did not make counts into its own; it never
+/// panics). How a plugin finds its own counters in what the worker keeps for it.
+pub fn own_counters<T: Any + Send + Sync + Default>(shared: Arc<dyn Any + Send + Sync>) -> Arc<T> {
+    shared.downcast::<T>().unwrap_or_default()
+}
+
 /// A sink's own counters.
 pub trait SinkMetrics: fmt::Debug + Send + Sync + Any {
     /// The counters as a shared `Any`, for the sink that made them to find its own type.

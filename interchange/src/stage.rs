@@ -142,6 +142,14 @@ pub struct StageParts {
     pub metrics: std::sync::Arc<dyn outflow_core::SinkMetrics>,
 }
 
+impl StageParts {
+    /// The sink's counters, as the plugin's type `T` (see
+    /// [`outflow_core::metrics::own_counters`]).
+    pub fn counters<T: std::any::Any + Send + Sync + Default>(&self) -> std::sync::Arc<T> {
+        outflow_core::metrics::own_counters(std::sync::Arc::clone(&self.metrics).as_any_arc())
+    }
+}
+
 /// A future that starts a sink.
 pub type StartFuture<'a> =
     std::pin::Pin<Box<dyn Future<Output = Result<outflow_core::BoxedSink, SinkError>> + Send + 'a>>;

@@ -47,11 +47,7 @@ impl SinkPlugin for LakePlugin {
 impl SinkPlan for LakePlan {
     fn start(&self, parts: StageParts) -> StartFuture<'_> {
         Box::pin(async move {
-            let metrics = parts
-                .metrics
-                .as_any_arc()
-                .downcast::<LakeMetrics>()
-                .unwrap_or_default();
+            let metrics = parts.counters::<LakeMetrics>();
             let sink = LakeSink::start(self.0.clone(), parts.committed)
                 .await?
                 .with_metrics(metrics);

@@ -14,7 +14,7 @@ use outflow_core::connector::{
     BoxedSource, ConnectorClass, SnapshotProgress, SourceEnv, SourceMetrics, SourcePlan,
     SourcePlugin,
 };
-use outflow_core::metrics::{MetricKind, MetricSample};
+use outflow_core::metrics::{MetricKind, MetricSample, own_counters};
 
 use crate::config::{MARIADB_CLASS, MYSQL_CLASS, MySqlConfig};
 use crate::source::{MySqlMetrics, MySqlSource};
@@ -70,10 +70,7 @@ impl SourcePlugin for MySqlPlugin {
 
 impl SourcePlan for MySqlPlan {
     fn build(&self, metrics: &Arc<dyn SourceMetrics>) -> BoxedSource {
-        let metrics = Arc::clone(metrics)
-            .as_any_arc()
-            .downcast::<MySqlMetrics>()
-            .unwrap_or_default();
+        let metrics = own_counters::<MySqlMetrics>(Arc::clone(metrics).as_any_arc());
         BoxedSource::new(MySqlSource::new(self.0.clone()).with_metrics(metrics))
     }
 }

@@ -614,11 +614,7 @@ impl SinkPlugin for NatsPlugin {
 impl SinkPlan for NatsPlan {
     fn start(&self, parts: StageParts) -> StartFuture<'_> {
         Box::pin(async move {
-            let metrics = parts
-                .metrics
-                .as_any_arc()
-                .downcast::<NatsMetrics>()
-                .unwrap_or_default();
+            let metrics = parts.counters::<NatsMetrics>();
             let sink = NatsSink::start(self.config.clone(), parts.encoder)
                 .await?
                 .with_metrics(metrics);

@@ -14,7 +14,7 @@ use outflow_core::connector::{
     BoxedSource, ConnectorClass, SnapshotProgress, SourceEnv, SourceMetrics, SourcePlan,
     SourcePlugin,
 };
-use outflow_core::metrics::{MetricKind, MetricSample};
+use outflow_core::metrics::{MetricKind, MetricSample, own_counters};
 
 use crate::config::PostgresConfig;
 use crate::source::{PostgresMetrics, PostgresSource};
@@ -71,10 +71,7 @@ fn plan(
 
 impl SourcePlan for PostgresPlan {
     fn build(&self, metrics: &Arc<dyn SourceMetrics>) -> BoxedSource {
-        let metrics = Arc::clone(metrics)
-            .as_any_arc()
-            .downcast::<PostgresMetrics>()
-            .unwrap_or_default();
+        let metrics = own_counters::<PostgresMetrics>(Arc::clone(metrics).as_any_arc());
         BoxedSource::new(PostgresSource::new(self.0.clone()).with_metrics(metrics))
     }
 }
