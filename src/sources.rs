@@ -6,7 +6,8 @@
 //! daemon learns nothing else about the database: adding one is its crate, the
 //! workspace entry and a line here.
 
-use outflow_core::connector::{ConnectorClass, SourcePlugin, find_class};
+use outflow_core::PositionFamily;
+use outflow_core::connector::{ConnectorClass, SourcePlugin, find_class, position_families};
 
 /// Every registered source.
 static PLUGINS: &[&dyn SourcePlugin] = &[
@@ -30,4 +31,9 @@ pub fn class_names() -> impl Iterator<Item = &'static str> {
     PLUGINS
         .iter()
         .flat_map(|plugin| plugin.classes().iter().map(|class| class.name))
+}
+
+/// The position families of every registered class: what stored positions can be.
+pub fn positions() -> Vec<&'static dyn PositionFamily> {
+    position_families(PLUGINS)
 }

@@ -147,6 +147,8 @@ fn owner_only(path: &Path) -> Result<(), StateError> {
 pub struct StateStore {
     path: PathBuf,
     connection: Arc<Mutex<Connection>>,
+    /// What a stored position can be: the registered classes' families.
+    positions: Arc<[&'static dyn outflow_core::PositionFamily]>,
 }
 
 const SCHEMA: &str = "
@@ -187,6 +189,7 @@ impl StateStore {
         Ok(Self {
             path,
             connection: Arc::new(Mutex::new(connection)),
+            positions: crate::sources::positions().into(),
         })
     }
 
@@ -356,7 +359,7 @@ impl StateStore {
             .optional()
             .map_err(|e| s.sqlite(e))?;
         text.map(|t| {
-            SourcePosition::from_json(&t).map_err(|e| StateError::Corrupt {
+            SourcePosition::from_json(&t, &s.positions).map_err(|e| StateError::Corrupt {
                 path: s.path.clone(),
                 what: format!("offset of {connector}: {e}"),
             })
@@ -454,7 +457,7 @@ impl OffsetStore for StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outflow_core::{Lsn, PgPosition};
+    use outflow_postgres::position::{Lsn, PgPosition};
 
     #[tokio::test]
     async fn the_database_and_its_journal_files_are_owner_only_even_when_they_were_not() {
@@ -480,7 +483,7 @@ mod tests {
     }
 
     fn at(lsn: u64) -> SourcePosition {
-        SourcePosition::Postgres(PgPosition {
+        SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(lsn),
             lsn: Lsn(lsn),

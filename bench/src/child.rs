@@ -11,11 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outflow_core::{MemoryOffsetStore, OffsetStore, SourcePosition};
-use outflow_interchange::envelope::ConnectorFlavor;
+use outflow_core::{MemoryOffsetStore, OffsetStore, PositionFamily, SourceBlock, SourcePosition};
+use outflow_mysql::position::BINLOG_POSITIONS;
+use outflow_mysql::source_block::MARIADB_SOURCE_BLOCK;
 use outflow_mysql::{MySqlConfig, MySqlSource};
 use outflow_postgres::config::PostgresConfig;
+use outflow_postgres::position::POSTGRES_POSITIONS;
 use outflow_postgres::source::PostgresSource;
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::{BoxError, DrainPlan, Drained, drain};
@@ -135,19 +138,20 @@ pub(crate) fn drain_in_child(spec: &DrainSpec) -> Result<Drained, BoxError> {
 pub(crate) async fn run_child(spec_json: &str) -> Result<String, BoxError> {
     let spec: DrainSpec = serde_json::from_str(spec_json)?;
     let kind = SinkKind::parse(&spec.sink).ok_or("unknown sink")?;
-    let flavor = match spec.source {
-        SourceKind::Postgres => ConnectorFlavor::Postgres,
-        SourceKind::MariaDb => ConnectorFlavor::MariaDb,
-    };
+    let (source, positions): (&'static dyn SourceBlock, &'static dyn PositionFamily) =
+        match spec.source {
+            SourceKind::Postgres => (&POSTGRES_SOURCE_BLOCK, &POSTGRES_POSITIONS),
+            SourceKind::MariaDb => (&MARIADB_SOURCE_BLOCK, &BINLOG_POSITIONS),
+        };
     let offsets = Arc::new(MemoryOffsetStore::new());
     if let Some(start) = &spec.start {
         offsets
-            .commit(&spec.name, &SourcePosition::from_json(start)?)
+            .commit(&spec.name, &SourcePosition::from_json(start, &[positions])?)
             .await?;
     }
     let sink = sinks::build(
         kind,
-        flavor,
+        (source, positions),
         &spec.name,
         &spec.name,
         &spec.dbname,

@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
-use outflow_core::{BinlogPosition, SourcePosition};
+use outflow_core::SourcePosition;
+use outflow_mysql::position::BinlogPosition;
 use outflow_testkit::{CDC_PASSWORD, CDC_USER, MariaDbDatabase, mariadb};
 
 use crate::measure::{BoxError, Run, RunKind, props, time_command};
@@ -51,7 +52,7 @@ async fn drain_child(
         checkpoint_ms,
         SERVER,
     );
-    spec.start = start.map(|p| SourcePosition::Binlog(p.clone()).to_json());
+    spec.start = start.map(|p| SourcePosition::from(p.clone()).to_json());
     spec.run().await
 }
 

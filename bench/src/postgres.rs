@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outflow_core::MemoryOffsetStore;
-use outflow_interchange::envelope::ConnectorFlavor;
 use outflow_postgres::config::PostgresConfig;
+use outflow_postgres::position::POSTGRES_POSITIONS;
 use outflow_postgres::source::PostgresSource;
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 use outflow_testkit::{PostgresDatabase, postgres, unique_name};
 
 use crate::child::{DrainSpec, SourceKind};
@@ -415,7 +416,7 @@ pub(crate) async fn latency(
         let kafka = (kind == SinkKind::Kafka).then(KafkaLab::from_testkit);
         let sink = sinks::build(
             kind,
-            ConnectorFlavor::Postgres,
+            (&POSTGRES_SOURCE_BLOCK, &POSTGRES_POSITIONS),
             &name,
             &name,
             db.name(),

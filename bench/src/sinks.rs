@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-use outflow_core::{EventBatch, NullSink, Sink, SinkError};
+use outflow_core::{EventBatch, NullSink, PositionFamily, Sink, SinkError, SourceBlock};
 use outflow_interchange::RecordStage;
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
 use outflow_interchange::encoding::registry::{AvroSerializer, SubjectNameStrategy};
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter};
 use outflow_interchange::transforms::TransformChain;
 use outflow_kafka::{KafkaSink, KafkaSinkConfig};
 use outflow_lake::{LakeSink, LakeSinkConfig};
@@ -113,11 +113,11 @@ impl KafkaLab {
     }
 }
 
-/// Builds a sink of `kind` for connector `name`, topics under `prefix`; the Kafka sink
-/// needs `kafka`.
+/// Builds a sink of `kind` for connector `name` of a class with `source` blocks and
+/// `positions`, topics under `prefix`; the Kafka sink needs `kafka`.
 pub(crate) async fn build(
     kind: SinkKind,
-    flavor: ConnectorFlavor,
+    (source, positions): (&'static dyn SourceBlock, &'static dyn PositionFamily),
     name: &str,
     prefix: &str,
     dbname: &str,
@@ -125,7 +125,7 @@ pub(crate) async fn build(
 ) -> Result<AnySink, BoxError> {
     let formatter = || -> Result<EnvelopeFormatter, BoxError> {
         Ok(EnvelopeFormatter::new(EnvelopeConfig::from_properties(
-            flavor,
+            source,
             &props(&[("topic.prefix", prefix), ("database.dbname", dbname)]),
         )?))
     };
@@ -172,6 +172,7 @@ pub(crate) async fn build(
             let sink = KafkaSink::start(
                 KafkaSinkConfig::from_properties(name, &sink_props)?,
                 RecordEncoder::Avro(Box::new(serializer)),
+                positions,
             )
             .await?;
             AnySink::Kafka(Box::new(RecordStage::new(

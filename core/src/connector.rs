@@ -27,22 +27,39 @@ use std::sync::Arc;
 use crate::config::PropertyError;
 use crate::error::SourceError;
 use crate::metrics::MetricSample;
+use crate::position::PositionFamily;
 use crate::source::{Source, SourceContext};
+use crate::source_block::SourceBlock;
 
 /// One connector class a plugin runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ConnectorClass {
     /// The full class name, as Debezium spells it (`io.debezium.connector.….…Connector`).
     pub name: &'static str,
     /// Other spellings accepted for it: the simple class name, Kafka Connect's alias
     /// (the simple name without `Connector`), outflow's short name.
     pub aliases: &'static [&'static str],
-    /// The value of the Debezium `source.connector` field (`postgresql`, `mysql`, …),
-    /// which also names the record shapes the envelope writes for it.
-    pub connector: &'static str,
+    /// Its Debezium `source` block, whose `connector` (`postgresql`, `mysql`, …) also
+    /// names the record shapes the envelope writes for it.
+    pub source_block: &'static dyn SourceBlock,
+    /// The kind of position its events carry.
+    pub positions: &'static dyn PositionFamily,
 }
 
+impl PartialEq for ConnectorClass {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ConnectorClass {}
+
 impl ConnectorClass {
+    /// The Debezium `source.connector` value.
+    pub fn connector(&self) -> &'static str {
+        self.source_block.connector()
+    }
+
     /// True when `class` is this class's full name or one of its aliases.
     pub fn answers_to(&self, class: &str) -> bool {
         self.name == class || self.aliases.contains(&class)
@@ -158,6 +175,20 @@ impl Source for BoxedSource {
     async fn run(&mut self, ctx: SourceContext) -> Result<(), SourceError> {
         self.inner.run(ctx).await
     }
+}
+
+/// Every kind of position the classes of `plugins` write, once each (what a reader of
+/// stored positions from any of them needs).
+pub fn position_families(
+    plugins: &[&'static dyn SourcePlugin],
+) -> Vec<&'static dyn PositionFamily> {
+    let mut families: Vec<&'static dyn PositionFamily> = Vec::new();
+    for class in plugins.iter().flat_map(|p| p.classes()) {
+        if !families.iter().any(|f| f.tag() == class.positions.tag()) {
+            families.push(class.positions);
+        }
+    }
+    families
 }
 
 /// The registered plugin and class that answer to `class`, from `plugins`.

@@ -165,18 +165,6 @@ impl EventKind {
     }
 }
 
-/// Binlog facts about an event that are not part of its position (Debezium's
-/// `source.server_id`, `thread`, `query`); shared by the events of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BinlogDetail {
-    /// Id of the server that wrote the event.
-    pub server_id: u32,
-    /// Id of the thread (connection) that made the change.
-    pub thread: Option<u64>,
-    /// The statement (MariaDB ANNOTATE_ROWS / MySQL ROWS_QUERY), with `include.query`.
-    pub query: Option<String>,
-}
-
 /// One change event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
@@ -187,8 +175,6 @@ pub struct ChangeEvent {
     pub source_ts_us: Option<i64>,
     /// What happened.
     pub kind: EventKind,
-    /// Binlog-only facts for `source`; `None` for Postgres.
-    pub binlog: Option<Arc<BinlogDetail>>,
 }
 
 /// Events handed from a source to a sink in one piece, in position order.

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use crate::{
-    ChangeEvent, ColumnSchema, DataType, Decimal, EventKind, Lsn, PgPosition, SchemaVersion,
-    SourcePosition, TableId, TableSchema, Value,
+    ChangeEvent, ColumnSchema, DataType, Decimal, EventKind, SchemaVersion, SequenceFamily,
+    TableId, TableSchema, Value,
 };
 
 /// The 10-column table `public.bench`, keyed by `id`.
@@ -45,19 +45,12 @@ pub fn table() -> Arc<TableSchema> {
     })
 }
 
-/// `n` inserts into [`table`], positions increasing from `first`.
+/// `n` inserts into [`table`], [`SequenceFamily`] positions increasing from `first`.
 pub fn inserts(first: u64, n: u64) -> Vec<ChangeEvent> {
     let table = table();
     (first..first + n)
         .map(|i| ChangeEvent {
-            position: SourcePosition::Postgres(PgPosition {
-                snapshot_cursor: None,
-                lsn_commit: Lsn(1_000_000 + i),
-                lsn: Lsn(1_000_000 + i),
-                seq: 1,
-                tx_id: Some(7),
-                snapshot: false,
-            }),
+            position: SequenceFamily::at(1_000_000 + i, false),
             source_ts_us: Some(1_700_000_000_000_000 + i as i64),
             kind: EventKind::Insert {
                 table: Arc::clone(&table),
@@ -74,7 +67,6 @@ pub fn inserts(first: u64, n: u64) -> Vec<ChangeEvent> {
                     Value::Date(19_000 + (i % 365) as i32),
                 ],
             },
-            binlog: None,
         })
         .collect()
 }

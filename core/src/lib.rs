@@ -32,6 +32,7 @@ pub mod schema;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod source_block;
 pub mod value;
 
 pub use connector::{
@@ -42,14 +43,15 @@ pub use error::{
     Classify, ErrorClass, OffsetStoreError, PipelineError, SinkError, SourceError, peer_hung_up,
 };
 pub use event::{
-    BinlogDetail, ChangeEvent, EventBatch, EventKind, Row, SchemaChange, SchemaChangeKind,
-    SnapshotMark, TransactionBoundary, now_us,
+    ChangeEvent, EventBatch, EventKind, Row, SchemaChange, SchemaChangeKind, SnapshotMark,
+    TransactionBoundary, now_us,
 };
 pub use metrics::{MetricKind, MetricSample, NoSinkMetrics, SinkMetrics};
 pub use offsets::{CommitOutcome, MemoryOffsetStore, OffsetStore};
 pub use pipeline::{OpCounts, Pipeline, PipelineConfig, PipelineMetrics, PipelineReport};
 pub use position::{
-    BinlogPosition, Lsn, PgPosition, SnapshotCursor, SnapshotReads, SnapshotSegment, SourcePosition,
+    InvalidPosition, ORDER_WORDS, PositionDetail, PositionFamily, SEQUENCE, SequenceFamily,
+    SourcePosition,
 };
 pub use retry::{Backoff, RetryPolicy};
 pub use schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
@@ -57,4 +59,5 @@ pub use sink::{
     BoxedSink, DurableHandle, DurableNotifier, MemorySink, MemorySinkMode, NullSink, Sink,
 };
 pub use source::{DurableWatch, EventSender, ResourceLedger, Source, SourceContext};
+pub use source_block::{SourceBlock, SourceBlockInput, SourceField, SourceFieldKind, SourceValue};
 pub use value::{Decimal, Interval, Value};

@@ -183,18 +183,11 @@ impl<T: OffsetStore> OffsetStore for std::sync::Arc<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::{Lsn, PgPosition};
+    use crate::position::SequenceFamily;
     use proptest::prelude::*;
 
     fn pos(n: u64) -> SourcePosition {
-        SourcePosition::Postgres(PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(n),
-            lsn: Lsn(n),
-            seq: 0,
-            tx_id: None,
-            snapshot: false,
-        })
+        SequenceFamily::at(n, false)
     }
 
     #[tokio::test]

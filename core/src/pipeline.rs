@@ -436,19 +436,12 @@ mod tests {
     use crate::error::{Classify, ErrorClass, SourceError};
     use crate::event::{ChangeEvent, EventKind};
     use crate::offsets::MemoryOffsetStore;
-    use crate::position::{Lsn, PgPosition};
+    use crate::position::SequenceFamily;
     use crate::sink::{MemorySink, MemorySinkMode};
     use std::sync::Mutex;
 
     fn pos(n: u64) -> SourcePosition {
-        SourcePosition::Postgres(PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(n),
-            lsn: Lsn(n),
-            seq: 0,
-            tx_id: None,
-            snapshot: false,
-        })
+        SequenceFamily::at(n, false)
     }
 
     fn heartbeat(n: u64) -> ChangeEvent {
@@ -456,7 +449,6 @@ mod tests {
             position: pos(n),
             source_ts_us: None,
             kind: EventKind::Heartbeat,
-            binlog: None,
         }
     }
 

@@ -6,362 +6,226 @@
 //! position, and sinks that find a position in their own output (the Kafka partition tail,
 //! a lake file name) skip what they already hold.
 //!
-//! Order rules:
-//! - Postgres ([`PgPosition`]): by commit LSN of the transaction, then snapshot rows
-//!   before streamed changes, then the event's sequence number within its transaction
-//!   (or within the snapshot). The commit LSN comes first because logical decoding emits
-//!   whole transactions in commit order, and a restart from `confirmed_flush_lsn` resends
-//!   whole transactions. Several changes can share one WAL record (multi-insert), so the
-//!   event LSN alone is not unique; the sequence number is.
-//! - MySQL/MariaDB ([`BinlogPosition`]): by binlog file number, then the position of the
-//!   transaction's first event in that file, then snapshot before stream, then the event
-//!   index within the transaction, then the row within a rows event.
+//! # Design
 //!
-//! The serialised form ([`SourcePosition::to_json`]) is stable: it is what offset stores
-//! persist and what Kafka record headers carry, so field names never change meaning.
-//! It uses Debezium's offset field names where Debezium has one (`lsn`, `lsn_commit`,
-//! `txId`, `file`, `pos`, `row`, `event`, `gtids`).
+//! `core` knows no database, so a position is opaque here: a [`PositionFamily`] (supplied
+//! by the source crate, one `static` per kind of stream), a fixed array of
+//! [`ORDER_WORDS`] unsigned *order words*, a snapshot flag, and an optional shared
+//! [`PositionDetail`] (what the words cannot hold: a binlog file name, a snapshot cursor,
+//! the facts Debezium's `source` block reports). Positions order by family tag, then by
+//! the words, then by the family's comparison of the details, so the hot path (the
+//! pipeline's exactly-once guard compares every event with the one before it) compares
+//! integers and makes no dynamic call unless the words are equal. A source shares one
+//! detail per transaction (`Arc`), so making a position allocates nothing.
+//!
+//! The family gives the rest of a position's meaning: its serialised form (under its
+//! [`tag`](PositionFamily::tag): `{"postgres": {…}}`), its fixed-width sortable text (the
+//! lake's file names) and Debezium's offset form and back. The serialised form is stable:
+//! it is what offset stores persist and what Kafka record headers carry. Reading it needs
+//! the family, so readers are handed the families they may meet
+//! ([`SourcePosition::from_json`]): the worker all of its sources', a sink its
+//! connector's ([`PositionFamily`] comes with the sink's `StageParts`).
 
+use std::any::Any;
 use std::cmp::Ordering;
 use std::fmt;
-use std::str::FromStr;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+/// How many order words a position has; a family leaves the words it does not need 0.
+pub const ORDER_WORDS: usize = 5;
 
-/// A Postgres log sequence number.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Lsn(pub u64);
+/// What a position holds besides its order words: shared by the positions of one
+/// transaction, read back by the family that made it (see [`SourcePosition::detail`]).
+pub trait PositionDetail: Any + fmt::Debug + Send + Sync {}
 
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
+/// One kind of position (Postgres LSNs, binlog coordinates, …), supplied by the source
+/// crate as a `static`: the meaning of the order words and the detail.
+pub trait PositionFamily: fmt::Debug + Send + Sync + 'static {
+    /// The key of the serialised form: `{"<tag>": <object>}`. Unique per family.
+    fn tag(&self) -> &'static str;
+
+    /// The object under the tag in the serialised form.
+    fn to_json(&self, position: &SourcePosition) -> serde_json::Value;
+
+    /// Reads an object written by [`Self::to_json`].
+    fn read_json(&self, object: serde_json::Value) -> Result<SourcePosition, InvalidPosition>;
+
+    /// Orders the details of two positions of this family whose words are equal (a
+    /// tie-breaker: within one connector the words decide); must agree with itself.
+    fn cmp_detail(&self, a: &SourcePosition, b: &SourcePosition) -> Ordering;
+
+    /// Fixed-width text whose byte order is the positions' order, for names that must
+    /// sort as the positions do (the lake's files). Made of the fields that order
+    /// positions, so two positions with equal words have equal tokens.
+    fn sort_token(&self, position: &SourcePosition) -> String;
+
+    /// Debezium's offset fields for this position (what Kafka Connect's offsets topic
+    /// and `GET /connectors/{name}/offsets` show), without `snapshot` and
+    /// `outflow_position`, which [`SourcePosition::debezium_offset`] adds.
+    fn debezium_offset(
+        &self,
+        position: &SourcePosition,
+    ) -> serde_json::Map<String, serde_json::Value>;
+
+    /// Reads Debezium's offset fields (an offset Debezium stored, or one set by hand);
+    /// `None` when they are not this family's.
+    fn read_debezium_offset(&self, offset: &serde_json::Value) -> Option<SourcePosition>;
 }
 
-/// Error parsing an LSN in `XXX/XXX` form.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid LSN {0:?}: expected two hexadecimal halves separated by '/', like 16/B374D848")]
-pub struct InvalidLsn(pub String);
-
-impl FromStr for Lsn {
-    type Err = InvalidLsn;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (hi, lo) = s.split_once('/').ok_or_else(|| InvalidLsn(s.to_owned()))?;
-        let hi = u32::from_str_radix(hi, 16).map_err(|_| InvalidLsn(s.to_owned()))?;
-        let lo = u32::from_str_radix(lo, 16).map_err(|_| InvalidLsn(s.to_owned()))?;
-        Ok(Self((u64::from(hi) << 32) | u64::from(lo)))
-    }
-}
-
-/// Position of an event in a Postgres logical replication stream or snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct PgPosition {
-    /// LSN of the commit record of the event's transaction; for snapshot rows, the
-    /// consistent point of the slot the snapshot was exported from.
-    pub lsn_commit: Lsn,
-    /// LSN of the event's own WAL record (for snapshot rows, the consistent point).
-    pub lsn: Lsn,
-    /// Index of the event within its transaction (`Begin` is 0) or, for snapshot rows,
-    /// within the whole snapshot.
-    pub seq: u64,
-    /// Transaction id, when known.
-    #[serde(rename = "txId", default, skip_serializing_if = "Option::is_none")]
-    pub tx_id: Option<u32>,
-    /// True for rows read by the snapshot.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub snapshot: bool,
-    /// On snapshot rows that end a batch: where the snapshot stood, so a restart can
-    /// continue after this row instead of reading the table again.
-    #[serde(rename = "cursor", default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_cursor: Option<Box<SnapshotCursor>>,
-}
-
-/// Where a snapshot stood after a row: the table, and the row's primary-key values as
-/// the database writes them in text (`None` for NULL). Rows of a table are read in key
-/// order, so every row with a key at or before this one has been emitted. A table
-/// without a primary key has no key here; a restart reads it again.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SnapshotCursor {
-    /// `schema.table`.
-    pub table: String,
-    /// Primary-key values in key order, as text.
-    pub key: Option<Vec<Option<String>>>,
-}
-
-impl Ord for PgPosition {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.lsn_commit
-            .cmp(&other.lsn_commit)
-            .then_with(|| other.snapshot.cmp(&self.snapshot))
-            .then_with(|| self.seq.cmp(&other.seq))
-            // Tie-breakers so that the order agrees with `Eq`; within one connector the
-            // fields above already decide.
-            .then_with(|| self.lsn.cmp(&other.lsn))
-            .then_with(|| self.tx_id.cmp(&other.tx_id))
-            .then_with(|| self.snapshot_cursor.cmp(&other.snapshot_cursor))
-    }
-}
-
-impl PartialOrd for PgPosition {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Position of an event in a MySQL or MariaDB binlog, or in a snapshot taken at a binlog
-/// position.
-///
-/// Equality and order are those of the place in the binlog (`file`, `pos`, `snapshot`,
-/// `event`, `row`); `gtid` and `gtids` describe that place and do not take part, so an
-/// offset stored without GTIDs (an older offset, one set by hand) still matches the same
-/// event read again with them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BinlogPosition {
-    /// Binlog file name, e.g. `binlog.000012`.
-    pub file: String,
-    /// Byte offset in `file` of the first event of the event's transaction (where a
-    /// restart resumes reading); for snapshot rows, the binlog position of the snapshot.
-    pub pos: u64,
-    /// Index of the event within its transaction (for snapshot rows, within the snapshot).
-    pub event: u64,
-    /// Row index within a rows event.
-    pub row: u32,
-    /// GTID of the transaction: MySQL `uuid:n` or MariaDB `domain-server-seq`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gtid: Option<String>,
-    /// GTID set (MySQL) or GTID position (MariaDB) of the transactions completed before
-    /// this event's transaction: a restart asks the server for what follows it, so the
-    /// interrupted transaction is sent again and `event`/`row` skip what was delivered.
-    #[serde(rename = "gtids", default, skip_serializing_if = "Option::is_none")]
-    pub gtid_set: Option<String>,
-    /// True for rows read by the snapshot.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub snapshot: bool,
-    /// What the snapshot has read and in which view, when that matters for a restart: on
-    /// snapshot rows that end a batch (to continue after them), and on streamed positions
-    /// before the last view of a resumed snapshot (to drop changes it already read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_reads: Option<Box<SnapshotReads>>,
-}
-
-/// The parts of a snapshot read so far, in read order (tables by `(database, table)`,
-/// rows by key), each with the binlog coordinates of the consistent view it was read in.
-/// A snapshot resumed after a stop reads the rest in a new view: one more segment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct SnapshotReads {
-    /// Segments in read order; segment *i* covers what follows segment *i − 1*'s end, up
-    /// to and including its own end.
-    pub segments: Vec<SnapshotSegment>,
-}
-
-/// One part of a snapshot read in one consistent view.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct SnapshotSegment {
-    /// Binlog file of the view: changes committed before (`file`, `pos`) are in what
-    /// the segment read.
-    pub file: String,
-    /// Binlog offset of the view.
-    pub pos: u64,
-    /// Database of the last table the segment reached.
-    pub database: String,
-    /// The last table the segment reached.
-    pub table: String,
-    /// Primary-key values (integers, as text) of the last row read of `table`; `None`:
-    /// the whole table was read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<Vec<String>>,
-}
-
-impl BinlogPosition {
-    /// The numeric suffix of the binlog file name (`binlog.000012` → 12); files of one
-    /// server sort by it. A name without a numeric suffix counts as 0.
-    pub fn file_number(&self) -> u64 {
-        self.file
-            .rsplit_once('.')
-            .and_then(|(_, n)| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Ord for BinlogPosition {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.file_number()
-            .cmp(&other.file_number())
-            .then_with(|| self.file.cmp(&other.file))
-            .then_with(|| self.pos.cmp(&other.pos))
-            .then_with(|| other.snapshot.cmp(&self.snapshot))
-            .then_with(|| self.event.cmp(&other.event))
-            .then_with(|| self.row.cmp(&other.row))
-    }
-}
-
-impl PartialEq for BinlogPosition {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for BinlogPosition {}
-
-impl std::hash::Hash for BinlogPosition {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.file.hash(state);
-        self.pos.hash(state);
-        self.snapshot.hash(state);
-        self.event.hash(state);
-        self.row.hash(state);
-    }
-}
-
-impl PartialOrd for BinlogPosition {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Where an event comes from; totally ordered within a connector.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourcePosition {
-    /// Postgres logical replication.
-    Postgres(PgPosition),
-    /// MySQL or MariaDB binlog.
-    Binlog(BinlogPosition),
+/// Where an event comes from; totally ordered within a connector. Cheap to clone (the
+/// detail is shared).
+#[derive(Clone)]
+pub struct SourcePosition {
+    family: &'static dyn PositionFamily,
+    order: [u64; ORDER_WORDS],
+    snapshot: bool,
+    detail: Option<Arc<dyn PositionDetail>>,
 }
 
 /// Error reading a serialised [`SourcePosition`].
 #[derive(Debug, thiserror::Error)]
 #[error("invalid stored source position: {0}")]
-pub struct InvalidPosition(#[from] serde_json::Error);
+pub struct InvalidPosition(pub String);
+
+impl From<serde_json::Error> for InvalidPosition {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e.to_string())
+    }
+}
 
 impl SourcePosition {
-    /// The stable serialised form (compact JSON).
-    pub fn to_json(&self) -> String {
-        // Serialising plain structs of strings and integers cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    /// A position of `family`: its order words, whether it is a snapshot row's, and its
+    /// detail. The family decides what the words mean.
+    pub fn new(
+        family: &'static dyn PositionFamily,
+        order: [u64; ORDER_WORDS],
+        snapshot: bool,
+        detail: Option<Arc<dyn PositionDetail>>,
+    ) -> Self {
+        Self {
+            family,
+            order,
+            snapshot,
+            detail,
+        }
     }
 
-    /// Parses the form written by [`Self::to_json`].
-    pub fn from_json(text: &str) -> Result<Self, InvalidPosition> {
-        Ok(serde_json::from_str(text)?)
+    /// The family that made this position.
+    pub fn family(&self) -> &'static dyn PositionFamily {
+        self.family
+    }
+
+    /// True when `family` made this position (same tag).
+    pub fn is_of(&self, family: &dyn PositionFamily) -> bool {
+        self.family.tag() == family.tag()
+    }
+
+    /// The order words.
+    pub fn order(&self) -> &[u64; ORDER_WORDS] {
+        &self.order
     }
 
     /// True for positions of snapshot rows.
     pub fn is_snapshot(&self) -> bool {
-        match self {
-            Self::Postgres(p) => p.snapshot,
-            Self::Binlog(p) => p.snapshot,
-        }
+        self.snapshot
     }
 
-    /// The position as fixed-width text whose byte order is the positions' order (for
-    /// names that must sort as the positions do: the lake's files).
-    ///
-    /// - Postgres: `<lsn_commit, 16 hex>-<0 snapshot | 1 stream>-<seq, 20 digits>`;
-    /// - binlog: `<file number, 10 digits>-<pos, 20 digits>-<0|1>-<event, 20 digits>-<row, 10 digits>`.
-    ///
-    /// The fields are the ones that order positions (see the module's order rules).
-    pub fn sort_token(&self) -> String {
-        match self {
-            Self::Postgres(p) => format!(
-                "{:016x}-{}-{:020}",
-                p.lsn_commit.0,
-                u8::from(!p.snapshot),
-                p.seq
-            ),
-            Self::Binlog(b) => format!(
-                "{:010}-{:020}-{}-{:020}-{:010}",
-                b.file_number(),
-                b.pos,
-                u8::from(!b.snapshot),
-                b.event,
-                b.row
-            ),
-        }
+    /// The detail, when it is a `T`.
+    pub fn detail<T: PositionDetail>(&self) -> Option<&T> {
+        let detail: &dyn Any = self.detail.as_deref()?;
+        detail.downcast_ref()
     }
 
-    /// Debezium's offset object for this position (what Kafka Connect's offsets topic and
-    /// `GET /connectors/{name}/offsets` show), plus `outflow_position`, the exact form.
-    pub fn debezium_offset(&self) -> serde_json::Value {
-        let mut value = match self {
-            Self::Postgres(p) => serde_json::json!({
-                "lsn_proc": p.lsn.0,
-                "lsn_commit": p.lsn_commit.0,
-                "lsn": p.lsn.0,
-                "txId": p.tx_id,
-            }),
-            Self::Binlog(b) => serde_json::json!({
-                "file": b.file,
-                "pos": b.pos,
-                "row": b.row,
-                "event": b.event,
-                "gtids": b.gtid_set,
-            }),
+    /// The shared detail, when it is a `T`.
+    pub fn detail_arc<T: PositionDetail>(&self) -> Option<Arc<T>> {
+        let detail: Arc<dyn Any + Send + Sync> = self.detail.clone()?;
+        detail.downcast().ok()
+    }
+
+    /// The stable serialised form (compact JSON): `{"<tag>": <object>}`.
+    pub fn to_json(&self) -> String {
+        self.to_json_value().to_string()
+    }
+
+    fn to_json_value(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::with_capacity(1);
+        object.insert(self.family.tag().to_owned(), self.family.to_json(self));
+        serde_json::Value::Object(object)
+    }
+
+    /// Parses the form written by [`Self::to_json`], for a position of one of `families`.
+    pub fn from_json(
+        text: &str,
+        families: &[&'static dyn PositionFamily],
+    ) -> Result<Self, InvalidPosition> {
+        Self::from_json_value(serde_json::from_str(text)?, families)
+    }
+
+    fn from_json_value(
+        value: serde_json::Value,
+        families: &[&'static dyn PositionFamily],
+    ) -> Result<Self, InvalidPosition> {
+        let serde_json::Value::Object(object) = value else {
+            return Err(InvalidPosition("expected an object".into()));
         };
-        if let Some(object) = value.as_object_mut() {
-            // Debezium marks offsets taken inside a snapshot with `snapshot: true`.
-            if self.is_snapshot() {
-                object.insert("snapshot".into(), serde_json::Value::Bool(true));
-            }
-            object.insert(
-                "outflow_position".into(),
-                serde_json::to_value(self).unwrap_or(serde_json::Value::Null),
-            );
-        }
-        value
+        let mut entries = object.into_iter();
+        let (Some((tag, inner)), None) = (entries.next(), entries.next()) else {
+            return Err(InvalidPosition(
+                "expected an object with one key, the kind of position".into(),
+            ));
+        };
+        let family = families
+            .iter()
+            .find(|f| f.tag() == tag)
+            .ok_or_else(|| InvalidPosition(format!("no source here writes {tag:?} positions")))?;
+        family.read_json(inner)
     }
 
-    /// Reads an offset object: outflow's own position when it has one, else Debezium's
-    /// fields (an offset Debezium stored, or one set by hand); `None` when it is neither.
-    pub fn from_debezium_offset(value: &serde_json::Value) -> Option<Self> {
+    /// The position as fixed-width text whose byte order is the positions' order (see
+    /// [`PositionFamily::sort_token`]).
+    pub fn sort_token(&self) -> String {
+        self.family.sort_token(self)
+    }
+
+    /// Debezium's offset object for this position, with `snapshot: true` inside a
+    /// snapshot (as Debezium marks it) and `outflow_position`, the exact form.
+    pub fn debezium_offset(&self) -> serde_json::Value {
+        let mut object = self.family.debezium_offset(self);
+        if self.snapshot {
+            object.insert("snapshot".into(), serde_json::Value::Bool(true));
+        }
+        object.insert("outflow_position".into(), self.to_json_value());
+        serde_json::Value::Object(object)
+    }
+
+    /// Reads an offset object: outflow's own position when it has one, else the
+    /// Debezium fields of the first of `families` that knows them; `None` when it is
+    /// neither.
+    pub fn from_debezium_offset(
+        value: &serde_json::Value,
+        families: &[&'static dyn PositionFamily],
+    ) -> Option<Self> {
         if let Some(own) = value.get("outflow_position") {
-            return serde_json::from_value(own.clone()).ok();
+            return Self::from_json_value(own.clone(), families).ok();
         }
-        let number = |name: &str| value.get(name).and_then(serde_json::Value::as_u64);
-        if let Some(lsn) = number("lsn") {
-            // Debezium resumes after the last fully processed transaction's commit.
-            let commit = number("lsn_commit").unwrap_or(lsn);
-            return Some(Self::Postgres(PgPosition {
-                snapshot_cursor: None,
-                lsn_commit: Lsn(commit),
-                lsn: Lsn(lsn),
-                seq: u64::MAX,
-                tx_id: number("txId").and_then(|t| u32::try_from(t).ok()),
-                snapshot: false,
-            }));
-        }
-        let file = value.get("file")?.as_str()?.to_owned();
-        Some(Self::Binlog(BinlogPosition {
-            file,
-            pos: number("pos")?,
-            event: number("event").unwrap_or(0),
-            row: number("row")
-                .and_then(|r| u32::try_from(r).ok())
-                .unwrap_or(0),
-            gtid: None,
-            gtid_set: value
-                .get("gtids")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned),
-            snapshot: false,
-            snapshot_reads: None,
-        }))
+        families.iter().find_map(|f| f.read_debezium_offset(value))
+    }
+}
+
+impl fmt::Debug for SourcePosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
     }
 }
 
 impl Ord for SourcePosition {
     fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Self::Postgres(a), Self::Postgres(b)) => a.cmp(b),
-            (Self::Binlog(a), Self::Binlog(b)) => a.cmp(b),
-            // Never compared within one connector; any fixed order keeps `Ord` total.
-            (Self::Postgres(_), Self::Binlog(_)) => Ordering::Less,
-            (Self::Binlog(_), Self::Postgres(_)) => Ordering::Greater,
-        }
+        self.family
+            .tag()
+            .cmp(other.family.tag())
+            .then_with(|| self.order.cmp(&other.order))
+            .then_with(|| other.snapshot.cmp(&self.snapshot))
+            .then_with(|| self.family.cmp_detail(self, other))
     }
 }
 
@@ -371,168 +235,217 @@ impl PartialOrd for SourcePosition {
     }
 }
 
+impl PartialEq for SourcePosition {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for SourcePosition {}
+
+impl std::hash::Hash for SourcePosition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Equal positions have equal tags, words and flags; the detail only breaks ties.
+        self.family.tag().hash(state);
+        self.order.hash(state);
+        self.snapshot.hash(state);
+    }
+}
+
+impl serde::Serialize for SourcePosition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json_value().serialize(serializer)
+    }
+}
+
+/// A family for tests and benchmarks that need positions but no database: one counter
+/// (`{"sequence": {"n": 7}}`), snapshot rows before streamed ones at the same counter.
+#[derive(Debug)]
+pub struct SequenceFamily;
+
+/// The one [`SequenceFamily`].
+pub static SEQUENCE: SequenceFamily = SequenceFamily;
+
+impl SequenceFamily {
+    /// The position at counter `n`.
+    pub fn at(n: u64, snapshot: bool) -> SourcePosition {
+        SourcePosition::new(&SEQUENCE, [n, 0, 0, 0, 0], snapshot, None)
+    }
+}
+
+impl PositionFamily for SequenceFamily {
+    fn tag(&self) -> &'static str {
+        "sequence"
+    }
+
+    fn to_json(&self, position: &SourcePosition) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("n".into(), position.order()[0].into());
+        if position.is_snapshot() {
+            object.insert("snapshot".into(), true.into());
+        }
+        serde_json::Value::Object(object)
+    }
+
+    fn read_json(&self, object: serde_json::Value) -> Result<SourcePosition, InvalidPosition> {
+        let n = object
+            .get("n")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| InvalidPosition("sequence position without n".into()))?;
+        let snapshot = object
+            .get("snapshot")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self::at(n, snapshot))
+    }
+
+    fn cmp_detail(&self, _: &SourcePosition, _: &SourcePosition) -> Ordering {
+        Ordering::Equal
+    }
+
+    fn sort_token(&self, position: &SourcePosition) -> String {
+        format!(
+            "{:020}-{}",
+            position.order()[0],
+            u8::from(!position.is_snapshot())
+        )
+    }
+
+    fn debezium_offset(
+        &self,
+        position: &SourcePosition,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut object = serde_json::Map::new();
+        object.insert("n".into(), position.order()[0].into());
+        object
+    }
+
+    fn read_debezium_offset(&self, offset: &serde_json::Value) -> Option<SourcePosition> {
+        Some(Self::at(offset.get("n")?.as_u64()?, false))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn pg(lsn_commit: u64, seq: u64, snapshot: bool) -> PgPosition {
-        PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(lsn_commit),
-            lsn: Lsn(lsn_commit),
-            seq,
-            tx_id: None,
-            snapshot,
+    #[derive(Debug)]
+    struct Named(String);
+    impl PositionDetail for Named {}
+
+    /// A second family with a detail, to check ordering across families and ties.
+    #[derive(Debug)]
+    struct NamedFamily;
+    static NAMED: NamedFamily = NamedFamily;
+
+    fn named(word: u64, name: &str) -> SourcePosition {
+        SourcePosition::new(
+            &NAMED,
+            [word, 0, 0, 0, 0],
+            false,
+            Some(Arc::new(Named(name.into()))),
+        )
+    }
+
+    impl PositionFamily for NamedFamily {
+        fn tag(&self) -> &'static str {
+            "named"
+        }
+        fn to_json(&self, p: &SourcePosition) -> serde_json::Value {
+            let name = p.detail::<Named>().map(|n| n.0.clone()).unwrap_or_default();
+            serde_json::json!({"w": p.order()[0], "name": name})
+        }
+        fn read_json(&self, o: serde_json::Value) -> Result<SourcePosition, InvalidPosition> {
+            Ok(named(
+                o["w"].as_u64().unwrap_or(0),
+                o["name"].as_str().unwrap_or(""),
+            ))
+        }
+        fn cmp_detail(&self, a: &SourcePosition, b: &SourcePosition) -> Ordering {
+            let name = |p: &SourcePosition| p.detail::<Named>().map(|n| n.0.clone());
+            name(a).cmp(&name(b))
+        }
+        fn sort_token(&self, p: &SourcePosition) -> String {
+            format!("{:020}", p.order()[0])
+        }
+        fn debezium_offset(
+            &self,
+            p: &SourcePosition,
+        ) -> serde_json::Map<String, serde_json::Value> {
+            let mut m = serde_json::Map::new();
+            m.insert("w".into(), p.order()[0].into());
+            m
+        }
+        fn read_debezium_offset(&self, _: &serde_json::Value) -> Option<SourcePosition> {
+            None
         }
     }
 
-    fn binlog(file: &str, pos: u64, event: u64, row: u32) -> BinlogPosition {
-        BinlogPosition {
-            file: file.into(),
-            pos,
-            event,
-            row,
-            gtid: None,
-            gtid_set: None,
-            snapshot: false,
-            snapshot_reads: None,
+    const FAMILIES: &[&'static dyn PositionFamily] = &[&SEQUENCE, &NAMED];
+
+    #[test]
+    fn serialised_form_names_the_family() {
+        assert_eq!(
+            SequenceFamily::at(7, false).to_json(),
+            r#"{"sequence":{"n":7}}"#
+        );
+        assert_eq!(
+            SourcePosition::from_json(r#"{"sequence":{"n":7,"snapshot":true}}"#, FAMILIES).unwrap(),
+            SequenceFamily::at(7, true)
+        );
+        for bad in [
+            r#"{"other":{"n":1}}"#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#"{"sequence":{}}"#,
+        ] {
+            assert!(SourcePosition::from_json(bad, FAMILIES).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn lsn_text_round_trip() {
-        let lsn: Lsn = "16/B374D848".parse().unwrap();
-        assert_eq!(lsn, Lsn(0x16_B374_D848));
-        assert_eq!(lsn.to_string(), "16/B374D848");
-        assert!("16B374D848".parse::<Lsn>().is_err());
-        assert!("x/1".parse::<Lsn>().is_err());
-    }
-
-    #[test]
-    fn postgres_order() {
-        // Commit LSN first; snapshot rows before streamed changes at the same point;
-        // sequence within a transaction.
-        assert!(pg(10, 5, false) < pg(11, 0, false));
-        assert!(pg(10, 99, true) < pg(10, 0, false));
-        assert!(pg(10, 1, false) < pg(10, 2, false));
-    }
-
-    #[test]
-    fn binlog_order_uses_file_number_not_text() {
-        assert!(binlog("binlog.000009", 900, 0, 0) < binlog("binlog.000010", 4, 0, 0));
-        assert!(binlog("binlog.999999", 4, 0, 0) < binlog("binlog.1000000", 4, 0, 0));
-        assert!(binlog("b.1", 100, 2, 0) < binlog("b.1", 100, 2, 1));
-        assert!(binlog("b.1", 100, 2, 7) < binlog("b.1", 100, 3, 0));
-        let mut snap = binlog("b.1", 100, 50, 0);
-        snap.snapshot = true;
-        assert!(snap < binlog("b.1", 100, 0, 0));
-    }
-
-    #[test]
-    fn serialised_form_is_stable() {
-        let p = SourcePosition::Postgres(PgPosition {
-            snapshot_cursor: None,
-            lsn_commit: Lsn(200),
-            lsn: Lsn(150),
-            seq: 3,
-            tx_id: Some(771),
-            snapshot: false,
-        });
+    fn snapshot_rows_sort_first_and_details_break_ties() {
+        assert!(SequenceFamily::at(5, true) < SequenceFamily::at(5, false));
+        assert!(SequenceFamily::at(4, false) < SequenceFamily::at(5, true));
+        assert!(named(1, "a") < named(1, "b"));
+        assert_ne!(named(1, "a"), named(1, "b"));
         assert_eq!(
-            p.to_json(),
-            r#"{"postgres":{"lsn_commit":200,"lsn":150,"seq":3,"txId":771}}"#
+            named(1, "a").detail::<Named>().map(|n| n.0.as_str()),
+            Some("a")
         );
-        let b = SourcePosition::Binlog(BinlogPosition {
-            gtid: Some("0-1-7".into()),
-            ..binlog("binlog.000002", 342, 1, 0)
-        });
-        assert_eq!(
-            b.to_json(),
-            r#"{"binlog":{"file":"binlog.000002","pos":342,"event":1,"row":0,"gtid":"0-1-7"}}"#
-        );
-        assert!(SourcePosition::from_json("{\"postgres\":{}}").is_err());
+        assert!(named(1, "a").detail::<Unrelated>().is_none());
     }
+
+    #[derive(Debug)]
+    struct Unrelated;
+    impl PositionDetail for Unrelated {}
 
     fn any_position() -> impl Strategy<Value = SourcePosition> {
         prop_oneof![
-            (
-                any::<u64>(),
-                any::<u64>(),
-                any::<u64>(),
-                any::<Option<u32>>(),
-                any::<bool>()
-            )
-                .prop_map(|(c, l, seq, tx_id, snapshot)| SourcePosition::Postgres(
-                    PgPosition {
-                        snapshot_cursor: None,
-                        lsn_commit: Lsn(c),
-                        lsn: Lsn(l),
-                        seq,
-                        tx_id,
-                        snapshot
-                    }
-                )),
-            (
-                "[a-z-]{1,8}\\.[0-9]{6}",
-                any::<u64>(),
-                any::<u64>(),
-                any::<u32>(),
-                proptest::option::of("[0-9]-[0-9]-[0-9]{1,5}"),
-                any::<bool>()
-            )
-                .prop_map(|(file, pos, event, row, gtid, snapshot)| {
-                    SourcePosition::Binlog(BinlogPosition {
-                        file,
-                        pos,
-                        event,
-                        row,
-                        gtid_set: gtid.clone(),
-                        gtid,
-                        snapshot,
-                        snapshot_reads: None,
-                    })
-                }),
+            (any::<u64>(), any::<bool>()).prop_map(|(n, s)| SequenceFamily::at(n, s)),
+            (0u64..4, "[ab]{1,2}").prop_map(|(w, name)| named(w, &name)),
         ]
     }
 
     proptest! {
         #[test]
         fn json_round_trip(p in any_position()) {
-            prop_assert_eq!(SourcePosition::from_json(&p.to_json()).unwrap(), p);
+            prop_assert_eq!(SourcePosition::from_json(&p.to_json(), FAMILIES).unwrap(), p);
         }
 
         #[test]
         fn order_is_total_and_consistent(a in any_position(), b in any_position(), c in any_position()) {
-            // Antisymmetry and transitivity of the total order.
             prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
             if a <= b && b <= c {
                 prop_assert!(a <= c);
             }
-            // The order agrees with equality.
             prop_assert_eq!(a.cmp(&b) == Ordering::Equal, a == b);
         }
 
         #[test]
-        fn sort_tokens_sort_as_positions(a in any_position(), b in any_position()) {
-            // Same-named binlog files only: across names the token orders by number alone.
-            prop_assume!(match (&a, &b) {
-                (SourcePosition::Binlog(x), SourcePosition::Binlog(y)) => x.file == y.file || x.file_number() != y.file_number(),
-                _ => true,
-            });
-            if std::mem::discriminant(&a) == std::mem::discriminant(&b) && a.sort_token() != b.sort_token() {
-                prop_assert_eq!(a.cmp(&b), a.sort_token().cmp(&b.sort_token()));
-            }
-        }
-
-        #[test]
         fn debezium_offsets_round_trip(p in any_position()) {
-            prop_assert_eq!(SourcePosition::from_debezium_offset(&p.debezium_offset()), Some(p));
-        }
-
-        #[test]
-        fn lsn_display_round_trips(v in any::<u64>()) {
-            prop_assert_eq!(Lsn(v).to_string().parse::<Lsn>().unwrap(), Lsn(v));
+            prop_assert_eq!(SourcePosition::from_debezium_offset(&p.debezium_offset(), FAMILIES), Some(p));
         }
     }
 }

@@ -13,7 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use outflow_core::ChangeEvent;
 use outflow_interchange::encoding::{avro, json};
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter, Record};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 
 fn events(n: u64) -> Vec<ChangeEvent> {
     outflow_core::fixtures::inserts(0, n)
@@ -25,9 +26,7 @@ fn formatter() -> EnvelopeFormatter {
         ("database.dbname".to_owned(), "db".to_owned()),
     ]
     .into();
-    EnvelopeFormatter::new(
-        EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &props).unwrap(),
-    )
+    EnvelopeFormatter::new(EnvelopeConfig::from_properties(&POSTGRES_SOURCE_BLOCK, &props).unwrap())
 }
 
 /// Confluent-framed Avro of a record's key and value; the bytes written.

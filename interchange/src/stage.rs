@@ -136,6 +136,8 @@ pub struct StageParts {
     pub encoder: crate::encoding::RecordEncoder,
     /// The position the pipeline stored last (`None`: none): where the source resumes.
     pub committed: Option<outflow_core::SourcePosition>,
+    /// The connector's position family: how to read back positions the sink stored.
+    pub positions: &'static dyn outflow_core::PositionFamily,
     /// The connector's sink counters, made by the plugin's [`SinkPlugin::metrics`] (they
     /// outlive task attempts); a sink given another plugin's counters counts into fresh
     /// ones of its own.

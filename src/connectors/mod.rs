@@ -533,13 +533,20 @@ impl ConnectorRuntime {
         if offset.is_null() {
             self.store.reset_offsets(name).await?;
         } else {
+            let class = managed
+                .config
+                .get("connector.class")
+                .and_then(|class| crate::sources::class(class))
+                .map(|(_, class)| class)
+                .ok_or_else(|| invalid("connector.class", "not a class this worker runs"))?;
             let position =
-                outflow_core::SourcePosition::from_debezium_offset(offset).ok_or_else(|| {
-                    invalid(
-                        "offsets",
-                        "the offset is not a Debezium Postgres offset (lsn, lsn_commit, txId, …)",
-                    )
-                })?;
+                outflow_core::SourcePosition::from_debezium_offset(offset, &[class.positions])
+                    .ok_or_else(|| {
+                        invalid(
+                            "offsets",
+                            format!("the offset is not one of {}'s Debezium offsets", class.name),
+                        )
+                    })?;
             self.store.set_offset(name, &position).await?;
         }
         drop(connectors);
@@ -558,9 +565,8 @@ impl ConnectorRuntime {
             .and_then(|class| crate::sources::class(class))
             .map(|(_, class)| class)
             .ok_or_else(|| invalid("connector.class", "not a class this worker runs"))?;
-        let envelope =
-            EnvelopeConfig::from_properties(settings::flavor_of(class)?, &managed.config)
-                .map_err(from_property_error)?;
+        let envelope = EnvelopeConfig::from_properties(class.source_block, &managed.config)
+            .map_err(from_property_error)?;
         let formatter = EnvelopeFormatter::new(envelope);
         let topics: std::collections::BTreeSet<String> = managed
             .metrics

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outflow_core::PipelineConfig;
-use outflow_core::connector::{ConnectorClass, SourceEnv, SourcePlan, SourcePlugin};
+use outflow_core::connector::{SourceEnv, SourcePlan, SourcePlugin};
 use outflow_interchange::encoding::http_registry::RegistryClientConfig;
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig};
+use outflow_interchange::envelope::EnvelopeConfig;
 use outflow_interchange::stage::{SinkPlan, SinkPlugin};
 use outflow_interchange::transforms::TransformChain;
 
@@ -67,6 +67,8 @@ pub(super) struct Validated {
     /// The source's plugin (for its metrics) and its validated plan.
     pub(super) plugin: &'static dyn SourcePlugin,
     pub(super) source: Arc<dyn SourcePlan>,
+    /// The class's position family: how the sink reads the positions it stored.
+    pub(super) positions: &'static dyn outflow_core::PositionFamily,
     /// What the worker gives the source: its spool dir.
     pub(super) source_env: SourceEnv,
     pub(super) envelope: EnvelopeConfig,
@@ -191,19 +193,6 @@ pub(super) fn not_acted_on_of(config: &BTreeMap<String, String>) -> Vec<String> 
         .collect()
 }
 
-/// The envelope's record shapes for a class: those of its `source.connector`.
-pub(super) fn flavor_of(class: &ConnectorClass) -> Result<ConnectorFlavor, RuntimeError> {
-    ConnectorFlavor::of_connector(class.connector).ok_or_else(|| {
-        invalid(
-            "connector.class",
-            format!(
-                "{} has no Debezium record shapes (source.connector {})",
-                class.name, class.connector
-            ),
-        )
-    })
-}
-
 /// Checks a connector's config against the worker's; pure.
 pub(super) fn validate(
     worker: &WorkerConfig,
@@ -237,7 +226,7 @@ pub(super) fn validate(
         .validate(class, config, &source_env)
         .map_err(from_property_error)?;
     let envelope =
-        EnvelopeConfig::from_properties(flavor_of(class)?, config).map_err(from_property_error)?;
+        EnvelopeConfig::from_properties(class.source_block, config).map_err(from_property_error)?;
     TransformChain::from_properties(config).map_err(from_property_error)?;
     // The sink's properties: the worker's defaults, overridden by the connector's own.
     let (sink_plugin, mut sink_props) = worker_sink(worker)?;
@@ -276,6 +265,7 @@ pub(super) fn validate(
     Ok(Validated {
         plugin,
         source,
+        positions: class.positions,
         source_env,
         envelope,
         props: config.clone(),

@@ -140,6 +140,7 @@ pub(super) async fn run_connector(
                     transforms,
                     encoder,
                     committed: store.load(&name).await?,
+                    positions: validated.positions,
                 })
                 .await?;
             let spool_dir = &validated.source_env.spool_dir;

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use outflow_core::offsets::{CommitOutcome, advance};
-use outflow_core::{OffsetStore, OffsetStoreError, SourcePosition};
+use outflow_core::{OffsetStore, OffsetStoreError, PositionFamily, SourcePosition};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -39,6 +39,8 @@ pub struct KafkaOffsetStore {
     topic: String,
     server: String,
     producer: FutureProducer,
+    /// The position families the stored values may hold.
+    families: Vec<&'static dyn PositionFamily>,
     cache: Mutex<HashMap<String, SourcePosition>>,
 }
 
@@ -76,20 +78,26 @@ pub fn offset_value(position: &SourcePosition) -> String {
     position.debezium_offset().to_string()
 }
 
-/// Reads a stored value: outflow's own position, else Debezium's fields.
-pub fn parse_offset_value(text: &str) -> Option<SourcePosition> {
-    SourcePosition::from_debezium_offset(&serde_json::from_str(text).ok()?)
+/// Reads a stored value of one of `families`: outflow's own position, else Debezium's
+/// fields.
+pub fn parse_offset_value(
+    text: &str,
+    families: &[&'static dyn PositionFamily],
+) -> Option<SourcePosition> {
+    SourcePosition::from_debezium_offset(&serde_json::from_str(text).ok()?, families)
 }
 
 impl KafkaOffsetStore {
     /// A store on `topic` for connectors of `server` (their `topic.prefix`), with the
     /// worker's Kafka client settings (`bootstrap.servers`, security). Creates the topic
-    /// (compacted) when missing.
+    /// (compacted) when missing. `families` are the position families its values may
+    /// hold (the connectors' classes').
     pub async fn open(
         client: ClientConfig,
         topic: &str,
         server: &str,
         replication_factor: i32,
+        families: Vec<&'static dyn PositionFamily>,
     ) -> Result<Self, OffsetStoreError> {
         let admin: AdminClient<DefaultClientContext> = client
             .create()
@@ -126,6 +134,7 @@ impl KafkaOffsetStore {
             topic: topic.to_owned(),
             server: server.to_owned(),
             producer,
+            families,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -195,7 +204,7 @@ impl OffsetStore for KafkaOffsetStore {
         let values = self.read_all().await?;
         let stored = values
             .get(&offset_key(connector, &self.server))
-            .and_then(|v| parse_offset_value(v));
+            .and_then(|v| parse_offset_value(v, &self.families));
         let mut cache = self
             .cache
             .lock()
@@ -255,7 +264,10 @@ impl Drop for KafkaOffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outflow_core::{Lsn, PgPosition};
+    use outflow_mysql::position::{BINLOG_POSITIONS, BinlogPosition};
+    use outflow_postgres::position::{Lsn, POSTGRES_POSITIONS, PgPosition};
+
+    const FAMILIES: &[&'static dyn PositionFamily] = &[&POSTGRES_POSITIONS, &BINLOG_POSITIONS];
 
     #[test]
     fn key_and_value_have_kafka_connect_and_debezium_shapes() {
@@ -263,7 +275,7 @@ mod tests {
             offset_key("inventory", "dbserver1"),
             r#"["inventory",{"server":"dbserver1"}]"#
         );
-        let position = SourcePosition::Postgres(PgPosition {
+        let position = SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(300),
             lsn: Lsn(250),
@@ -276,20 +288,16 @@ mod tests {
         assert_eq!(json["lsn"], 250);
         assert_eq!(json["lsn_commit"], 300);
         assert_eq!(json["txId"], 77);
-        assert_eq!(parse_offset_value(&value), Some(position));
+        assert_eq!(parse_offset_value(&value, FAMILIES), Some(position));
         // Debezium's own value: resumes after its commit.
         let debezium = r#"{"transaction_id":null,"lsn_proc":250,"lsn_commit":300,"lsn":250,"txId":77,"ts_usec":1700000000000000}"#;
-        let SourcePosition::Postgres(p) = parse_offset_value(debezium).unwrap() else {
-            panic!()
-        };
+        let p = PgPosition::of(&parse_offset_value(debezium, FAMILIES).unwrap()).unwrap();
         assert_eq!(
             (p.lsn_commit, p.lsn, p.tx_id),
             (Lsn(300), Lsn(250), Some(77))
         );
         let mysql = r#"{"file":"binlog.000003","pos":4711,"row":1,"event":2}"#;
-        let SourcePosition::Binlog(b) = parse_offset_value(mysql).unwrap() else {
-            panic!()
-        };
+        let b = BinlogPosition::of(&parse_offset_value(mysql, FAMILIES).unwrap()).unwrap();
         assert_eq!(
             (b.file.as_str(), b.pos, b.event, b.row),
             ("binlog.000003", 4711, 2, 1)

@@ -75,7 +75,7 @@ impl SinkPlugin for KafkaPlugin {
 impl SinkPlan for KafkaPlan {
     fn start(&self, parts: StageParts) -> StartFuture<'_> {
         Box::pin(async move {
-            let sink = KafkaSink::start(self.0.clone(), parts.encoder).await?;
+            let sink = KafkaSink::start(self.0.clone(), parts.encoder, parts.positions).await?;
             Ok(BoxedSink::new(RecordStage::new(
                 parts.formatter,
                 parts.transforms,

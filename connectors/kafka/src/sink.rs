@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use outflow_core::config::PropertyError;
 use outflow_core::sink::durability;
-use outflow_core::{DurableHandle, DurableNotifier, SinkError, SourcePosition};
+use outflow_core::{DurableHandle, DurableNotifier, PositionFamily, SinkError, SourcePosition};
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::{Record, RecordSink};
 use rdkafka::ClientConfig;
@@ -326,6 +326,8 @@ pub struct KafkaSink {
     config: KafkaSinkConfig,
     producer: Arc<FutureProducer<BrokerConnectionContext>>,
     encoder: RecordEncoder,
+    /// How to read back the positions in the records' headers.
+    positions: &'static dyn PositionFamily,
     partitions: HashMap<Arc<str>, i32>,
     tails: HashMap<(Arc<str>, i32), Option<SourcePosition>>,
     open: Option<OpenTransaction>,
@@ -345,8 +347,12 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Connects, and fences every earlier producer of this connector. The sink takes
     /// formatted records: wrap it in an [`outflow_interchange::RecordStage`] to give it
-    /// change events.
-    pub async fn start(config: KafkaSinkConfig, encoder: RecordEncoder) -> Result<Self, SinkError> {
+    /// change events. `positions` reads back the positions this sink wrote.
+    pub async fn start(
+        config: KafkaSinkConfig,
+        encoder: RecordEncoder,
+        positions: &'static dyn PositionFamily,
+    ) -> Result<Self, SinkError> {
         let mut client = config.client_config();
         client
             .set("transactional.id", &config.transactional_id)
@@ -399,6 +405,7 @@ impl KafkaSink {
             config,
             producer,
             encoder,
+            positions,
             partitions: HashMap::new(),
             tails: HashMap::new(),
             open: None,
@@ -501,7 +508,13 @@ impl KafkaSink {
     ) -> Result<bool, SinkError> {
         let key = (Arc::clone(topic), partition);
         if !self.tails.contains_key(&key) {
-            let tail = read_tail(self.config.client_config(), topic.to_string(), partition).await?;
+            let tail = read_tail(
+                self.config.client_config(),
+                topic.to_string(),
+                partition,
+                self.positions,
+            )
+            .await?;
             if let Some(tail) = &tail {
                 tracing::info!(topic = %topic, partition, tail = %tail.to_json(), "partition already holds records up to this position");
             }
@@ -724,6 +737,7 @@ async fn read_tail(
     mut config: ClientConfig,
     topic: String,
     partition: i32,
+    positions: &'static dyn PositionFamily,
 ) -> Result<Option<SourcePosition>, SinkError> {
     config
         .set("group.id", "outflow-tail-reader")
@@ -760,7 +774,7 @@ async fn read_tail(
                                 .find(|h| h.key == POSITION_HEADER)
                                 .and_then(|h| h.value)
                                 .and_then(|v| std::str::from_utf8(v).ok())
-                                .and_then(|v| SourcePosition::from_json(v).ok())
+                                .and_then(|v| SourcePosition::from_json(v, &[positions]).ok())
                         });
                         if position.is_some() {
                             last = position;

@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use apache_avro::types::Value as Avro;
 use outflow_core::{
-    ChangeEvent, Classify, ColumnSchema, DataType, Decimal, ErrorClass, EventKind, Interval, Lsn,
-    PgPosition, SchemaVersion, SourcePosition, TableId, TableSchema, Value,
+    ChangeEvent, Classify, ColumnSchema, DataType, Decimal, ErrorClass, EventKind, Interval,
+    SchemaVersion, SourcePosition, TableId, TableSchema, Value,
 };
 use outflow_interchange::encoding::http_registry::{HttpSchemaRegistry, RegistryClientConfig};
 use outflow_interchange::encoding::registry::{
     AvroSerializer, RegistryError, SchemaRegistry, SubjectNameStrategy,
 };
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter, Record};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter, Record};
+use outflow_postgres::position::{Lsn, PgPosition};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 use outflow_testkit::{registry, unique_name};
 
 fn client(url: &str) -> HttpSchemaRegistry {
@@ -27,9 +29,7 @@ fn formatter(prefix: &str) -> EnvelopeFormatter {
         .iter()
         .map(|(k, v)| ((*k).into(), (*v).into()))
         .collect();
-    EnvelopeFormatter::new(
-        EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &props).unwrap(),
-    )
+    EnvelopeFormatter::new(EnvelopeConfig::from_properties(&POSTGRES_SOURCE_BLOCK, &props).unwrap())
 }
 
 fn column(name: &str, data_type: DataType, nullable: bool) -> ColumnSchema {
@@ -120,7 +120,7 @@ fn all_types_row(id: i32) -> Vec<Value> {
 
 fn insert(table: &Arc<TableSchema>, seq: u64, after: Vec<Value>) -> ChangeEvent {
     ChangeEvent {
-        position: SourcePosition::Postgres(PgPosition {
+        position: SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(5000),
             lsn: Lsn(4000 + seq),
@@ -133,7 +133,6 @@ fn insert(table: &Arc<TableSchema>, seq: u64, after: Vec<Value>) -> ChangeEvent 
             table: Arc::clone(table),
             after,
         },
-        binlog: None,
     }
 }
 

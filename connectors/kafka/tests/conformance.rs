@@ -6,7 +6,7 @@ use outflow_kafka::KafkaSink;
 use outflow_testkit::sink_conformance::SinkUnderTest;
 use outflow_testkit::unique_name;
 
-use crate::sink_live::{after_id, consume, json_sink};
+use crate::sink_live::{after_id, consume, json_sink_of};
 
 struct Harness {
     connector: String,
@@ -26,7 +26,9 @@ impl SinkUnderTest for Harness {
     type Sink = RecordStage<KafkaSink>;
 
     async fn open(&self, _committed: Option<SourcePosition>) -> Self::Sink {
-        json_sink(&self.connector, &self.prefix, &[]).await.unwrap()
+        json_sink_of(&self.connector, &self.prefix, &[], &outflow_core::SEQUENCE)
+            .await
+            .unwrap()
     }
 
     async fn stored_ids(&self, at_least: usize) -> Vec<i64> {

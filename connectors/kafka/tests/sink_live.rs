@@ -7,18 +7,20 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use outflow_core::{
-    ChangeEvent, Classify, ColumnSchema, DataType, ErrorClass, EventBatch, EventKind, Lsn,
-    MemoryOffsetStore, PgPosition, Pipeline, PipelineConfig, SchemaVersion, Sink, SourcePosition,
-    TableId, TableSchema, Value,
+    ChangeEvent, Classify, ColumnSchema, DataType, ErrorClass, EventBatch, EventKind,
+    MemoryOffsetStore, Pipeline, PipelineConfig, SchemaVersion, Sink, SourcePosition, TableId,
+    TableSchema, Value,
 };
 use outflow_interchange::RecordStage;
 use outflow_interchange::encoding::RecordEncoder;
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter};
 use outflow_interchange::transforms::TransformChain;
 use outflow_kafka::partitioner::partition;
 use outflow_kafka::{KafkaSink, KafkaSinkConfig};
 use outflow_postgres::config::PostgresConfig;
+use outflow_postgres::position::{Lsn, POSTGRES_POSITIONS, PgPosition};
 use outflow_postgres::source::PostgresSource;
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 use outflow_testkit::{CONSUMER_SETTINGS, PostgresDatabase, broker, postgres, unique_name};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -44,7 +46,7 @@ fn sink_config(connector: &str, extra: &[(&str, &str)]) -> KafkaSinkConfig {
 fn formatter(prefix: &str) -> EnvelopeFormatter {
     EnvelopeFormatter::new(
         EnvelopeConfig::from_properties(
-            ConnectorFlavor::Postgres,
+            &POSTGRES_SOURCE_BLOCK,
             &props(&[("topic.prefix", prefix), ("database.dbname", "shop")]),
         )
         .unwrap(),
@@ -56,11 +58,22 @@ pub(crate) async fn json_sink(
     prefix: &str,
     extra: &[(&str, &str)],
 ) -> Result<RecordStage<KafkaSink>, outflow_core::SinkError> {
+    json_sink_of(connector, prefix, extra, &POSTGRES_POSITIONS).await
+}
+
+/// [`json_sink`] for events with positions of `positions`.
+pub(crate) async fn json_sink_of(
+    connector: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+    positions: &'static dyn outflow_core::PositionFamily,
+) -> Result<RecordStage<KafkaSink>, outflow_core::SinkError> {
     KafkaSink::start(
         sink_config(connector, extra),
         RecordEncoder::Json {
             schemas_enable: false,
         },
+        positions,
     )
     .await
     .map(|sink| RecordStage::new(formatter(prefix), TransformChain::default(), sink))
@@ -285,7 +298,9 @@ async fn postgres_to_kafka_exactly_once_across_an_abrupt_stop() {
     // Per partition, positions only increase.
     let mut last: BTreeMap<i32, SourcePosition> = BTreeMap::new();
     for c in &records {
-        let position = SourcePosition::from_json(c.position.as_deref().unwrap()).unwrap();
+        let position =
+            SourcePosition::from_json(c.position.as_deref().unwrap(), &[&POSTGRES_POSITIONS])
+                .unwrap();
         if let Some(previous) = last.get(&c.partition) {
             assert!(position >= *previous, "partition {} went back", c.partition);
         }
@@ -314,7 +329,7 @@ fn table() -> Arc<TableSchema> {
 fn insert(id: i32) -> ChangeEvent {
     let seq = u64::try_from(id).unwrap();
     ChangeEvent {
-        position: SourcePosition::Postgres(PgPosition {
+        position: SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(100 + seq),
             lsn: Lsn(100 + seq),
@@ -327,7 +342,6 @@ fn insert(id: i32) -> ChangeEvent {
             table: table(),
             after: vec![Value::Int32(id)],
         },
-        binlog: None,
     }
 }
 
@@ -496,7 +510,7 @@ async fn keys_land_where_the_java_partitioner_puts_them() {
         .await
         .unwrap();
     assert_eq!(records.len(), 60);
-    let any = SourcePosition::Postgres(PgPosition {
+    let any = SourcePosition::from(PgPosition {
         snapshot_cursor: None,
         lsn_commit: Lsn(0),
         lsn: Lsn(0),
@@ -518,7 +532,7 @@ async fn keys_land_where_the_java_partitioner_puts_them() {
 
 fn event(lsn: u64, seq: u64, kind: EventKind) -> ChangeEvent {
     ChangeEvent {
-        position: SourcePosition::Postgres(PgPosition {
+        position: SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(lsn),
             lsn: Lsn(lsn),
@@ -528,7 +542,6 @@ fn event(lsn: u64, seq: u64, kind: EventKind) -> ChangeEvent {
         }),
         source_ts_us: Some(1_700_000_000_000_000),
         kind,
-        binlog: None,
     }
 }
 
@@ -541,7 +554,7 @@ async fn transaction_metadata_and_heartbeats_share_the_transaction() {
     let prefix = unique_name("side");
     let formatter = EnvelopeFormatter::new(
         EnvelopeConfig::from_properties(
-            ConnectorFlavor::Postgres,
+            &POSTGRES_SOURCE_BLOCK,
             &props(&[
                 ("topic.prefix", prefix.as_str()),
                 ("database.dbname", "shop"),
@@ -555,6 +568,7 @@ async fn transaction_metadata_and_heartbeats_share_the_transaction() {
         RecordEncoder::Json {
             schemas_enable: false,
         },
+        &POSTGRES_POSITIONS,
     )
     .await
     .map(|sink| RecordStage::new(formatter, TransformChain::default(), sink))
@@ -738,12 +752,18 @@ async fn offsets_topic_store_round_trips_and_reads_debezium_offsets() {
     let topic = unique_name("outflow-offsets");
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", broker().bootstrap_servers());
-    let store = KafkaOffsetStore::open(client.clone(), &topic, "dbserver1", 1)
-        .await
-        .unwrap();
+    let store = KafkaOffsetStore::open(
+        client.clone(),
+        &topic,
+        "dbserver1",
+        1,
+        vec![&POSTGRES_POSITIONS],
+    )
+    .await
+    .unwrap();
     assert_eq!(store.load("inventory").await.unwrap(), None);
     let at = |lsn: u64| {
-        SourcePosition::Postgres(PgPosition {
+        SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(lsn),
             lsn: Lsn(lsn),
@@ -778,11 +798,17 @@ async fn offsets_topic_store_round_trips_and_reads_debezium_offsets() {
         .await
         .map_err(|(e, _)| e)
         .unwrap();
-    let store = KafkaOffsetStore::open(client, &topic, "dbserver1", 1)
+    let store = KafkaOffsetStore::open(client, &topic, "dbserver1", 1, vec![&POSTGRES_POSITIONS])
         .await
         .unwrap();
     assert_eq!(store.load("inventory").await.unwrap(), Some(at(200)));
-    let Some(SourcePosition::Postgres(legacy)) = store.load("legacy").await.unwrap() else {
+    let Some(legacy) = store
+        .load("legacy")
+        .await
+        .unwrap()
+        .as_ref()
+        .and_then(PgPosition::of)
+    else {
         panic!("the Debezium offset was not read")
     };
     assert_eq!((legacy.lsn_commit, legacy.lsn), (Lsn(600), Lsn(500)));
@@ -831,6 +857,7 @@ async fn postgres_to_kafka_avro_through_the_registry() {
     let sink = KafkaSink::start(
         sink_config(&connector, &[]),
         RecordEncoder::Avro(Box::new(serializer)),
+        &POSTGRES_POSITIONS,
     )
     .await
     .map(|sink| RecordStage::new(formatter(&prefix), TransformChain::default(), sink))

@@ -12,9 +12,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use outflow_core::{EventBatch, Sink};
 use outflow_interchange::RecordStage;
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter};
 use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 
 fn formatter() -> EnvelopeFormatter {
     let props: BTreeMap<String, String> = [
@@ -22,9 +23,7 @@ fn formatter() -> EnvelopeFormatter {
         ("database.dbname".to_owned(), "db".to_owned()),
     ]
     .into();
-    EnvelopeFormatter::new(
-        EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &props).unwrap(),
-    )
+    EnvelopeFormatter::new(EnvelopeConfig::from_properties(&POSTGRES_SOURCE_BLOCK, &props).unwrap())
 }
 
 fn bench(c: &mut Criterion) {

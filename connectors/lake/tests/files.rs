@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use apache_avro::types::Value as Avro;
 use outflow_core::{
-    ChangeEvent, ColumnSchema, DataType, EventBatch, EventKind, Lsn, PgPosition, SchemaVersion,
-    Sink, SourcePosition, TableId, TableSchema, Value,
+    ChangeEvent, ColumnSchema, DataType, EventBatch, EventKind, SchemaVersion, Sink,
+    SourcePosition, TableId, TableSchema, Value,
 };
 use outflow_interchange::RecordStage;
 use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
+use outflow_postgres::position::{Lsn, PgPosition};
 
 use crate::{field, formatter, props, read_avro, visible_files};
 
@@ -32,7 +33,7 @@ fn table(version: u64, columns: &[&str]) -> Arc<TableSchema> {
 }
 
 fn position(n: u64) -> SourcePosition {
-    SourcePosition::Postgres(PgPosition {
+    SourcePosition::from(PgPosition {
         snapshot_cursor: None,
         lsn_commit: Lsn(1000 + n),
         lsn: Lsn(1000 + n),
@@ -53,7 +54,6 @@ fn insert(table: &Arc<TableSchema>, n: u64, hour_offset: i64) -> ChangeEvent {
             table: Arc::clone(table),
             after,
         },
-        binlog: None,
     }
 }
 
@@ -274,7 +274,6 @@ async fn parquet_files_flatten_the_envelope_and_read_back_with_the_parquet_reade
                 table: Arc::clone(&v1),
                 before: vec![Value::Int32(2), Value::Null],
             },
-            binlog: None,
         });
         let handle = lake.write(EventBatch::new(events)).await.unwrap();
         lake.flush().await.unwrap();

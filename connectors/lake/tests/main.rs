@@ -15,7 +15,8 @@ mod postgres_live;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 
 pub(crate) fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -27,7 +28,7 @@ pub(crate) fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 pub(crate) fn formatter(prefix: &str) -> EnvelopeFormatter {
     EnvelopeFormatter::new(
         EnvelopeConfig::from_properties(
-            ConnectorFlavor::Postgres,
+            &POSTGRES_SOURCE_BLOCK,
             &props(&[("topic.prefix", prefix), ("database.dbname", "shop")]),
         )
         .unwrap(),

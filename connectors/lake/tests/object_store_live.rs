@@ -7,12 +7,13 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use object_store::ObjectStore;
 use outflow_core::{
-    ChangeEvent, ColumnSchema, DataType, EventBatch, EventKind, Lsn, PgPosition, SchemaVersion,
-    Sink, SourcePosition, TableId, TableSchema, Value,
+    ChangeEvent, ColumnSchema, DataType, EventBatch, EventKind, SchemaVersion, Sink,
+    SourcePosition, TableId, TableSchema, Value,
 };
 use outflow_interchange::RecordStage;
 use outflow_interchange::transforms::TransformChain;
 use outflow_lake::{LakeSink, LakeSinkConfig};
+use outflow_postgres::position::{Lsn, PgPosition};
 use outflow_testkit::{s3, unique_name};
 
 use crate::{field, formatter, props};
@@ -34,7 +35,7 @@ fn table() -> Arc<TableSchema> {
 
 fn insert(table: &Arc<TableSchema>, n: u64, body_len: usize) -> ChangeEvent {
     ChangeEvent {
-        position: SourcePosition::Postgres(PgPosition {
+        position: SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(5000 + n),
             lsn: Lsn(5000 + n),
@@ -50,7 +51,6 @@ fn insert(table: &Arc<TableSchema>, n: u64, body_len: usize) -> ChangeEvent {
                 Value::String("x".repeat(body_len)),
             ],
         },
-        binlog: None,
     }
 }
 

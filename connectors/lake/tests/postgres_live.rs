@@ -337,8 +337,12 @@ async fn stream_throughput_to_the_lake_against_the_null_sink() {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(pipeline.run(shutdown.clone()));
         loop {
-            if let Some(outflow_core::SourcePosition::Postgres(p)) =
-                offsets.load(connector).await.unwrap()
+            if let Some(p) = offsets
+                .load(connector)
+                .await
+                .unwrap()
+                .as_ref()
+                .and_then(outflow_postgres::position::PgPosition::of)
                 && p.lsn_commit.0 > target
             {
                 break;

@@ -6,7 +6,9 @@
 //! - [`gtid`]: GTID positions (MariaDB) and sets (MySQL) for exact resume by GTID;
 //! - [`types`]: column types and value decoding;
 //! - [`source`]: preflight, consistent snapshot and binlog streaming, implementing
-//!   [`outflow_core::Source`] with [`outflow_core::BinlogPosition`]s.
+//!   [`outflow_core::Source`];
+//! - [`position`]: binlog positions ([`position::BinlogPosition`]) and their family;
+//! - [`source_block`]: Debezium's `source` block for MySQL and MariaDB.
 
 pub mod config;
 pub mod ddl;
@@ -14,7 +16,9 @@ pub mod fuzzing;
 pub mod gtid;
 pub mod mariadb;
 pub mod plugin;
+pub mod position;
 pub mod source;
+pub mod source_block;
 pub mod types;
 
 pub use config::{Flavor, MySqlConfig, SnapshotMode};

@@ -23,12 +23,14 @@ static CLASSES: [ConnectorClass; 2] = [
     ConnectorClass {
         name: MYSQL_CLASS,
         aliases: &["MySqlConnector", "MySql", "mysql"],
-        connector: "mysql",
+        source_block: &crate::source_block::MYSQL_SOURCE_BLOCK,
+        positions: &crate::position::BINLOG_POSITIONS,
     },
     ConnectorClass {
         name: MARIADB_CLASS,
         aliases: &["MariaDbConnector", "MariaDb", "mariadb"],
-        connector: "mariadb",
+        source_block: &crate::source_block::MARIADB_SOURCE_BLOCK,
+        positions: &crate::position::BINLOG_POSITIONS,
     },
 ];
 

@@ -4,7 +4,7 @@
 //! *snapshot* connection holding the consistent-snapshot transaction, and the *binlog*
 //! connection, which mysql_async turns into the dump stream.
 //!
-//! Positions ([`BinlogPosition`]): `file` and `pos` of the transaction's first event
+//! Positions ([`crate::position::BinlogPosition`]): `file` and `pos` of the transaction's first event
 //! (where a restart reads from), `event` the index of the event within the transaction
 //! (0 for BEGIN, 1.. for the rows events, the last + 1 for COMMIT), `row` the row within
 //! a rows event. Re-reading a transaction assigns the same positions, so after a restart
@@ -32,16 +32,16 @@ use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Row as MyRow, Value as MyValue};
-use outflow_core::event::{BinlogDetail, SchemaChange, SchemaChangeKind, TransactionBoundary};
+use outflow_core::event::{SchemaChange, SchemaChangeKind, TransactionBoundary};
 use outflow_core::{
-    BinlogPosition, ChangeEvent, Classify, ColumnSchema, ErrorClass, EventBatch, EventKind,
-    RetryPolicy, SchemaVersion, SnapshotReads, Source, SourceContext, SourceError, SourcePosition,
-    TableId, TableSchema, Value,
+    ChangeEvent, Classify, ColumnSchema, ErrorClass, EventBatch, EventKind, RetryPolicy,
+    SchemaVersion, Source, SourceContext, SourceError, SourcePosition, TableId, TableSchema, Value,
 };
 
 use crate::config::{Flavor, MySqlConfig, SnapshotMode, SslMode};
 use crate::gtid::{GtidState, MariaDbGtidPosition, MySqlGtidSet};
 use crate::mariadb;
+use crate::position::{BinlogPlace, BinlogPosition, SnapshotReads};
 use crate::types::ColumnCodec;
 
 mod snapshot;
@@ -322,8 +322,6 @@ struct OpenTransaction {
     file: String,
     pos: u64,
     gtid: Option<String>,
-    /// GTIDs completed before this transaction (the positions' `gtids`).
-    gtids_before: Option<String>,
     /// Inside a resumed snapshot's window: its reads (on every position).
     reads: Option<Box<SnapshotReads>>,
     standalone: bool,
@@ -334,7 +332,8 @@ struct OpenTransaction {
     /// Row events emitted (captured rows).
     emitted: u64,
     began: bool,
-    detail: Arc<BinlogDetail>,
+    /// What the transaction's positions share (file, GTIDs, server, thread, query).
+    place: Arc<BinlogPlace>,
     ts_us: i64,
 }
 
@@ -791,16 +790,7 @@ struct Stream<'a> {
 
 impl Stream<'_> {
     fn position(txn: &OpenTransaction, event: u64, row: u32) -> SourcePosition {
-        SourcePosition::Binlog(BinlogPosition {
-            file: txn.file.clone(),
-            pos: txn.pos,
-            event,
-            row,
-            gtid: txn.gtid.clone(),
-            gtid_set: txn.gtids_before.clone(),
-            snapshot: false,
-            snapshot_reads: txn.reads.clone(),
-        })
+        txn.place.position(txn.pos, event, row, false)
     }
 
     fn begin(
@@ -818,25 +808,31 @@ impl Stream<'_> {
         if !in_window {
             self.window = None;
         }
+        let gtids_before = self.gtids.as_ref().map(ToString::to_string);
+        let reads = self
+            .window
+            .as_ref()
+            .map(|(reads, _)| Box::new(reads.clone()));
+        let place = Arc::new(BinlogPlace {
+            file: self.file.clone(),
+            gtid: gtid.clone(),
+            gtid_set: gtids_before,
+            snapshot_reads: reads.clone(),
+            server_id,
+            thread: None,
+            query: None,
+        });
         self.txn = Some(OpenTransaction {
             file: self.file.clone(),
             pos,
             gtid,
-            gtids_before: self.gtids.as_ref().map(ToString::to_string),
-            reads: self
-                .window
-                .as_ref()
-                .map(|(reads, _)| Box::new(reads.clone())),
+            reads,
             standalone,
             rows_events: 0,
             begin_seen: false,
             emitted: 0,
             began: false,
-            detail: Arc::new(BinlogDetail {
-                server_id,
-                thread: None,
-                query: None,
-            }),
+            place,
             ts_us,
         });
     }
@@ -844,9 +840,9 @@ impl Stream<'_> {
     /// `source.query` of the rows events that follow, with `include.query`.
     fn set_query(&mut self, query: String) {
         if let Some(txn) = self.txn.as_mut() {
-            txn.detail = Arc::new(BinlogDetail {
+            txn.place = Arc::new(BinlogPlace {
                 query: Some(query),
-                ..(*txn.detail).clone()
+                ..(*txn.place).clone()
             });
         }
     }
@@ -864,9 +860,7 @@ impl Stream<'_> {
         let position = Self::position(&txn, txn.rows_events + 1, 0);
         // Heartbeats carry the last commit read, captured or not, so an idle connector's
         // stored position follows the binlog.
-        if let SourcePosition::Binlog(p) = &position {
-            self.last = Some(p.clone());
-        }
+        self.last = BinlogPosition::of(&position);
         if let (Some(state), Some(gtid)) = (self.gtids.as_mut(), txn.gtid.as_deref())
             && let Err(e) = state.apply(gtid)
         {
@@ -881,7 +875,6 @@ impl Stream<'_> {
                     id: Self::transaction_id(&txn),
                     event_count: txn.emitted,
                 }),
-                binlog: Some(Arc::clone(&txn.detail)),
             });
         }
         if self.batch.len() >= BATCH_EVENTS {
@@ -939,9 +932,7 @@ impl Stream<'_> {
             };
             txn.rows_events += 1;
             let position = Self::position(txn, txn.rows_events, 0);
-            if let SourcePosition::Binlog(p) = &position {
-                self.last = Some(p.clone());
-            }
+            self.last = BinlogPosition::of(&position);
             self.batch.push(ChangeEvent {
                 position,
                 source_ts_us: Some(txn.ts_us),
@@ -950,7 +941,6 @@ impl Stream<'_> {
                     kind: change.kind,
                     ddl: Some(ddl.to_owned()),
                 }),
-                binlog: Some(Arc::clone(&txn.detail)),
             });
         }
         Ok(())
@@ -1165,10 +1155,11 @@ impl Stream<'_> {
                     if let Some(txn) = self.txn.as_mut() {
                         txn.standalone = false;
                         txn.begin_seen = true;
-                        txn.detail = Arc::new(BinlogDetail {
+                        txn.place = Arc::new(BinlogPlace {
                             server_id: header.server_id(),
                             thread: Some(u64::from(query.thread_id())),
                             query: None,
+                            ..(*txn.place).clone()
                         });
                     }
                 } else if statement.eq_ignore_ascii_case("COMMIT") {
@@ -1325,7 +1316,6 @@ impl Stream<'_> {
                     id: Self::transaction_id(txn),
                     event_count: 0,
                 }),
-                binlog: Some(Arc::clone(&txn.detail)),
             });
         }
         for (row, before, after) in decoded {
@@ -1350,7 +1340,6 @@ impl Stream<'_> {
                 position: Self::position(txn, txn.rows_events, row),
                 source_ts_us: Some(txn.ts_us),
                 kind,
-                binlog: Some(Arc::clone(&txn.detail)),
             });
         }
         Ok(())
@@ -1369,7 +1358,7 @@ impl MySqlSource {
         pos: u64,
         gtids: Option<&GtidState>,
     ) -> Result<(), SourceError> {
-        let marker = SourcePosition::Binlog(BinlogPosition {
+        let marker = SourcePosition::from(BinlogPosition {
             file: file.to_owned(),
             pos,
             event: 0,
@@ -1383,7 +1372,6 @@ impl MySqlSource {
             position: marker.clone(),
             source_ts_us: Some(outflow_core::now_us()),
             kind: EventKind::Heartbeat,
-            binlog: None,
         }];
         send(ctx, &mut batch).await?;
         let mut durable = ctx.durable.clone();
@@ -1525,10 +1513,9 @@ impl MySqlSource {
                             };
                             state.last = Some(position.clone());
                             state.batch.push(ChangeEvent {
-                                position: SourcePosition::Binlog(position),
+                                position: SourcePosition::from(position),
                                 source_ts_us: Some(outflow_core::now_us()),
                                 kind: EventKind::Heartbeat,
-                                binlog: None,
                             });
                             state.flush().await?;
                         }
@@ -1601,8 +1588,11 @@ impl MySqlSource {
                     None => self.connect("admin").await?,
                 };
                 let start = match &delivered {
-                    Some(SourcePosition::Binlog(p)) => self.restart_at(p)?,
-                    _ => start.clone(),
+                    Some(p) => match BinlogPosition::of(p) {
+                        Some(p) => self.restart_at(&p)?,
+                        None => start.clone(),
+                    },
+                    None => start.clone(),
                 };
                 self.stream(ctx, admin, start, &mut delivered).await
             }
@@ -1648,13 +1638,15 @@ impl Source for MySqlSource {
         let mut admin = self.connect("admin").await?;
         self.preflight(&mut admin).await?;
         let resume = match &ctx.resume_after {
-            Some(SourcePosition::Binlog(p)) => Some(p.clone()),
-            Some(SourcePosition::Postgres(_)) => {
-                return Err(SourceError::definite(
-                    "the stored offset is a Postgres position",
-                    "reset the connector's offsets (DELETE /connectors/{name}/offsets while stopped)",
-                ));
-            }
+            Some(position) => match BinlogPosition::of(position) {
+                Some(p) => Some(p),
+                None => {
+                    return Err(SourceError::definite(
+                        format!("the stored offset is not a binlog position: {position:?}"),
+                        "reset the connector's offsets (DELETE /connectors/{name}/offsets while stopped)",
+                    ));
+                }
+            },
             None => None,
         };
         let mode = self.config.snapshot_mode;

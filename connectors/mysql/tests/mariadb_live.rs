@@ -10,6 +10,7 @@ use outflow_core::{
     ChangeEvent, EventKind, MemoryOffsetStore, MemorySink, MemorySinkMode, OffsetStore, Pipeline,
     PipelineConfig, SourcePosition, Value,
 };
+use outflow_mysql::position::BinlogPosition;
 use outflow_mysql::{MySqlConfig, MySqlSource};
 use outflow_testkit::{
     CDC_PASSWORD, CDC_USER, MariaDbServer, dedicated_mariadb, mariadb, wait_for,
@@ -152,7 +153,7 @@ async fn snapshot_then_stream_then_resume_exactly() {
     assert_eq!(after[3], Value::Int16(255));
     assert_eq!(after[6], Value::Enum("a".into()));
     assert_eq!(after[7], Value::String("y".into()));
-    let SourcePosition::Binlog(p) = &insert.position else {
+    let Some(p) = BinlogPosition::of(&insert.position) else {
         panic!()
     };
     assert!(p.gtid.is_some() && !p.snapshot && p.event == 1);
@@ -554,10 +555,10 @@ pub(crate) async fn drain_until(
     sink.durable()
 }
 
-fn binlog_position(event: &ChangeEvent) -> outflow_core::BinlogPosition {
-    match &event.position {
-        SourcePosition::Binlog(p) => p.clone(),
-        other => panic!("{other:?}"),
+fn binlog_position(event: &ChangeEvent) -> BinlogPosition {
+    match BinlogPosition::of(&event.position) {
+        Some(p) => p,
+        None => panic!("{:?}", event.position),
     }
 }
 
@@ -635,7 +636,7 @@ async fn resume_inside_a_transaction_by_gtid_and_by_file_position() {
             }
             let offsets = Arc::new(MemoryOffsetStore::new());
             offsets
-                .commit("res", &SourcePosition::Binlog(stored))
+                .commit("res", &SourcePosition::from(stored))
                 .await
                 .unwrap();
             let source = source(db.name(), 5411, &[]);
@@ -650,7 +651,7 @@ async fn resume_inside_a_transaction_by_gtid_and_by_file_position() {
                 ),
                 if by_gtid { (1, 0) } else { (0, 1) }
             );
-            let positions = |events: &[ChangeEvent]| -> Vec<outflow_core::BinlogPosition> {
+            let positions = |events: &[ChangeEvent]| -> Vec<BinlogPosition> {
                 events.iter().map(binlog_position).collect()
             };
             assert_eq!(
@@ -726,7 +727,7 @@ async fn purged_binlog_is_a_definite_error_unless_when_needed() {
         }
         let offsets = Arc::new(MemoryOffsetStore::new());
         offsets
-            .commit("purge", &SourcePosition::Binlog(position))
+            .commit("purge", &SourcePosition::from(position))
             .await
             .unwrap();
         let sink = MemorySink::new(MemorySinkMode::Immediate);
@@ -750,7 +751,7 @@ async fn purged_binlog_is_a_definite_error_unless_when_needed() {
     // when_needed: a new snapshot (every row, as reads), then streaming.
     let offsets = Arc::new(MemoryOffsetStore::new());
     offsets
-        .commit("purge", &SourcePosition::Binlog(stored.clone()))
+        .commit("purge", &SourcePosition::from(stored.clone()))
         .await
         .unwrap();
     let when_needed = || source_on(server, db.name(), 5421, &[("snapshot.mode", "when_needed")]);
@@ -830,7 +831,7 @@ async fn parallel_snapshot_and_resume_inside_it() {
     let total = 5500;
     let all_read = move |e: &[ChangeEvent]| {
         e.iter()
-            .any(|e| matches!(&e.position, SourcePosition::Binlog(p) if p.snapshot && p.row == 1))
+            .any(|e| BinlogPosition::of(&e.position).is_some_and(|p| p.snapshot && p.row == 1))
             && row_ops(e).len() >= total
     };
     let one = drain_until(
@@ -900,7 +901,7 @@ async fn parallel_snapshot_and_resume_inside_it() {
     .unwrap();
     let offsets = Arc::new(MemoryOffsetStore::new());
     offsets
-        .commit("snapr", &SourcePosition::Binlog(stored))
+        .commit("snapr", &SourcePosition::from(stored))
         .await
         .unwrap();
     let resumed = drain_until(
@@ -908,9 +909,8 @@ async fn parallel_snapshot_and_resume_inside_it() {
         source(db.name(), 5433, &threads),
         offsets.clone(),
         |e| {
-            e.iter().any(
-                |e| matches!(&e.position, SourcePosition::Binlog(p) if p.snapshot && p.row == 1),
-            )
+            e.iter()
+                .any(|e| BinlogPosition::of(&e.position).is_some_and(|p| p.snapshot && p.row == 1))
         },
     )
     .await;

@@ -50,7 +50,7 @@ use base64::Engine as _;
 use outflow_core::BoxedSink;
 use outflow_core::config::PropertyError;
 use outflow_core::sink::durability;
-use outflow_core::{DurableHandle, DurableNotifier, SinkError, SourcePosition};
+use outflow_core::{DurableHandle, DurableNotifier, PositionFamily, SinkError, SourcePosition};
 use outflow_interchange::encoding::RecordEncoder;
 use outflow_interchange::envelope::RecordKind;
 use outflow_interchange::stage::{SinkPlan, SinkPlugin, StageParts, StartFuture};
@@ -272,6 +272,8 @@ pub struct NatsSink {
     jetstream: jetstream::Context,
     stream: stream::Stream,
     encoder: RecordEncoder,
+    /// How to read the positions in the messages' headers.
+    positions: &'static dyn PositionFamily,
     /// Per subject: the last (position, ordinal) it held when first used.
     tails: HashMap<Arc<str>, Option<(SourcePosition, u32)>>,
     /// The position of the last record put and how many records it had.
@@ -300,7 +302,12 @@ impl NatsSink {
     /// Connects, finds or creates the stream, and starts the acknowledgement task.
     ///
     /// An unreachable server is transient; a refused login is definite.
-    pub async fn start(config: NatsSinkConfig, encoder: RecordEncoder) -> Result<Self, SinkError> {
+    /// `positions` reads back the positions this sink wrote into the stream.
+    pub async fn start(
+        config: NatsSinkConfig,
+        encoder: RecordEncoder,
+        positions: &'static dyn PositionFamily,
+    ) -> Result<Self, SinkError> {
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(CONNECT_TIMEOUT)
             .retry_on_initial_connect();
@@ -374,6 +381,7 @@ impl NatsSink {
             jetstream,
             stream,
             encoder,
+            positions,
             tails: HashMap::new(),
             last: None,
             in_flight,
@@ -410,7 +418,7 @@ impl NatsSink {
             return Ok(tail.clone());
         }
         let tail = match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => tail_of(&message.headers),
+            Ok(message) => tail_of(&message.headers, self.positions),
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => None,
             Err(e) => {
                 return Err(SinkError::transient(
@@ -503,8 +511,12 @@ fn acknowledger_gone() -> SinkError {
 }
 
 /// The (position, ordinal) in a message's headers, if it is one of outflow's.
-fn tail_of(headers: &HeaderMap) -> Option<(SourcePosition, u32)> {
-    let position = SourcePosition::from_json(headers.get(POSITION_HEADER)?.as_str()).ok()?;
+fn tail_of(
+    headers: &HeaderMap,
+    positions: &'static dyn PositionFamily,
+) -> Option<(SourcePosition, u32)> {
+    let position =
+        SourcePosition::from_json(headers.get(POSITION_HEADER)?.as_str(), &[positions]).ok()?;
     let ordinal = headers
         .get(RECORD_HEADER)
         .and_then(|v| v.as_str().parse().ok())
@@ -615,7 +627,7 @@ impl SinkPlan for NatsPlan {
     fn start(&self, parts: StageParts) -> StartFuture<'_> {
         Box::pin(async move {
             let metrics = parts.counters::<NatsMetrics>();
-            let sink = NatsSink::start(self.config.clone(), parts.encoder)
+            let sink = NatsSink::start(self.config.clone(), parts.encoder, parts.positions)
                 .await?
                 .with_metrics(metrics);
             Ok(BoxedSink::new(RecordStage::new(

@@ -9,9 +9,10 @@ use outflow_core::config::properties as props;
 use outflow_core::{EventBatch, Sink, SourcePosition, fixtures};
 use outflow_interchange::RecordStage;
 use outflow_interchange::encoding::RecordEncoder;
-use outflow_interchange::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use outflow_interchange::envelope::{EnvelopeConfig, EnvelopeFormatter};
 use outflow_interchange::transforms::TransformChain;
 use outflow_nats::{NatsSink, NatsSinkConfig};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 use outflow_testkit::sink_conformance::SinkUnderTest;
 use outflow_testkit::{nats, unique_name};
 
@@ -73,7 +74,7 @@ impl SinkUnderTest for Harness {
     async fn open(&self, _committed: Option<SourcePosition>) -> Self::Sink {
         let formatter = EnvelopeFormatter::new(
             EnvelopeConfig::from_properties(
-                ConnectorFlavor::Postgres,
+                &POSTGRES_SOURCE_BLOCK,
                 &props(&[
                     ("topic.prefix", self.prefix.as_str()),
                     ("database.dbname", "shop"),
@@ -86,6 +87,7 @@ impl SinkUnderTest for Harness {
             RecordEncoder::Json {
                 schemas_enable: false,
             },
+            &outflow_core::SEQUENCE,
         )
         .await
         .unwrap();
@@ -142,7 +144,7 @@ async fn subjects_are_topics_and_headers_carry_position_and_key() {
     assert_eq!(header("outflow.key"), r#"{"id":1}"#);
     assert_eq!(header("outflow.record"), "0");
     assert_eq!(
-        SourcePosition::from_json(&header("outflow.position")).unwrap(),
+        SourcePosition::from_json(&header("outflow.position"), &[&outflow_core::SEQUENCE]).unwrap(),
         fixtures::inserts(1, 1)[0].position
     );
     let message_id = first

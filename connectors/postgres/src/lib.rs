@@ -8,7 +8,7 @@
 //! snapshot consistent with the slot's exported snapshot, Postgres type mapping into
 //! [`outflow_core::Value`], and acknowledging `confirmed_flush_lsn` only for durable
 //! positions. It implements [`outflow_core::Source`] and emits
-//! [`outflow_core::PgPosition`]s.
+//! [`position::PgPosition`]s, with Debezium's source block in [`source_block`].
 //!
 //! Modules: [`config`] (validated properties), [`tls`], [`replication`] (the
 //! replication-protocol client), [`pgoutput`] (the decoder), [`spool`] (streamed transactions on disk),
@@ -21,9 +21,11 @@ pub mod copy;
 pub mod fuzzing;
 pub mod pgoutput;
 pub mod plugin;
+pub mod position;
 pub mod relation;
 pub mod replication;
 pub mod source;
+pub mod source_block;
 pub mod spool;
 pub mod tls;
 pub mod types;

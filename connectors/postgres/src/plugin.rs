@@ -25,7 +25,8 @@ pub const POSTGRES_CLASS: &str = "io.debezium.connector.postgresql.PostgresConne
 static CLASSES: [ConnectorClass; 1] = [ConnectorClass {
     name: POSTGRES_CLASS,
     aliases: &["PostgresConnector", "Postgres", "postgres"],
-    connector: "postgresql",
+    source_block: &crate::source_block::POSTGRES_SOURCE_BLOCK,
+    positions: &crate::position::POSTGRES_POSITIONS,
 }];
 
 /// The Postgres source plugin.

@@ -15,8 +15,8 @@
 
 use std::fmt;
 
+use crate::position::Lsn;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use outflow_core::Lsn;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
 use std::pin::Pin;
@@ -625,7 +625,7 @@ impl ReplicationConnection {
         let consistent_point = field(1)
             .ok_or_else(|| protocol("no consistent point"))?
             .parse()
-            .map_err(|e: outflow_core::position::InvalidLsn| protocol(e.to_string()))?;
+            .map_err(|e: crate::position::InvalidLsn| protocol(e.to_string()))?;
         Ok(CreatedSlot {
             name: field(0).unwrap_or_else(|| name.to_owned()),
             consistent_point,

@@ -24,9 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use outflow_core::event::{SchemaChange, SchemaChangeKind};
 use outflow_core::source::{DurableWatch, SourceContext};
 use outflow_core::{
-    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, Lsn, PgPosition, RetryPolicy, Source,
-    SourceError, SourcePosition, TransactionBoundary,
+    ChangeEvent, Classify, ErrorClass, EventBatch, EventKind, RetryPolicy, Source, SourceError,
+    SourcePosition, TransactionBoundary,
 };
+
+use crate::position::{Lsn, PgPosition};
 
 use crate::catalog::Catalog;
 use crate::config::{PostgresConfig, PublicationAutocreate, SnapshotMode};
@@ -878,13 +880,15 @@ impl Source for PostgresSource {
             .await
             .map_err(|e| query_error("looking up the replication slot", e))?;
         let resume = match &ctx.resume_after {
-            Some(SourcePosition::Postgres(p)) => Some(p.clone()),
-            Some(SourcePosition::Binlog(_)) => {
-                return Err(SourceError::definite(
-                    "the stored offset is a binlog position, not a Postgres one",
-                    "reset the connector's offsets (DELETE /connectors/<name>/offsets) or use a new name",
-                ));
-            }
+            Some(position) => match PgPosition::of(position) {
+                Some(p) => Some(p),
+                None => {
+                    return Err(SourceError::definite(
+                        format!("the stored offset is not a Postgres position: {position:?}"),
+                        "reset the connector's offsets (DELETE /connectors/<name>/offsets) or use a new name",
+                    ));
+                }
+            },
             None => None,
         };
         // A stop inside the snapshot: it continues where it stood (see `snapshot`).
@@ -1229,7 +1233,7 @@ impl PostgresSource {
                 _ = status.tick() => {
                     if ack.pending.is_empty() && state.transaction.is_none() && state.batch.is_empty()
                         && state.spools.is_empty() && !state.mid_transaction
-                        && durable.current() .as_ref() == state.last_position.clone().map(SourcePosition::Postgres).as_ref()
+                        && durable.current() .as_ref() == state.last_position.clone().map(SourcePosition::from).as_ref()
                     {
                         ack.flushed = ack.flushed.max(ack.idle_wal_end);
                     }
@@ -1258,10 +1262,9 @@ impl PostgresSource {
                     let position = PgPosition { seq: base.seq.max(1 << 32) + state.heartbeat_seq, tx_id: None, snapshot: false, ..base };
                     state.last_position = Some(position.clone());
                     state.batch.push(ChangeEvent {
-                        position: SourcePosition::Postgres(position),
+                        position: SourcePosition::from(position),
                         source_ts_us: Some(outflow_core::now_us()),
                         kind: EventKind::Heartbeat,
-                        binlog: None,
                     });
                     flush(state, ctx).await?;
                     if let Some(query) = &self.config.heartbeat_action_query {
@@ -1688,10 +1691,9 @@ impl PostgresSource {
             _ => {}
         }
         Some(ChangeEvent {
-            position: SourcePosition::Postgres(position),
+            position: SourcePosition::from(position),
             source_ts_us: Some(*commit_us),
             kind,
-            binlog: None,
         })
     }
 }

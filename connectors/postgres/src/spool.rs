@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use outflow_core::Lsn;
+use crate::position::Lsn;
 
 /// Size of the spool's write and read buffers.
 const BUFFER: usize = 1 << 20;

@@ -23,13 +23,17 @@ use outflow_testkit::{postgres, wait_for};
 
 use crate::source_live::walsender_gone;
 
+/// The positions these tests read back.
+const PG: &[&'static dyn outflow_core::PositionFamily] =
+    &[&outflow_postgres::position::POSTGRES_POSITIONS];
+
 /// Offsets in a JSON file, replaced atomically.
 struct FileOffsets(PathBuf);
 
 impl OffsetStore for FileOffsets {
     async fn load(&self, _connector: &str) -> Result<Option<SourcePosition>, OffsetStoreError> {
         match std::fs::read_to_string(&self.0) {
-            Ok(text) => Ok(Some(SourcePosition::from_json(&text).unwrap())),
+            Ok(text) => Ok(Some(SourcePosition::from_json(&text, PG).unwrap())),
             Err(_) => Ok(None),
         }
     }
@@ -117,7 +121,7 @@ fn lines(path: &Path) -> Vec<Line> {
         .lines()
         .filter_map(|l| {
             let mut parts = l.split('\t');
-            let position = SourcePosition::from_json(parts.next()?).ok()?;
+            let position = SourcePosition::from_json(parts.next()?, PG).ok()?;
             Some(Line {
                 position,
                 kind: parts.next()?.to_owned(),
@@ -156,7 +160,7 @@ async fn kill_when(
         let lines = lines(&path);
         let stored = std::fs::read_to_string(dir.join("offsets.json"))
             .ok()
-            .and_then(|t| SourcePosition::from_json(&t).ok());
+            .and_then(|t| SourcePosition::from_json(&t, PG).ok());
         if stored.is_some_and(|stored| condition(&lines, &stored)) {
             break;
         }
@@ -173,9 +177,11 @@ async fn kill_when(
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let stored =
-        SourcePosition::from_json(&std::fs::read_to_string(dir.join("offsets.json")).unwrap())
-            .unwrap();
+    let stored = SourcePosition::from_json(
+        &std::fs::read_to_string(dir.join("offsets.json")).unwrap(),
+        PG,
+    )
+    .unwrap();
     lines(&path)
         .into_iter()
         .filter(|l| l.position <= stored)

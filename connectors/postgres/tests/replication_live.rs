@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use outflow_core::Lsn;
 use outflow_postgres::pgoutput::{ColumnData, Decoder, Message};
+use outflow_postgres::position::Lsn;
 use outflow_postgres::replication::{
     ConnectOptions, ReplicationConnection, StreamMessage, postgres_now,
 };

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use outflow_core::{
-    ChangeEvent, EventKind, MemoryOffsetStore, OffsetStore, SnapshotMark, SourcePosition, Value,
-};
+use outflow_core::{ChangeEvent, EventKind, MemoryOffsetStore, OffsetStore, SnapshotMark, Value};
+use outflow_postgres::position::PgPosition;
 use outflow_testkit::{PostgresDatabase, postgres};
 
 use crate::source_live::{config, start, wait_events, walsender_gone};
@@ -242,7 +241,7 @@ async fn a_stop_mid_snapshot_resumes_where_it_stood() {
         run.task.abort();
         let _ = run.task.await;
         let stored = offsets.load("pg-test").await.unwrap().unwrap();
-        let SourcePosition::Postgres(p) = &stored else {
+        let Some(p) = PgPosition::of(&stored) else {
             panic!()
         };
         assert!(
@@ -396,8 +395,8 @@ async fn every_cursor_names_the_table_of_its_row() {
     walsender_gone(&admin, &db).await;
     let mut cursors = 0;
     for event in &events {
-        let (SourcePosition::Postgres(p), EventKind::Read { table, .. }) =
-            (&event.position, &event.kind)
+        let (Some(p), EventKind::Read { table, .. }) =
+            (PgPosition::of(&event.position), &event.kind)
         else {
             continue;
         };

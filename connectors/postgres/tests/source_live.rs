@@ -288,7 +288,7 @@ async fn snapshot_then_stream_exact_events_and_resume() {
                 .await
                 .unwrap()
                 .get(0);
-            lsn.is_some_and(|l| l.parse::<outflow_core::Lsn>().is_ok_and(|l| l.0 > 0))
+            lsn.is_some_and(|l| l.parse::<outflow_postgres::position::Lsn>().is_ok_and(|l| l.0 > 0))
         }
     })
     .await;

@@ -8,35 +8,7 @@
 use std::collections::BTreeMap;
 
 pub use outflow_core::config::{NameFilter, PropertyError, regex_list};
-
-/// Which Debezium connector's record shapes to produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectorFlavor {
-    /// `io.debezium.connector.postgresql.*`.
-    Postgres,
-    /// `io.debezium.connector.mysql.*`.
-    MySql,
-    /// `io.debezium.connector.mariadb.*`.
-    MariaDb,
-}
-
-impl ConnectorFlavor {
-    /// The flavor whose `source.connector` is `connector`.
-    pub fn of_connector(connector: &str) -> Option<Self> {
-        [Self::Postgres, Self::MySql, Self::MariaDb]
-            .into_iter()
-            .find(|flavor| flavor.connector_name() == connector)
-    }
-
-    /// The value of `source.connector`.
-    pub fn connector_name(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgresql",
-            Self::MySql => "mysql",
-            Self::MariaDb => "mariadb",
-        }
-    }
-}
+use outflow_core::source_block::SourceBlock;
 
 /// `decimal.handling.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +70,8 @@ pub enum Operation {
 /// How change events become records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeConfig {
-    /// Record shapes of which connector.
-    pub flavor: ConnectorFlavor,
+    /// Record shapes of which connector: its `source` block and defaults.
+    pub source: &'static dyn SourceBlock,
     /// `topic.prefix`.
     pub topic_prefix: String,
     /// `database.dbname` (Postgres `source.db`; MySQL uses the table's database).
@@ -208,7 +180,7 @@ fn boolean(
 impl EnvelopeConfig {
     /// Reads and checks the envelope's properties. Pure: no I/O.
     pub fn from_properties(
-        flavor: ConnectorFlavor,
+        source: &'static dyn SourceBlock,
         props: &BTreeMap<String, String>,
     ) -> Result<Self, PropertyError> {
         let topic_prefix = props.get("topic.prefix").cloned().unwrap_or_default();
@@ -223,11 +195,10 @@ impl EnvelopeConfig {
                 message: "required; letters, digits, '.', '_' and '-' only".into(),
             });
         }
-        let default_time = match flavor {
-            ConnectorFlavor::Postgres => TimePrecisionMode::Adaptive,
-            ConnectorFlavor::MySql | ConnectorFlavor::MariaDb => {
-                TimePrecisionMode::AdaptiveTimeMicroseconds
-            }
+        let default_time = match source.default_time_precision() {
+            "adaptive_time_microseconds" => TimePrecisionMode::AdaptiveTimeMicroseconds,
+            "connect" => TimePrecisionMode::Connect,
+            _ => TimePrecisionMode::Adaptive,
         };
         let skipped_operations = match props.get("skipped.operations") {
             None => vec![Operation::Truncate],
@@ -253,7 +224,7 @@ impl EnvelopeConfig {
             }
         };
         Ok(Self {
-            flavor,
+            source,
             database: props.get("database.dbname").cloned().unwrap_or_default(),
             decimal_mode: choice(
                 props,
@@ -302,7 +273,7 @@ impl EnvelopeConfig {
             include_schema_changes: boolean(
                 props,
                 "include.schema.changes",
-                flavor != ConnectorFlavor::Postgres,
+                source.schema_change_topic(),
             )?,
             provide_transaction_metadata: boolean(props, "provide.transaction.metadata", false)?,
             skipped_operations,
@@ -331,6 +302,8 @@ impl EnvelopeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outflow_mysql::source_block::MYSQL_SOURCE_BLOCK;
+    use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -342,7 +315,7 @@ mod tests {
     #[test]
     fn defaults_follow_debezium() {
         let c = EnvelopeConfig::from_properties(
-            ConnectorFlavor::Postgres,
+            &POSTGRES_SOURCE_BLOCK,
             &props(&[("topic.prefix", "srv")]),
         )
         .unwrap();
@@ -350,7 +323,7 @@ mod tests {
         assert_eq!(c.skipped_operations, vec![Operation::Truncate]);
         assert!(c.tombstones_on_delete);
         let m = EnvelopeConfig::from_properties(
-            ConnectorFlavor::MySql,
+            &MYSQL_SOURCE_BLOCK,
             &props(&[("topic.prefix", "srv")]),
         )
         .unwrap();
@@ -367,11 +340,10 @@ mod tests {
         ] {
             let mut p = props(&[("topic.prefix", "srv")]);
             p.insert(key.into(), value.into());
-            let err = EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &p).unwrap_err();
+            let err = EnvelopeConfig::from_properties(&POSTGRES_SOURCE_BLOCK, &p).unwrap_err();
             assert_eq!(err.property, key);
         }
-        let err =
-            EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &props(&[])).unwrap_err();
+        let err = EnvelopeConfig::from_properties(&POSTGRES_SOURCE_BLOCK, &props(&[])).unwrap_err();
         assert_eq!(err.property, "topic.prefix");
     }
 }

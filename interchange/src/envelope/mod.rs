@@ -29,13 +29,14 @@ use std::sync::Arc;
 
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
 use outflow_core::event::{ChangeEvent, EventKind, Row};
-use outflow_core::position::{Lsn, SourcePosition};
+use outflow_core::position::SourcePosition;
 use outflow_core::schema::{SchemaVersion, TableId, TableSchema};
+use outflow_core::source_block::SourceValue;
 use outflow_core::value::Value;
 
 pub use config::{
-    BinaryHandlingMode, ConnectorFlavor, DecimalHandlingMode, EnvelopeConfig, IntervalHandlingMode,
-    Operation, PropertyError, TimePrecisionMode,
+    BinaryHandlingMode, DecimalHandlingMode, EnvelopeConfig, IntervalHandlingMode, Operation,
+    PropertyError, TimePrecisionMode,
 };
 use types::{TypeMismatch, TypeModes, column_datum, column_schema};
 
@@ -146,7 +147,10 @@ pub struct EnvelopeFormatter {
     /// Shared `op` strings: c, u, d, r, t.
     ops: [Arc<str>; 5],
     transaction: Option<TransactionState>,
-    last_commit_lsn: Option<Lsn>,
+    /// The position of the last commit seen (Postgres' `source.sequence` names it).
+    previous_commit: Option<SourcePosition>,
+    /// The source block's values of the current event (kept to reuse its buffer).
+    source_scratch: Vec<SourceValue>,
     heartbeat: SideChannel,
     transaction_metadata: SideChannel,
     schema_changes: Option<(Arc<str>, schema_change::SchemaChangeSchemas)>,
@@ -234,14 +238,13 @@ impl EnvelopeFormatter {
                 ],
             ),
         };
-        let source = source_info::SourceInfo::new(config.flavor, &config);
-        let schema_changes = (config.include_schema_changes
-            && config.flavor != ConnectorFlavor::Postgres)
+        let source = source_info::SourceInfo::new(&config);
+        let schema_changes = (config.include_schema_changes && config.source.schema_change_topic())
             .then(|| {
                 (
                     Arc::from(config.topic_prefix.as_str()),
                     schema_change::SchemaChangeSchemas::new(
-                        config.flavor.connector_name(),
+                        config.source.connector(),
                         source.schema(),
                     ),
                 )
@@ -256,7 +259,8 @@ impl EnvelopeFormatter {
             transaction_block,
             tables: HashMap::new(),
             transaction: None,
-            last_commit_lsn: None,
+            previous_commit: None,
+            source_scratch: Vec::new(),
             heartbeat,
             transaction_metadata,
         }
@@ -458,9 +462,7 @@ impl EnvelopeFormatter {
                     out.push(self.transaction_record(event, "END"));
                 }
                 self.transaction = None;
-                if let SourcePosition::Postgres(p) = &event.position {
-                    self.last_commit_lsn = Some(p.lsn_commit);
-                }
+                self.previous_commit = Some(event.position.clone());
             }
             EventKind::Insert { table, after } => {
                 if !self.skipped(Operation::Create) {
@@ -557,7 +559,9 @@ impl EnvelopeFormatter {
                         namespace: database.as_str().into(),
                         table: change.table.id.table.as_str().into(),
                     };
-                    let source = self.source.datum(event, &names, None);
+                    let source = self
+                        .source
+                        .datum(event, &names, None, &mut self.source_scratch);
                     out.push(Record {
                         topic: Arc::clone(topic),
                         key: Some(Payload {
@@ -668,9 +672,12 @@ impl EnvelopeFormatter {
             }
             _ => Datum::Null,
         };
-        let source = self
-            .source
-            .datum(event, &shapes.names, self.last_commit_lsn);
+        let source = self.source.datum(
+            event,
+            &shapes.names,
+            self.previous_commit.as_ref(),
+            &mut self.source_scratch,
+        );
         Datum::Struct(vec![
             before,
             after,

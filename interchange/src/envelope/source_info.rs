@@ -1,16 +1,20 @@
-//! Debezium's `source` block: `io.debezium.connector.{postgresql,mysql,mariadb}.Source`.
+//! Debezium's `source` block: `io.debezium.connector.<connector>.Source`.
 //!
-//! Field order and optionality follow Debezium 3.1+ (source schema version 1, the
-//! seven-value `snapshot` enum). Postgres' `sequence` is `["<previous commit LSN>","<LSN>"]`
-//! as decimal strings, with `null` where unknown, as Debezium writes it.
+//! The common fields (`version`, `connector`, `name`, `ts_ms`, `snapshot`; Debezium 3.1+,
+//! source schema version 1, the seven-value `snapshot` enum) are written here; the rest
+//! are the source crate's [`SourceBlock`]'s, turned from its [`SourceValue`]s into Connect
+//! data with no copy of shared names.
 
 use std::sync::Arc;
 
 use crate::connect::{ConnectSchema, Datum, Field, SchemaKind};
 use outflow_core::event::{ChangeEvent, EventKind, SnapshotMark};
-use outflow_core::position::{Lsn, SourcePosition};
+use outflow_core::position::SourcePosition;
+use outflow_core::source_block::{
+    SourceBlock, SourceBlockInput, SourceField, SourceFieldKind, SourceValue,
+};
 
-use super::config::{ConnectorFlavor, EnvelopeConfig};
+use super::config::EnvelopeConfig;
 
 /// `source.version`: which software wrote the record.
 pub(crate) const SOURCE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-outflow");
@@ -20,7 +24,7 @@ const SNAPSHOT_ALLOWED: &str =
 
 #[derive(Debug)]
 pub(crate) struct SourceInfo {
-    flavor: ConnectorFlavor,
+    block: &'static dyn SourceBlock,
     schema: Arc<ConnectSchema>,
     version: Arc<str>,
     connector: Arc<str>,
@@ -52,12 +56,36 @@ fn req(kind: SchemaKind) -> ConnectSchema {
     ConnectSchema::new(kind)
 }
 
-fn opt(kind: SchemaKind) -> ConnectSchema {
-    ConnectSchema::new(kind).optional()
+fn field(f: &SourceField) -> Field {
+    let kind = match f.kind {
+        SourceFieldKind::Int32 => SchemaKind::Int32,
+        SourceFieldKind::Int64 => SchemaKind::Int64,
+        SourceFieldKind::String => SchemaKind::String,
+    };
+    let schema = ConnectSchema::new(kind);
+    Field::new(
+        f.name,
+        if f.optional {
+            schema.optional()
+        } else {
+            schema
+        },
+    )
+}
+
+fn datum(value: SourceValue) -> Datum {
+    match value {
+        SourceValue::Null => Datum::Null,
+        SourceValue::Int32(v) => Datum::Int32(v),
+        SourceValue::Int64(v) => Datum::Int64(v),
+        SourceValue::Text(v) => Datum::Text(v),
+        SourceValue::String(v) => Datum::String(v),
+    }
 }
 
 impl SourceInfo {
-    pub(crate) fn new(flavor: ConnectorFlavor, config: &EnvelopeConfig) -> Self {
+    pub(crate) fn new(config: &EnvelopeConfig) -> Self {
+        let block = config.source;
         let mut fields = vec![
             Field::new("version", req(SchemaKind::String)),
             Field::new("connector", req(SchemaKind::String)),
@@ -72,31 +100,9 @@ impl SourceInfo {
                     .with_default(Datum::String("false".into()))
                     .optional(),
             ),
-            Field::new("db", req(SchemaKind::String)),
-            Field::new("sequence", opt(SchemaKind::String)),
-            Field::new("ts_us", opt(SchemaKind::Int64)),
-            Field::new("ts_ns", opt(SchemaKind::Int64)),
         ];
-        match flavor {
-            ConnectorFlavor::Postgres => fields.extend([
-                Field::new("schema", req(SchemaKind::String)),
-                Field::new("table", req(SchemaKind::String)),
-                Field::new("txId", opt(SchemaKind::Int64)),
-                Field::new("lsn", opt(SchemaKind::Int64)),
-                Field::new("xmin", opt(SchemaKind::Int64)),
-            ]),
-            ConnectorFlavor::MySql | ConnectorFlavor::MariaDb => fields.extend([
-                Field::new("table", opt(SchemaKind::String)),
-                Field::new("server_id", req(SchemaKind::Int64)),
-                Field::new("gtid", opt(SchemaKind::String)),
-                Field::new("file", req(SchemaKind::String)),
-                Field::new("pos", req(SchemaKind::Int64)),
-                Field::new("row", req(SchemaKind::Int32)),
-                Field::new("thread", opt(SchemaKind::Int64)),
-                Field::new("query", opt(SchemaKind::String)),
-            ]),
-        }
-        let name = format!("io.debezium.connector.{}.Source", flavor.connector_name());
+        fields.extend(block.fields().iter().map(field));
+        let name = format!("io.debezium.connector.{}.Source", block.connector());
         let marks = [
             "false",
             SnapshotMark::First.as_debezium(),
@@ -107,10 +113,10 @@ impl SourceInfo {
             SnapshotMark::Incremental.as_debezium(),
         ];
         Self {
-            flavor,
+            block,
             schema: Arc::new(ConnectSchema::record(name, fields).versioned(1)),
             version: SOURCE_VERSION.into(),
-            connector: flavor.connector_name().into(),
+            connector: block.connector().into(),
             name: config.topic_prefix.as_str().into(),
             database: config.database.as_str().into(),
             snapshot_values: marks.map(Arc::from),
@@ -121,20 +127,18 @@ impl SourceInfo {
         &self.schema
     }
 
+    /// The block of `event`; `scratch` is a buffer the caller keeps between calls.
     pub(crate) fn datum(
         &self,
         event: &ChangeEvent,
         table: &TableNames,
-        last_commit_lsn: Option<Lsn>,
+        previous_commit: Option<&SourcePosition>,
+        scratch: &mut Vec<SourceValue>,
     ) -> Datum {
         let ts_us = event.source_ts_us.unwrap_or(0);
         let snapshot = match &event.kind {
             EventKind::Read { mark, .. } => snapshot_index(*mark),
             _ => 0,
-        };
-        let db = match self.flavor {
-            ConnectorFlavor::Postgres => Arc::clone(&self.database),
-            _ => Arc::clone(&table.namespace),
         };
         let mut fields = Vec::with_capacity(self.schema.fields().len());
         fields.extend([
@@ -143,88 +147,19 @@ impl SourceInfo {
             Datum::Text(Arc::clone(&self.name)),
             Datum::Int64(ts_us.div_euclid(1000)),
             Datum::Text(Arc::clone(&self.snapshot_values[snapshot])),
-            Datum::Text(db),
         ]);
-        match self.flavor {
-            ConnectorFlavor::Postgres => {
-                let p = match &event.position {
-                    SourcePosition::Postgres(p) => Some(p),
-                    SourcePosition::Binlog(_) => None,
-                };
-                let lsn = p.map_or(0, |p| p.lsn.0);
-                let previous = if p.is_some_and(|p| p.snapshot) {
-                    None
-                } else {
-                    last_commit_lsn
-                };
-                let mut sequence = String::with_capacity(48);
-                sequence.push('[');
-                match previous {
-                    Some(prev) => {
-                        sequence.push('"');
-                        push_decimal(&mut sequence, prev.0);
-                        sequence.push('"');
-                    }
-                    None => sequence.push_str("null"),
-                }
-                sequence.push_str(",\"");
-                push_decimal(&mut sequence, lsn);
-                sequence.push_str("\"]");
-                fields.extend([
-                    Datum::String(sequence),
-                    Datum::Int64(ts_us),
-                    Datum::Int64(ts_us.saturating_mul(1000)),
-                    Datum::Text(Arc::clone(&table.namespace)),
-                    Datum::Text(Arc::clone(&table.table)),
-                    p.and_then(|p| p.tx_id)
-                        .map_or(Datum::Null, |x| Datum::Int64(i64::from(x))),
-                    i64::try_from(lsn).map_or(Datum::Null, Datum::Int64),
-                    Datum::Null,
-                ]);
-            }
-            ConnectorFlavor::MySql | ConnectorFlavor::MariaDb => {
-                let p = match &event.position {
-                    SourcePosition::Binlog(p) => Some(p),
-                    SourcePosition::Postgres(_) => None,
-                };
-                let detail = event.binlog.as_deref();
-                fields.extend([
-                    Datum::Null,
-                    Datum::Int64(ts_us),
-                    Datum::Int64(ts_us.saturating_mul(1000)),
-                    Datum::Text(Arc::clone(&table.table)),
-                    Datum::Int64(detail.map_or(0, |d| i64::from(d.server_id))),
-                    p.and_then(|p| p.gtid.clone())
-                        .map_or(Datum::Null, Datum::String),
-                    Datum::String(p.map(|p| p.file.clone()).unwrap_or_default()),
-                    Datum::Int64(p.map_or(0, |p| i64::try_from(p.pos).unwrap_or(i64::MAX))),
-                    Datum::Int32(p.map_or(0, |p| i32::try_from(p.row).unwrap_or(i32::MAX))),
-                    detail.and_then(|d| d.thread).map_or(Datum::Null, |t| {
-                        Datum::Int64(i64::try_from(t).unwrap_or(i64::MAX))
-                    }),
-                    detail
-                        .and_then(|d| d.query.clone())
-                        .map_or(Datum::Null, Datum::String),
-                ]);
-            }
-        }
+        scratch.clear();
+        self.block.values(
+            SourceBlockInput {
+                event,
+                database: &self.database,
+                namespace: &table.namespace,
+                table: &table.table,
+                previous_commit,
+            },
+            scratch,
+        );
+        fields.extend(scratch.drain(..).map(datum));
         Datum::Struct(fields)
-    }
-}
-
-/// Appends the decimal digits of `v` without the formatting machinery.
-fn push_decimal(out: &mut String, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
     }
 }

@@ -5,11 +5,17 @@ use std::sync::Arc;
 
 use super::*;
 use crate::encoding::{avro, json};
-use outflow_core::event::{BinlogDetail, SnapshotMark, TransactionBoundary};
-use outflow_core::position::{BinlogPosition, PgPosition};
+use outflow_core::event::{SnapshotMark, TransactionBoundary};
 use outflow_core::schema::{ColumnSchema, DataType};
+use outflow_mysql::position::{BinlogPlace, BinlogPosition};
+use outflow_mysql::source_block::{MARIADB_SOURCE_BLOCK, MYSQL_SOURCE_BLOCK};
+use outflow_postgres::position::{Lsn, PgPosition};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 
-fn config(flavor: ConnectorFlavor, extra: &[(&str, &str)]) -> EnvelopeConfig {
+fn config(
+    flavor: &'static dyn outflow_core::SourceBlock,
+    extra: &[(&str, &str)],
+) -> EnvelopeConfig {
     let mut props: BTreeMap<String, String> =
         [("topic.prefix", "demo"), ("database.dbname", "shop")]
             .iter()
@@ -57,7 +63,7 @@ fn users() -> Arc<TableSchema> {
 }
 
 fn pg(lsn: u64, seq: u64) -> SourcePosition {
-    SourcePosition::Postgres(PgPosition {
+    SourcePosition::from(PgPosition {
         snapshot_cursor: None,
         lsn_commit: Lsn(lsn + 100),
         lsn: Lsn(lsn),
@@ -83,7 +89,6 @@ fn event(position: SourcePosition, kind: EventKind) -> ChangeEvent {
         position,
         source_ts_us: Some(1_740_218_268_517_360),
         kind,
-        binlog: None,
     }
 }
 
@@ -127,7 +132,7 @@ fn expected_postgres_value_schema() -> String {
 
 #[test]
 fn postgres_value_schema_matches_debezium() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
     f.format(
         &event(
@@ -157,7 +162,7 @@ fn postgres_value_schema_matches_debezium() {
 
 #[test]
 fn postgres_insert_as_json_without_schema() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
     // A previous commit sets the first element of `sequence`.
     f.format(
@@ -210,7 +215,7 @@ fn postgres_insert_as_json_without_schema() {
 
 #[test]
 fn delete_then_tombstone_and_truncate_only_when_not_skipped() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
     f.format(
         &event(
@@ -245,7 +250,7 @@ fn delete_then_tombstone_and_truncate_only_when_not_skipped() {
     assert_eq!(out[1].key, out[0].key);
 
     let mut f = EnvelopeFormatter::new(config(
-        ConnectorFlavor::Postgres,
+        &POSTGRES_SOURCE_BLOCK,
         &[
             ("skipped.operations", "none"),
             ("tombstones.on.delete", "false"),
@@ -291,7 +296,7 @@ fn delete_then_tombstone_and_truncate_only_when_not_skipped() {
 #[test]
 fn transaction_metadata_counts_per_table() {
     let mut f = EnvelopeFormatter::new(config(
-        ConnectorFlavor::Postgres,
+        &POSTGRES_SOURCE_BLOCK,
         &[("provide.transaction.metadata", "true")],
     ));
     let mut out = Vec::new();
@@ -369,7 +374,7 @@ fn transaction_metadata_counts_per_table() {
 
 #[test]
 fn mariadb_source_block_and_snapshot_marker() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::MariaDb, &[]));
+    let mut f = EnvelopeFormatter::new(config(&MARIADB_SOURCE_BLOCK, &[]));
     let table = Arc::new(
         TableSchema::new(
             TableId::new("inventory", "items"),
@@ -382,28 +387,20 @@ fn mariadb_source_block_and_snapshot_marker() {
         )
         .unwrap(),
     );
-    let position = SourcePosition::Binlog(BinlogPosition {
+    let place = Arc::new(BinlogPlace {
         file: "binlog.000003".into(),
-        pos: 4321,
-        event: 2,
-        row: 1,
         gtid: Some("0-1-37".into()),
-        gtid_set: None,
-        snapshot: false,
-        snapshot_reads: None,
+        server_id: 1,
+        thread: Some(9),
+        ..BinlogPlace::default()
     });
-    let mut e = event(
-        position,
+    let e = event(
+        place.position(4321, 2, 1, false),
         EventKind::Insert {
             table: Arc::clone(&table),
             after: vec![Value::Int64(5), Value::Null],
         },
     );
-    e.binlog = Some(Arc::new(BinlogDetail {
-        server_id: 1,
-        thread: Some(9),
-        query: None,
-    }));
     let mut out = Vec::new();
     f.format(&e, 0, &mut out).unwrap();
     let value = out[0].value.as_ref().unwrap();
@@ -435,7 +432,7 @@ fn mariadb_source_block_and_snapshot_marker() {
         after: vec![Value::Int64(1), Value::Int16(0)],
         mark: SnapshotMark::Last,
     };
-    let snapshot_position = SourcePosition::Binlog(BinlogPosition {
+    let snapshot_position = SourcePosition::from(BinlogPosition {
         file: "binlog.000003".into(),
         pos: 4000,
         event: 0,
@@ -469,7 +466,7 @@ fn mariadb_source_block_and_snapshot_marker() {
 
 #[test]
 fn heartbeat_record() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
     f.format(&event(pg(1, 1), EventKind::Heartbeat), 1_000_000, &mut out)
         .unwrap();
@@ -492,7 +489,7 @@ fn heartbeat_record() {
 
 #[test]
 fn bad_rows_are_errors() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
     let short = EventKind::Insert {
         table: users(),
@@ -523,7 +520,7 @@ fn bad_rows_are_errors() {
 #[test]
 fn column_rules_shape_the_records() {
     let mut f = EnvelopeFormatter::new(config(
-        ConnectorFlavor::Postgres,
+        &POSTGRES_SOURCE_BLOCK,
         &[
             (
                 "column.exclude.list",
@@ -581,7 +578,7 @@ fn avro_name_adjustment_for_prefixes_avro_rejects() {
     .map(|(k, v)| ((*k).into(), (*v).into()))
     .collect();
     let mut f = EnvelopeFormatter::new(
-        EnvelopeConfig::from_properties(ConnectorFlavor::Postgres, &props).unwrap(),
+        EnvelopeConfig::from_properties(&POSTGRES_SOURCE_BLOCK, &props).unwrap(),
     );
     let mut out = Vec::new();
     f.format(
@@ -608,7 +605,11 @@ fn avro_name_adjustment_for_prefixes_avro_rejects() {
 }
 
 /// The JsonConverter schema of one nullable column of this type.
-fn column_json(data_type: DataType, flavor: ConnectorFlavor, extra: &[(&str, &str)]) -> String {
+fn column_json(
+    data_type: DataType,
+    flavor: &'static dyn outflow_core::SourceBlock,
+    extra: &[(&str, &str)],
+) -> String {
     let config = config(flavor, extra);
     let modes = types::TypeModes {
         decimal: config.decimal_mode,
@@ -676,7 +677,7 @@ fn mysql_type_mapping_matches_debezium() {
     ];
     for (mysql_type, data_type, expected) in cases {
         assert_eq!(
-            column_json(data_type, ConnectorFlavor::MySql, &[]),
+            column_json(data_type, &MYSQL_SOURCE_BLOCK, &[]),
             expected,
             "{mysql_type}"
         );
@@ -688,7 +689,7 @@ fn mysql_type_mapping_matches_debezium() {
                 precision: Some(20),
                 scale: Some(0)
             },
-            ConnectorFlavor::MySql,
+            &MYSQL_SOURCE_BLOCK,
             &[]
         ),
         expect(
@@ -700,7 +701,7 @@ fn mysql_type_mapping_matches_debezium() {
     assert_eq!(
         column_json(
             DataType::Timestamp { precision: Some(6) },
-            ConnectorFlavor::MySql,
+            &MYSQL_SOURCE_BLOCK,
             &[("time.precision.mode", "connect")]
         ),
         expect(
@@ -755,7 +756,7 @@ fn postgres_type_mapping_matches_debezium() {
     ];
     for (pg_type, data_type, extra, expected) in cases {
         assert_eq!(
-            column_json(data_type, ConnectorFlavor::Postgres, extra),
+            column_json(data_type, &POSTGRES_SOURCE_BLOCK, extra),
             expected,
             "{pg_type}"
         );
@@ -765,7 +766,7 @@ fn postgres_type_mapping_matches_debezium() {
 #[test]
 fn mysql_schema_change_record() {
     use outflow_core::event::{SchemaChange, SchemaChangeKind};
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::MySql, &[]));
+    let mut f = EnvelopeFormatter::new(config(&MYSQL_SOURCE_BLOCK, &[]));
     let mut name = ColumnSchema::new("name", DataType::String { length: Some(20) }, true);
     name.source_type = "VARCHAR(20)".into();
     let mut id = ColumnSchema::new("id", DataType::Int32, false);
@@ -779,7 +780,7 @@ fn mysql_schema_change_record() {
         )
         .unwrap(),
     );
-    let position = SourcePosition::Binlog(BinlogPosition {
+    let position = SourcePosition::from(BinlogPosition {
         file: "binlog.000001".into(),
         pos: 300,
         event: 0,
@@ -819,7 +820,7 @@ fn mysql_schema_change_record() {
     crate::encoding::avro::encode(&value.schema, &value.datum, &mut bytes).unwrap();
 
     // Postgres has no schema-change topic.
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::Postgres, &[]));
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
     f.format(&event(pg(1, 1), change), 0, &mut out).unwrap();
     assert!(out.is_empty());
@@ -829,7 +830,7 @@ fn mysql_schema_change_record() {
 /// MySQL connector (field order and optionality of `BinlogSourceInfoStructMaker`).
 #[test]
 fn mysql_avro_source_and_key_schemas_match_debezium() {
-    let mut f = EnvelopeFormatter::new(config(ConnectorFlavor::MySql, &[]));
+    let mut f = EnvelopeFormatter::new(config(&MYSQL_SOURCE_BLOCK, &[]));
     let table = Arc::new(
         TableSchema::new(
             TableId::new("inventory", "customers"),
@@ -843,7 +844,7 @@ fn mysql_avro_source_and_key_schemas_match_debezium() {
         )
         .unwrap(),
     );
-    let position = SourcePosition::Binlog(BinlogPosition {
+    let position = SourcePosition::from(BinlogPosition {
         file: "mysql-bin.000003".into(),
         pos: 154,
         event: 1,

@@ -3,11 +3,13 @@ use std::sync::Arc;
 
 use super::*;
 use crate::encoding::json;
-use crate::envelope::{ConnectorFlavor, EnvelopeConfig, EnvelopeFormatter};
+use crate::envelope::{EnvelopeConfig, EnvelopeFormatter};
 use outflow_core::event::{ChangeEvent, EventKind};
-use outflow_core::position::{Lsn, PgPosition, SourcePosition};
+use outflow_core::position::SourcePosition;
 use outflow_core::schema::{ColumnSchema, DataType, SchemaVersion, TableId, TableSchema};
 use outflow_core::value::Value;
+use outflow_postgres::position::{Lsn, PgPosition};
+use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 
 fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -34,13 +36,13 @@ fn table(name: &str) -> Arc<TableSchema> {
 
 fn records(kind: EventKind) -> Vec<Record> {
     let config = EnvelopeConfig::from_properties(
-        ConnectorFlavor::Postgres,
+        &POSTGRES_SOURCE_BLOCK,
         &props(&[("topic.prefix", "demo")]),
     )
     .unwrap();
     let mut f = EnvelopeFormatter::new(config);
     let event = ChangeEvent {
-        position: SourcePosition::Postgres(PgPosition {
+        position: SourcePosition::from(PgPosition {
             snapshot_cursor: None,
             lsn_commit: Lsn(9),
             lsn: Lsn(8),
@@ -50,7 +52,6 @@ fn records(kind: EventKind) -> Vec<Record> {
         }),
         source_ts_us: Some(1_000_000),
         kind,
-        binlog: None,
     };
     let mut out = Vec::new();
     f.format(&event, 2_000_000, &mut out).unwrap();

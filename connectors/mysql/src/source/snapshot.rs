@@ -42,10 +42,9 @@ use outflow_core::event::SnapshotMark;
 use outflow_core::snapshot::{
     CHUNK_ROWS, Merged, OrderedReads, SnapshotMarks, SnapshotUnit, UnitChunk, UnitSender,
 };
-use outflow_core::{
-    BinlogPosition, ChangeEvent, DataType, EventKind, SnapshotReads, SnapshotSegment,
-    SourceContext, SourceError, SourcePosition, Value,
-};
+use outflow_core::{ChangeEvent, DataType, EventKind, SourceContext, SourceError, Value};
+
+use crate::position::{BinlogPlace, BinlogPosition, SnapshotReads, SnapshotSegment};
 
 use super::{
     BATCH_EVENTS, MySqlSource, SNAPSHOT_COMPLETE_ROW, StreamStart, Table, mysql_error, quote_ident,
@@ -652,16 +651,13 @@ impl MySqlSource {
         );
 
         let started_us = outflow_core::now_us();
-        let position = |seq: u64, row: u32| BinlogPosition {
+        // Every row's position shares one place: no allocation per row.
+        let place = Arc::new(BinlogPlace {
             file: base_file.clone(),
-            pos: base_pos,
-            event: seq,
-            row,
-            gtid: None,
             gtid_set: base_gtids.clone(),
-            snapshot: true,
-            snapshot_reads: None,
-        };
+            ..BinlogPlace::default()
+        });
+        let position = |seq: u64, row: u32| place.position(base_pos, seq, row, true);
         // The segment this view is reading; its end moves with every batch.
         let segment_at = |database: &str, table: &str, key: Option<Vec<String>>| SnapshotSegment {
             file: view_file.clone(),
@@ -699,14 +695,13 @@ impl MySqlSource {
                     for after in rows {
                         seq += 1;
                         let event = ChangeEvent {
-                            position: SourcePosition::Binlog(position(seq, 0)),
+                            position: position(seq, 0),
                             source_ts_us: Some(started_us),
                             kind: EventKind::Read {
                                 table: Arc::clone(&table.table.schema),
                                 after,
                                 mark: SnapshotMark::True,
                             },
-                            binlog: None,
                         };
                         if let Some((previous, previous_table)) = marks.push(event, index) {
                             batch.push(previous);
@@ -759,13 +754,14 @@ impl MySqlSource {
             segments.push(segment_at(&last.database, &last.name, None));
         }
         let reads = SnapshotReads { segments };
-        let mut done = position(seq + 1, SNAPSHOT_COMPLETE_ROW);
-        done.snapshot_reads = Some(Box::new(reads.clone()));
+        let done = Arc::new(BinlogPlace {
+            snapshot_reads: Some(Box::new(reads.clone())),
+            ..(*place).clone()
+        });
         batch.push(ChangeEvent {
-            position: SourcePosition::Binlog(done),
+            position: done.position(base_pos, seq + 1, SNAPSHOT_COMPLETE_ROW, true),
             source_ts_us: Some(outflow_core::now_us()),
             kind: EventKind::Heartbeat,
-            binlog: None,
         });
         send(ctx, &mut batch).await?;
         for mut conn in conns_after {
@@ -832,8 +828,9 @@ impl MySqlSource {
         if all.is_empty() {
             return;
         }
-        if let SourcePosition::Binlog(p) = &mut last.position {
+        if let Some(mut p) = BinlogPosition::of(&last.position) {
             p.snapshot_reads = Some(Box::new(SnapshotReads { segments: all }));
+            last.position = p.into();
         }
     }
 }

@@ -28,9 +28,10 @@ use outflow_core::snapshot::{
 };
 use outflow_core::source::SourceContext;
 use outflow_core::{
-    ChangeEvent, EventKind, Lsn, PgPosition, SnapshotCursor, SnapshotMark, SourceError,
-    SourcePosition, TableId, Value,
+    ChangeEvent, EventKind, SnapshotMark, SourceError, SourcePosition, TableId, Value,
 };
+
+use crate::position::{Lsn, PgPosition, SnapshotCursor};
 
 use super::{BATCH_EVENTS, PostgresSource, StreamState, flush, futures_next, query_error, quote};
 use crate::catalog::Catalog;
@@ -637,7 +638,7 @@ impl PostgresSource {
                     for ReadRow { row, key } in rows {
                         seq += 1;
                         let event = ChangeEvent {
-                            position: SourcePosition::Postgres(PgPosition {
+                            position: SourcePosition::from(PgPosition {
                                 snapshot_cursor: None,
                                 lsn_commit: position_lsn,
                                 lsn: position_lsn,
@@ -651,7 +652,6 @@ impl PostgresSource {
                                 after: row,
                                 mark: SnapshotMark::True,
                             },
-                            binlog: None,
                         };
                         if let Some((previous, (previous_key, previous_table))) =
                             marks.push(event, (key, index))
@@ -695,10 +695,9 @@ impl PostgresSource {
         };
         state.last_position = Some(done.clone());
         state.batch.push(ChangeEvent {
-            position: SourcePosition::Postgres(done),
+            position: SourcePosition::from(done),
             source_ts_us: Some(outflow_core::now_us()),
             kind: EventKind::Heartbeat,
-            binlog: None,
         });
         flush(state, ctx).await?;
         tracing::info!(rows = seq, tables = tables.len(), "snapshot done");
@@ -715,11 +714,12 @@ impl PostgresSource {
         table: &SnapshotTable,
     ) -> Result<(), SourceError> {
         if state.batch.len() + 1 >= BATCH_EVENTS {
-            if let SourcePosition::Postgres(p) = &mut event.position {
+            if let Some(mut p) = PgPosition::of(&event.position) {
                 p.snapshot_cursor = Some(Box::new(SnapshotCursor {
                     table: table.name(),
                     key,
                 }));
+                event.position = p.into();
             }
             state.batch.push(event);
             return flush(state, ctx).await;

@@ -1,0 +1,92 @@
+//! Debezium's `io.debezium.connector.postgresql.Source` block.
+//!
+//! After the common fields: `db` (the connector's database), `sequence`
+//! (`["<previous commit LSN>","<LSN>"]` as decimal strings, `null` where unknown, as
+//! Debezium writes it; snapshot rows have no previous commit), `ts_us`, `ts_ns`, `schema`,
+//! `table`, `txId`, `lsn` and `xmin` (always null: outflow does not read it).
+
+use outflow_core::source_block::{
+    SourceBlock, SourceBlockInput, SourceField, SourceFieldKind, SourceValue, timestamps,
+};
+
+use crate::position::PgPosition;
+
+/// The Postgres connector's source block.
+#[derive(Debug)]
+pub struct PostgresSourceBlock;
+
+/// The one [`PostgresSourceBlock`].
+pub static POSTGRES_SOURCE_BLOCK: PostgresSourceBlock = PostgresSourceBlock;
+
+static FIELDS: [SourceField; 9] = [
+    SourceField::required("db", SourceFieldKind::String),
+    SourceField::optional("sequence", SourceFieldKind::String),
+    SourceField::optional("ts_us", SourceFieldKind::Int64),
+    SourceField::optional("ts_ns", SourceFieldKind::Int64),
+    SourceField::required("schema", SourceFieldKind::String),
+    SourceField::required("table", SourceFieldKind::String),
+    SourceField::optional("txId", SourceFieldKind::Int64),
+    SourceField::optional("lsn", SourceFieldKind::Int64),
+    SourceField::optional("xmin", SourceFieldKind::Int64),
+];
+
+impl SourceBlock for PostgresSourceBlock {
+    fn connector(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn fields(&self) -> &'static [SourceField] {
+        &FIELDS
+    }
+
+    fn values(&self, input: SourceBlockInput<'_>, out: &mut Vec<SourceValue>) {
+        let position = &input.event.position;
+        let lsn = PgPosition::lsn_of(position).map_or(0, |l| l.0);
+        let previous = if position.is_snapshot() {
+            None
+        } else {
+            input.previous_commit.and_then(PgPosition::commit_of)
+        };
+        let mut sequence = String::with_capacity(48);
+        sequence.push('[');
+        match previous {
+            Some(prev) => {
+                sequence.push('"');
+                push_decimal(&mut sequence, prev.0);
+                sequence.push('"');
+            }
+            None => sequence.push_str("null"),
+        }
+        sequence.push_str(",\"");
+        push_decimal(&mut sequence, lsn);
+        sequence.push_str("\"]");
+        out.push(SourceValue::Text(input.database.clone()));
+        out.push(SourceValue::String(sequence));
+        out.extend(timestamps(input.event));
+        out.extend([
+            SourceValue::Text(input.namespace.clone()),
+            SourceValue::Text(input.table.clone()),
+            PgPosition::tx_id_of(position)
+                .map_or(SourceValue::Null, |x| SourceValue::Int64(i64::from(x))),
+            i64::try_from(lsn).map_or(SourceValue::Null, SourceValue::Int64),
+            SourceValue::Null,
+        ]);
+    }
+}
+
+/// Appends the decimal digits of `v` without the formatting machinery.
+fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
