@@ -10,6 +10,8 @@
 #   Apache Kafka        Maven Central: the jars testkit/lab/kafka/pom.xml pins, copied by
 #                       mvn dependency:copy-dependencies into $OUTFLOW_LAB_DIR/kafka-<v>/libs
 #                       (run on the machine's Java 17)
+#   Debezium            Maven Central: Kafka Connect's runtime and Debezium's connectors as
+#                       testkit/lab/debezium/*.xml pin them, into $OUTFLOW_LAB_DIR/debezium
 #   rivven-schema       cargo install rivven-schema --version 0.0.22 --locked
 #   moto_server (S3)    PyPI moto[server]==5.2.5 into $OUTFLOW_LAB_DIR/moto, with a
 #                       wrapper in the lab bin dir
@@ -167,6 +169,29 @@ else
 fi
 # The tansu binary of earlier labs is no longer used.
 rm -f "$BIN/tansu"
+
+# --- Debezium on Kafka Connect (jars from Maven Central) -----------------------------------
+# Connect's runtime into debezium/worker, each connector into a plugin dir of its own.
+DEBEZIUM_POMS="$ROOT/testkit/lab/debezium"
+DEBEZIUM_DIR="$LAB_DIR/debezium"
+install_debezium() {
+  rm -rf "$DEBEZIUM_DIR.new"
+  mvn -q -B -f "$DEBEZIUM_POMS/worker.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$DEBEZIUM_DIR.new/worker"
+  for plugin in postgres mysql mariadb; do
+    mvn -q -B -f "$DEBEZIUM_POMS/$plugin.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$DEBEZIUM_DIR.new/plugins/$plugin"
+  done
+  cat "$DEBEZIUM_POMS"/*.xml > "$DEBEZIUM_DIR.new/poms.installed.xml"
+  rm -rf "$DEBEZIUM_DIR"
+  mv "$DEBEZIUM_DIR.new" "$DEBEZIUM_DIR"
+}
+if [ -f "$DEBEZIUM_DIR/poms.installed.xml" ] && cat "$DEBEZIUM_POMS"/*.xml | cmp -s - "$DEBEZIUM_DIR/poms.installed.xml"; then
+  step "debezium: present ($(ls "$DEBEZIUM_DIR"/plugins | tr '\n' ' '))"
+else
+  step "debezium: resolving Kafka Connect and Debezium's connectors from Maven Central"
+  timed "debezium install" install_debezium
+fi
 
 # --- rivven-schema (Confluent-API schema registry) ----------------------------------------
 if [ -x "$BIN/rivven-schema" ] && "$BIN/rivven-schema" --version 2>/dev/null | grep -q "$RIVVEN_SCHEMA_VERSION"; then

@@ -110,6 +110,15 @@ impl std::fmt::Display for Decimal {
     }
 }
 
+/// The timestamp (µs since the epoch) that stands for `+infinity` in
+/// [`Value::Timestamp`] and [`Value::TimestampTz`]: the value Debezium's converters emit
+/// for an infinite timestamp, so numeric encodings carry it as Debezium does; text
+/// encodings write `infinity`.
+pub const TIMESTAMP_POS_INFINITY: i64 = 9_223_372_036_825_200_000;
+
+/// The timestamp (µs) that stands for `-infinity` (see [`TIMESTAMP_POS_INFINITY`]).
+pub const TIMESTAMP_NEG_INFINITY: i64 = -9_223_372_036_832_400_000;
+
 /// A Postgres-style interval: months, days and microseconds kept apart, because a month
 /// has no fixed number of days and a day no fixed number of seconds (DST).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -285,10 +285,7 @@ impl KafkaBroker {
 
     /// The broker's resident memory now, in bytes (from `/proc`), for the lab's report.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
+        process::rss_bytes(self.pid())
     }
 }
 
@@ -318,8 +315,8 @@ fn libs_dir() -> PathBuf {
     libs
 }
 
-/// The `java` to run: `$JAVA_HOME/bin/java`, else the one on `PATH`.
-fn java() -> PathBuf {
+/// The `java` to run (for Kafka and Kafka Connect): `$JAVA_HOME/bin/java`, else the one on `PATH`.
+pub(crate) fn java() -> PathBuf {
     let java = std::env::var_os("JAVA_HOME")
         .map(|home| PathBuf::from(home).join("bin/java"))
         .filter(|p| p.is_file())
@@ -373,7 +370,7 @@ fn write_keystore(certs: &TestCertificates, to: &Path) {
     write(to, &format!("{}\n{}", read(&key), read(&cert)));
 }
 
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text)
         .unwrap_or_else(|e| panic!("testkit: cannot write {}: {e}", path.display()));
 }

@@ -1,8 +1,8 @@
 //! outflow-testkit: the real-service test lab.
 //!
 //! Tests talk to real servers, never to the machine's own services and never to fakes:
-//! [`postgres()`], [`mariadb()`], [`broker()`], [`registry()`], [`s3()`] and [`nats()`] each start a private
-//! server on a free loopback port in a temp dir the first time a test process asks, and
+//! [`postgres()`], [`mariadb()`], [`broker()`], [`registry()`], [`s3()`], [`nats()`] and
+//! [`debezium()`] (Debezium on Kafka Connect) each start a private server on a free loopback port in a temp dir the first time a test process asks, and
 //! share it with every test of that process (`cargo test` runs each integration-test
 //! binary as one process). Tests isolate themselves with their own database
 //! ([`PostgresServer::create_database`], [`MariaDbServer::create_database`]) or topic /
@@ -18,6 +18,7 @@
 #![allow(clippy::panic, clippy::expect_used)] // A lab that cannot start must fail the test loudly.
 
 mod broker;
+mod debezium;
 mod hangup;
 mod mariadb;
 mod nats;
@@ -34,6 +35,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use broker::{CONSUMER_SETTINGS, KafkaBroker, kafka_version};
+pub use debezium::{DebeziumWorker, connector_class as debezium_connector_class};
 pub use hangup::HangupProxy;
 pub use mariadb::{
     CDC_PASSWORD, CDC_TLS_USER, CDC_USER, MariaDbDatabase, MariaDbServer, SERVER_ID,
@@ -51,6 +53,7 @@ static BROKER: LazyLock<KafkaBroker> = LazyLock::new(KafkaBroker::start);
 static REGISTRY: LazyLock<SchemaRegistry> = LazyLock::new(SchemaRegistry::start);
 static S3: LazyLock<S3Server> = LazyLock::new(S3Server::start);
 static NATS: LazyLock<NatsServer> = LazyLock::new(NatsServer::start);
+static DEBEZIUM: LazyLock<DebeziumWorker> = LazyLock::new(|| DebeziumWorker::start(broker()));
 
 /// The process's PostgreSQL server (started on first use).
 pub fn postgres() -> &'static PostgresServer {
@@ -84,6 +87,12 @@ pub fn broker() -> &'static KafkaBroker {
 /// started now, stopped when the test process exits.
 pub fn dedicated_broker() -> &'static KafkaBroker {
     Box::leak(Box::new(KafkaBroker::start()))
+}
+
+/// The process's Kafka Connect worker with Debezium's connectors, writing to
+/// [`broker()`] (both started on first use).
+pub fn debezium() -> &'static DebeziumWorker {
+    &DEBEZIUM
 }
 
 /// The process's schema registry (started on first use).

@@ -305,3 +305,12 @@ pub(crate) fn run(what: &str, command: &mut Command) {
         );
     }
 }
+
+/// The resident memory of process `pid` now, in bytes (from `/proc`), for the lab's
+/// reports on the servers it runs.
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

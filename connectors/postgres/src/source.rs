@@ -286,6 +286,16 @@ impl PostgresSource {
                 spawn_connection(pg.connect(tls).await)?
             }
         };
+        // The snapshot reads values as text on these connections: the same settings as
+        // the replication session, so each type has the one text form `parse_text` reads
+        // (without them a server's default `IntervalStyle=postgres` fails every interval).
+        let settings: String = SESSION_SETTINGS
+            .iter()
+            .map(|(name, value)| format!("SET \"{name}\" TO '{value}'; "))
+            .collect();
+        client.batch_execute(&settings).await.map_err(|e| {
+            query_error("setting the session's date, interval and number formats", e)
+        })?;
         Ok(Catalog::new(client).with_hstore(self.config.hstore_handling))
     }
 

@@ -3,7 +3,10 @@
 //! After the common fields: `db` (the connector's database), `sequence`
 //! (`["<previous commit LSN>","<LSN>"]` as decimal strings, `null` where unknown, as
 //! Debezium writes it; snapshot rows have no previous commit), `ts_us`, `ts_ns`, `schema`,
-//! `table`, `txId`, `lsn` and `xmin` (always null: outflow does not read it).
+//! `table`, `txId`, `lsn`, `xmin` (always null: outflow does not read it), and, as
+//! Debezium 3.6 adds them, `origin` and `origin_lsn` (the replication origin of a
+//! transaction applied by another replication system; null: outflow does not yet read
+//! pgoutput's Origin message).
 
 use outflow_core::source_block::{
     SourceBlock, SourceBlockInput, SourceField, SourceFieldKind, SourceValue, timestamps,
@@ -18,7 +21,7 @@ pub struct PostgresSourceBlock;
 /// The one [`PostgresSourceBlock`].
 pub static POSTGRES_SOURCE_BLOCK: PostgresSourceBlock = PostgresSourceBlock;
 
-static FIELDS: [SourceField; 9] = [
+static FIELDS: [SourceField; 11] = [
     SourceField::required("db", SourceFieldKind::String),
     SourceField::optional("sequence", SourceFieldKind::String),
     SourceField::optional("ts_us", SourceFieldKind::Int64),
@@ -28,6 +31,8 @@ static FIELDS: [SourceField; 9] = [
     SourceField::optional("txId", SourceFieldKind::Int64),
     SourceField::optional("lsn", SourceFieldKind::Int64),
     SourceField::optional("xmin", SourceFieldKind::Int64),
+    SourceField::optional("origin", SourceFieldKind::String),
+    SourceField::optional("origin_lsn", SourceFieldKind::Int64),
 ];
 
 impl SourceBlock for PostgresSourceBlock {
@@ -69,6 +74,8 @@ impl SourceBlock for PostgresSourceBlock {
             PgPosition::tx_id_of(position)
                 .map_or(SourceValue::Null, |x| SourceValue::Int64(i64::from(x))),
             i64::try_from(lsn).map_or(SourceValue::Null, SourceValue::Int64),
+            SourceValue::Null,
+            SourceValue::Null,
             SourceValue::Null,
         ]);
     }

@@ -8,7 +8,7 @@
 //! are kept as their text, as Debezium does for most of them; a type outflow knows nothing
 //! about is passed as text with a warning, never a crash.
 
-use outflow_core::value::Interval;
+use outflow_core::value::{Interval, TIMESTAMP_NEG_INFINITY, TIMESTAMP_POS_INFINITY};
 use outflow_core::{DataType, Decimal, Value};
 
 /// Session settings under which [`parse_text`] understands every value.
@@ -467,10 +467,6 @@ fn parse_offset(text: &str) -> Option<i32> {
     }
     Some(sign * total)
 }
-
-/// Debezium's stand-ins for ±infinity timestamps (µs): the values its converters use.
-const TIMESTAMP_POS_INFINITY: i64 = 9_223_372_036_825_200_000;
-const TIMESTAMP_NEG_INFINITY: i64 = -9_223_372_036_832_400_000;
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]][ BC]` → µs since the epoch (UTC).
 fn parse_timestamp(text: &str, with_zone: bool) -> Option<i64> {

@@ -412,3 +412,59 @@ async fn every_cursor_names_the_table_of_its_row() {
     }
     assert!(cursors >= 2, "{cursors} cursors");
 }
+
+/// The snapshot reads values as text on its own connections: under a database whose
+/// session defaults are unlike the replication session's (interval, date and time zone
+/// styles), every value still reads as the stream would give it. Found by the Debezium
+/// differential test: `IntervalStyle=postgres` failed the snapshot of any interval.
+#[tokio::test]
+async fn the_snapshot_reads_values_whatever_the_database_session_defaults() {
+    use outflow_core::value::Interval;
+    let _lab = crate::LAB.shared().await;
+    let db = postgres().create_database("styles").await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET IntervalStyle = 'postgres_verbose';
+             ALTER DATABASE {name} SET DateStyle = 'SQL, DMY';
+             ALTER DATABASE {name} SET TimeZone = 'America/New_York';
+             ALTER DATABASE {name} SET extra_float_digits = 0;
+             CREATE TABLE styled (id int PRIMARY KEY, span interval, day date,
+                                  at_tz timestamptz, f float8);
+             INSERT INTO styled VALUES (1, '1 year 2 days 03:00:00.5', '2024-02-29',
+                                        '2023-11-15 00:13:20+02', 0.1);",
+            name = db.name()
+        ))
+        .await
+        .unwrap();
+    let run = start(config(&db, &[]), Arc::new(MemoryOffsetStore::new()));
+    let events = wait_events(&run.sink, |e| {
+        e.iter().any(|e| matches!(e.kind, EventKind::Read { .. }))
+    })
+    .await;
+    run.shutdown.cancel();
+    let outcome = run.task.await.unwrap();
+    assert!(outcome.is_ok(), "{outcome:?}");
+    walsender_gone(&admin, &db).await;
+    let row = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Read { after, .. } => Some(after.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        row,
+        vec![
+            Value::Int32(1),
+            Value::Interval(Interval {
+                months: 12,
+                days: 2,
+                micros: 10_800_500_000,
+            }),
+            Value::Date(19_782),
+            Value::TimestampTz(1_700_000_000_000_000),
+            Value::Float64(0.1),
+        ]
+    );
+}

@@ -117,7 +117,8 @@ fn expected_postgres_value_schema() -> String {
             r#"{{"name":"ts_us","type":["null","long"],"default":null}},{{"name":"ts_ns","type":["null","long"],"default":null}},"#,
             r#"{{"name":"schema","type":"string"}},{{"name":"table","type":"string"}},"#,
             r#"{{"name":"txId","type":["null","long"],"default":null}},{{"name":"lsn","type":["null","long"],"default":null}},"#,
-            r#"{{"name":"xmin","type":["null","long"],"default":null}}],"connect.version":1,"connect.name":"io.debezium.connector.postgresql.Source"}}}},"#,
+            r#"{{"name":"xmin","type":["null","long"],"default":null}},"#,
+            r#"{{"name":"origin","type":["null","string"],"default":null}},{{"name":"origin_lsn","type":["null","long"],"default":null}}],"connect.version":1,"connect.name":"io.debezium.connector.postgresql.Source"}}}},"#,
             r#"{{"name":"transaction","type":["null",{{"type":"record","name":"block","namespace":"event","fields":["#,
             r#"{{"name":"id","type":"string"}},{{"name":"total_order","type":"long"}},{{"name":"data_collection_order","type":"long"}}],"#,
             r#""connect.version":1,"connect.name":"event.block"}}],"default":null}},"#,
@@ -201,7 +202,7 @@ fn postgres_insert_as_json_without_schema() {
             env!("CARGO_PKG_VERSION"),
             r#"-outflow","connector":"postgresql","name":"demo","ts_ms":1740218268517,"snapshot":"false","db":"shop","#,
             r#""sequence":"[\"1000\",\"1000\"]","ts_us":1740218268517360,"ts_ns":1740218268517360000,"schema":"public","table":"users","#,
-            r#""txId":571,"lsn":1000,"xmin":null},"transaction":null,"op":"c","ts_ms":1740218269000,"ts_us":1740218269000001,"ts_ns":1740218269000001000}"#
+            r#""txId":571,"lsn":1000,"xmin":null,"origin":null,"origin_lsn":null},"transaction":null,"op":"c","ts_ms":1740218269000,"ts_us":1740218269000001,"ts_ns":1740218269000001000}"#
         )
     );
     let key = out[0].key.as_ref().unwrap();

@@ -241,8 +241,15 @@ pub fn column_datum(
             DataType::TimeTz { precision },
         ) => {
             let utc = (micros - i64::from(*offset_seconds) * 1_000_000).rem_euclid(MICROS_PER_DAY);
+            // `io.debezium.time.ZonedTime` is Java's ISO offset time: the fraction has
+            // as many digits as it needs, none when it is zero (`08:14:15Z`,
+            // `08:14:15.5Z`), whatever the column's precision.
             let mut text = String::with_capacity(20);
-            write_time(&mut text, utc, precision.unwrap_or(6));
+            write_time(&mut text, utc, precision.unwrap_or(6).min(6));
+            if text.contains('.') {
+                let kept = text.trim_end_matches('0').trim_end_matches('.').len();
+                text.truncate(kept);
+            }
             text.push('Z');
             Datum::String(text)
         }
@@ -544,8 +551,15 @@ fn write_time(out: &mut String, micros_of_day: i64, precision: u8) {
 }
 
 /// ISO-8601 UTC text of an instant, with `precision` fractional digits, as Debezium's
-/// `io.debezium.time.ZonedTimestamp` (e.g. `2025-02-22T09:57:48.517360Z`).
+/// `io.debezium.time.ZonedTimestamp` (e.g. `2025-02-22T09:57:48.517360Z`); the
+/// stand-ins for infinite timestamps are `infinity` and `-infinity`, as Debezium writes
+/// them.
 pub fn zoned_timestamp(micros: i64, precision: u8) -> String {
+    match micros {
+        outflow_core::value::TIMESTAMP_POS_INFINITY => return "infinity".to_owned(),
+        outflow_core::value::TIMESTAMP_NEG_INFINITY => return "-infinity".to_owned(),
+        _ => {}
+    }
     let days = micros.div_euclid(MICROS_PER_DAY);
     let of_day = micros.rem_euclid(MICROS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
@@ -637,6 +651,30 @@ mod tests {
             "2025-02-12T10:10:04Z"
         );
         assert_eq!(zoned_timestamp(-1, 3), "1969-12-31T23:59:59.999Z");
+        use outflow_core::value::{TIMESTAMP_NEG_INFINITY, TIMESTAMP_POS_INFINITY};
+        assert_eq!(zoned_timestamp(TIMESTAMP_POS_INFINITY, 6), "infinity");
+        assert_eq!(zoned_timestamp(TIMESTAMP_NEG_INFINITY, 6), "-infinity");
+    }
+
+    #[test]
+    fn zoned_times_write_the_fraction_they_need() {
+        let datum = |micros: i64, offset_seconds: i32| {
+            column_datum(
+                &Value::TimeTz {
+                    micros,
+                    offset_seconds,
+                },
+                &DataType::TimeTz { precision: Some(6) },
+                modes(),
+                "",
+            )
+            .unwrap()
+        };
+        let hms = (13 * 3600 + 14 * 60 + 15) * 1_000_000;
+        assert_eq!(datum(hms, 5 * 3600), Datum::String("08:14:15Z".into()));
+        assert_eq!(datum(hms + 500_000, 0), Datum::String("13:14:15.5Z".into()));
+        assert_eq!(datum(hms + 120, 0), Datum::String("13:14:15.00012Z".into()));
+        assert_eq!(datum(0, 0), Datum::String("00:00:00Z".into()));
     }
 
     #[test]
