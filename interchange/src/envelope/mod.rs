@@ -9,6 +9,8 @@
 //!   `<topic>.Envelope` = `before`, `after` (`<topic>.Value`), `source`, `transaction`,
 //!   `op`, `ts_ms`, `ts_us`, `ts_ns`;
 //! - a tombstone (same key, null value) after each delete when `tombstones.on.delete`;
+//! - an update that changes the row's key as a delete of the old key, its tombstone and
+//!   a create of the new key, with `__debezium.newkey` / `__debezium.oldkey` headers;
 //! - `t` records for truncates (skipped by default, as Debezium's `skipped.operations=t`);
 //! - heartbeats on `__debezium-heartbeat.<prefix>`;
 //! - transaction BEGIN/END records on `<prefix>.transaction` and the `transaction` block in
@@ -105,6 +107,23 @@ pub enum EnvelopeError {
         /// Columns in the schema.
         expected: usize,
     },
+}
+
+/// The header on the delete half of a key change: the row's new key.
+pub const NEW_KEY_HEADER: &str = "__debezium.newkey";
+/// The header on the create half of a key change: the row's old key.
+pub const OLD_KEY_HEADER: &str = "__debezium.oldkey";
+
+/// A key as Kafka Connect's default header converter (`SimpleHeaderConverter`) writes a
+/// struct: a JSON object of its fields, `{"id":4}` (checked against Debezium 3.6 by
+/// `tests/debezium_oracle.rs`). Headers are text whatever the record's encoding, so
+/// this is the one place the envelope writes JSON.
+fn key_header(key: &Payload) -> String {
+    let mut out = String::new();
+    if crate::encoding::json::write_value(&mut out, &key.schema, &key.datum).is_err() {
+        out.clear();
+    }
+    out
 }
 
 const OP_CREATE: usize = 0;
@@ -475,36 +494,26 @@ impl EnvelopeFormatter {
                 after,
             } => {
                 if !self.skipped(Operation::Update) {
-                    self.change(
-                        event,
-                        table,
-                        before.as_ref(),
-                        Some(after),
-                        OP_UPDATE,
-                        now_us,
-                        out,
-                    )?;
+                    match (before, self.changed_key(table, before.as_ref(), after)?) {
+                        (Some(old_row), Some(keys)) => {
+                            self.key_change(event, table, old_row, after, keys, now_us, out)?;
+                        }
+                        _ => self.change(
+                            event,
+                            table,
+                            before.as_ref(),
+                            Some(after),
+                            OP_UPDATE,
+                            now_us,
+                            out,
+                        )?,
+                    }
                 }
             }
             EventKind::Delete { table, before } => {
                 if !self.skipped(Operation::Delete) {
                     self.change(event, table, Some(before), None, OP_DELETE, now_us, out)?;
-                    if self.config.tombstones_on_delete {
-                        let shapes = self.shapes(table);
-                        if let Some(key_schema) = &shapes.key {
-                            out.push(Record {
-                                topic: Arc::clone(&shapes.topic),
-                                key: Some(Payload {
-                                    schema: Arc::clone(key_schema),
-                                    datum: self.key_datum(table, &shapes.plan, before)?,
-                                }),
-                                value: None,
-                                position: event.position.clone(),
-                                kind: RecordKind::Tombstone,
-                                headers: Vec::new(),
-                            });
-                        }
-                    }
+                    self.tombstone(event, table, before, out)?;
                 }
             }
             EventKind::Read { table, after, .. } => {
@@ -585,6 +594,106 @@ impl EnvelopeFormatter {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The tombstone after a delete of `before`'s key, when `tombstones.on.delete` and
+    /// the table has a key.
+    fn tombstone(
+        &mut self,
+        event: &ChangeEvent,
+        table: &Arc<TableSchema>,
+        before: &Row,
+        out: &mut Vec<Record>,
+    ) -> Result<(), EnvelopeError> {
+        if !self.config.tombstones_on_delete {
+            return Ok(());
+        }
+        let shapes = self.shapes(table);
+        if let Some(key_schema) = &shapes.key {
+            out.push(Record {
+                topic: Arc::clone(&shapes.topic),
+                key: Some(Payload {
+                    schema: Arc::clone(key_schema),
+                    datum: self.key_datum(table, &shapes.plan, before)?,
+                }),
+                value: None,
+                position: event.position.clone(),
+                kind: RecordKind::Tombstone,
+                headers: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The old and the new key of an update that changes its row's key; `None` when the
+    /// key stays (or the table has none, or the source sent no old image: Postgres sends
+    /// the old key exactly when it changed).
+    fn changed_key(
+        &mut self,
+        table: &Arc<TableSchema>,
+        before: Option<&Row>,
+        after: &Row,
+    ) -> Result<Option<(Payload, Payload)>, EnvelopeError> {
+        let Some(before) = before else {
+            return Ok(None);
+        };
+        let shapes = self.shapes(table);
+        let Some(schema) = &shapes.key else {
+            return Ok(None);
+        };
+        let old = self.key_datum(table, &shapes.plan, before)?;
+        let new = self.key_datum(table, &shapes.plan, after)?;
+        Ok((old != new).then(|| {
+            (
+                Payload {
+                    schema: Arc::clone(schema),
+                    datum: old,
+                },
+                Payload {
+                    schema: Arc::clone(schema),
+                    datum: new,
+                },
+            )
+        }))
+    }
+
+    /// An update that changes the row's key, as Debezium writes it: a delete of the old
+    /// key and its tombstone (both with header `__debezium.newkey`), and a create of the
+    /// new key (header `__debezium.oldkey`), so a compacted topic keeps no row under the
+    /// old key.
+    #[allow(clippy::too_many_arguments)]
+    fn key_change(
+        &mut self,
+        event: &ChangeEvent,
+        table: &Arc<TableSchema>,
+        before: &Row,
+        after: &Row,
+        (old_key, new_key): (Payload, Payload),
+        now_us: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<(), EnvelopeError> {
+        self.change(event, table, Some(before), None, OP_DELETE, now_us, out)?;
+        if let Some(record) = out.last_mut() {
+            record
+                .headers
+                .push((NEW_KEY_HEADER.to_owned(), key_header(&new_key)));
+        }
+        let records = out.len();
+        self.tombstone(event, table, before, out)?;
+        if out.len() > records
+            && let Some(record) = out.last_mut()
+        {
+            record
+                .headers
+                .push((NEW_KEY_HEADER.to_owned(), key_header(&new_key)));
+        }
+        self.change(event, table, None, Some(after), OP_CREATE, now_us, out)?;
+        if let Some(record) = out.last_mut() {
+            record
+                .headers
+                .push((OLD_KEY_HEADER.to_owned(), key_header(&old_key)));
         }
         Ok(())
     }

@@ -921,3 +921,68 @@ fn required_columns_missing_from_a_key_only_before_image_get_debeziums_fallback(
         assert_eq!(fallback_datum(&schema), expected, "{schema:?}");
     }
 }
+
+#[test]
+fn a_key_change_is_a_delete_a_tombstone_and_a_create() {
+    let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
+    let mut out = Vec::new();
+    let update = |before: Option<Row>, after: Row| {
+        event(
+            pg(1000, 1),
+            EventKind::Update {
+                table: users(),
+                before,
+                after,
+            },
+        )
+    };
+    f.format(&update(Some(row(2)), row(4)), 0, &mut out)
+        .unwrap();
+    let kinds: Vec<RecordKind> = out.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordKind::Change,
+            RecordKind::Tombstone,
+            RecordKind::Change
+        ]
+    );
+    let key = |r: &Record| {
+        let key = r.key.as_ref().unwrap();
+        String::from_utf8(
+            json::encode(&key.schema, Some(&key.datum), false)
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        out.iter().map(key).collect::<Vec<_>>(),
+        [r#"{"id":2}"#, r#"{"id":2}"#, r#"{"id":4}"#]
+    );
+    let headers: Vec<&[(String, String)]> = out.iter().map(|r| r.headers.as_slice()).collect();
+    let header = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+    assert_eq!(headers[0], header("__debezium.newkey", r#"{"id":4}"#));
+    assert_eq!(headers[1], header("__debezium.newkey", r#"{"id":4}"#));
+    assert_eq!(headers[2], header("__debezium.oldkey", r#"{"id":2}"#));
+    let op = |r: &Record| {
+        let text = json::encode(
+            &r.value.as_ref().unwrap().schema,
+            Some(&r.value.as_ref().unwrap().datum),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        value["op"].as_str().unwrap().to_owned()
+    };
+    assert_eq!((op(&out[0]), op(&out[2])), ("d".to_owned(), "c".to_owned()));
+
+    // The same key, or no old image: one update.
+    for before in [Some(row(4)), None] {
+        let mut out = Vec::new();
+        f.format(&update(before, row(4)), 0, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(out[0].headers.is_empty());
+    }
+}
