@@ -652,37 +652,18 @@ impl MySqlSource {
             )
             .await
             .map_err(|e| mysql_error(format!("reading the key of {database}.{table}"), e))?;
-        // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check; Debezium reports it
-        // as JSON.
-        let json_columns: Vec<String> = if config.flavor == Flavor::MariaDb {
-            let clauses: Vec<String> = conn
-                .exec(
-                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
-                     WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
-                    (database, table),
-                )
-                .await
-                .map_err(|e| mysql_error(format!("reading the checks of {database}.{table}"), e))?;
-            clauses
-                .iter()
-                .filter_map(|c| {
-                    let inner = c.trim().strip_prefix("json_valid(")?.strip_suffix(')')?;
-                    Some(inner.trim().trim_matches('`').replace("``", "`"))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check. Debezium reads a
+        // captured table's shape from `SHOW CREATE TABLE`, where it is `longtext`, and
+        // writes a plain STRING (no `io.debezium.data.Json`): so does outflow
+        // (checked against Debezium's MariaDB connector by tests/debezium_oracle.rs).
         let mut schema_columns = Vec::with_capacity(columns.len());
         let mut codecs = Vec::with_capacity(columns.len());
         for (name, data_type, column_type, nullable, precision, scale, fsp, charset, length) in
             columns
         {
-            let is_json =
-                json_columns.contains(&name) && data_type.eq_ignore_ascii_case("longtext");
             let codec = ColumnCodec::from_information_schema(
-                if is_json { "json" } else { &data_type },
-                if is_json { "json" } else { &column_type },
+                &data_type,
+                &column_type,
                 nullable.eq_ignore_ascii_case("YES"),
                 precision,
                 scale,

@@ -137,8 +137,9 @@ async fn snapshot_then_stream_then_resume_exactly() {
     assert_eq!(after[5], Value::TimestampTz(1_714_557_600_500_000));
     assert_eq!(after[6], Value::Enum("b".into()));
     assert_eq!(after[7], Value::String("x,z".into()));
+    // MariaDB's JSON is LONGTEXT: a plain string, as Debezium's MariaDB connector writes it.
     assert!(
-        matches!(&after[8], Value::Json(j) if j.replace(' ', "") == "{\"k\":1}"),
+        matches!(&after[8], Value::String(j) if j.replace(' ', "") == "{\"k\":1}"),
         "{:?}",
         after[8]
     );
