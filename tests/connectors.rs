@@ -83,13 +83,14 @@ pub(crate) async fn up(daemon: &Daemon) {
     assert!(ok, "the daemon did not come up");
 }
 
-/// Every record of `topic` (read after the writers are done; see docs/testing.md).
-pub(crate) fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
+/// A read_committed consumer of the lab broker's `topic` (partition 0) from its start.
+pub(crate) fn consumer_from_start(topic: &str) -> BaseConsumer {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", broker().bootstrap_servers())
         .set("group.id", unique_name("e2e"))
-        .set("enable.auto.commit", "false");
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
     for (k, v) in outflow_testkit::CONSUMER_SETTINGS {
         config.set(*k, *v);
     }
@@ -99,6 +100,12 @@ pub(crate) fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
         .add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// Every record of `topic` (read after the writers are done; see docs/testing.md).
+pub(crate) fn read_topic(topic: &str, at_least: usize) -> Vec<Value> {
+    let consumer = consumer_from_start(topic);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();
     while out.len() < at_least && std::time::Instant::now() < deadline {

@@ -19,10 +19,7 @@ use outflow_testkit::{
     CDC_PASSWORD, CDC_USER, broker, debezium, debezium_connector_class, mariadb, postgres,
     unique_name,
 };
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
 use crate::connectors::{Api, free_port, start, up};
@@ -33,21 +30,7 @@ type Record = (Option<Value>, Option<Value>, Vec<(String, String)>);
 
 /// Reads `topic` from the start until `count` records arrived or two minutes passed.
 fn records(topic: &str, count: usize) -> Vec<Record> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", broker().bootstrap_servers())
-        .set("group.id", unique_name("oracle"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed");
-    for (k, v) in outflow_testkit::CONSUMER_SETTINGS {
-        config.set(*k, *v);
-    }
-    let consumer: BaseConsumer = config.create().unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = crate::connectors::consumer_from_start(topic);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
     while out.len() < count && std::time::Instant::now() < deadline {
@@ -225,6 +208,47 @@ async fn start_debezium(name: &str, config: Value) {
     );
 }
 
+/// The outflow side of a comparison: the daemon and its data dir, kept while the test runs.
+struct Outflow {
+    _daemon: crate::connectors::Daemon,
+    _data: tempfile::TempDir,
+}
+
+/// Starts `theirs` on the Debezium worker and `ours` in a fresh outflow daemon (each
+/// named after its `topic.prefix`), and waits until each topic of `topics` (Debezium's,
+/// outflow's) holds the `rows` snapshot records.
+async fn start_both(theirs: Value, ours: Value, topics: [String; 2], rows: usize) -> Outflow {
+    let name = |config: &Value| config["topic.prefix"].as_str().unwrap().to_owned();
+    start_debezium(&name(&theirs), theirs).await;
+    let data = tempfile::tempdir().unwrap();
+    let daemon = start(data.path(), free_port());
+    up(&daemon).await;
+    let api = Api::new(&daemon.base);
+    let ours_name = name(&ours);
+    let (code, body) = api
+        .send(
+            api.post("/connectors")
+                .json(&json!({"name": ours_name, "config": ours})),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let [theirs_topic, ours_topic] = topics;
+    assert_eq!(
+        records(&theirs_topic, rows).len(),
+        rows,
+        "Debezium's snapshot"
+    );
+    let snapshot = records(&ours_topic, rows).len();
+    if snapshot != rows {
+        let (_, status) = api.get(&format!("/connectors/{ours_name}/status")).await;
+        panic!("outflow's snapshot: {snapshot} of {rows} records; status {status}");
+    }
+    Outflow {
+        _daemon: daemon,
+        _data: data,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_types_snapshot_and_stream_match_debezium() {
     let _shared = crate::BROKER.read().await;
@@ -274,35 +298,15 @@ async fn postgres_types_snapshot_and_stream_match_debezium() {
             "table.include.list": "public.kinds",
         })
     };
-    start_debezium(
-        &dbz_prefix,
-        common(&format!("{}_dbz", db.name()), "dbz_oracle_pub", &dbz_prefix),
-    )
-    .await;
-    let data = tempfile::tempdir().unwrap();
-    let daemon = start(data.path(), free_port());
-    up(&daemon).await;
-    let api = Api::new(&daemon.base);
-    let (code, body) = api
-        .send(api.post("/connectors").json(&json!({
-            "name": "oracle",
-            "config": common(&format!("{}_ofl", db.name()), "ofl_oracle_pub", &prefix),
-        })))
-        .await;
-    assert_eq!(code, 201, "{body}");
-
     let topic = |p: &str| format!("{p}.public.kinds");
     // The snapshot first, so the stream's changes follow it on both sides.
-    assert_eq!(
-        records(&topic(&dbz_prefix), 2).len(),
+    let _outflow = start_both(
+        common(&format!("{}_dbz", db.name()), "dbz_oracle_pub", &dbz_prefix),
+        common(&format!("{}_ofl", db.name()), "ofl_oracle_pub", &prefix),
+        [topic(&dbz_prefix), topic(&prefix)],
         2,
-        "Debezium's snapshot"
-    );
-    let snapshot = records(&topic(&prefix), 2).len();
-    if snapshot != 2 {
-        let (_, status) = api.get("/connectors/oracle/status").await;
-        panic!("outflow's snapshot: {snapshot} of 2 records; status {status}");
-    }
+    )
+    .await;
     admin
         .batch_execute(
             "INSERT INTO kinds (id, small, name, amount, at_tz) VALUES (3, 7, 'three', -0.001, 'infinity');
@@ -363,30 +367,14 @@ async fn mariadb_types_snapshot_and_stream_match_debezium() {
     theirs_config["schema.history.internal.kafka.bootstrap.servers"] =
         json!(broker().bootstrap_servers());
     theirs_config["schema.history.internal.kafka.topic"] = json!(format!("{dbz_prefix}.history"));
-    start_debezium(&dbz_prefix, theirs_config).await;
-    let data = tempfile::tempdir().unwrap();
-    let daemon = start(data.path(), free_port());
-    up(&daemon).await;
-    let api = Api::new(&daemon.base);
-    let (code, body) = api
-        .send(api.post("/connectors").json(&json!({
-            "name": "oracle-maria",
-            "config": common(&prefix, 6102),
-        })))
-        .await;
-    assert_eq!(code, 201, "{body}");
-
     let topic = |p: &str| format!("{p}.{}.kinds", db.name());
-    assert_eq!(
-        records(&topic(&dbz_prefix), 2).len(),
+    let _outflow = start_both(
+        theirs_config,
+        common(&prefix, 6102),
+        [topic(&dbz_prefix), topic(&prefix)],
         2,
-        "Debezium's snapshot"
-    );
-    let snapshot = records(&topic(&prefix), 2).len();
-    if snapshot != 2 {
-        let (_, status) = api.get("/connectors/oracle-maria/status").await;
-        panic!("outflow's snapshot: {snapshot} of 2 records; status {status}");
-    }
+    )
+    .await;
     conn.query_drop(
         "INSERT INTO kinds (id, small, name, amount, clock) VALUES (3, 7, 'three', -0.001, '00:00:00.5');
          UPDATE kinds SET body = 'changed', ubig = 0 WHERE id = 1;

@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use outflow_testkit::{CDC_PASSWORD, CDC_USER, broker, mariadb, registry, unique_name, wait_for};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use crate::connectors::{Api, free_port, lake_changes, sigterm, start_with, up};
@@ -122,20 +119,7 @@ async fn a_debezium_mariadb_connector_runs_to_the_lake() {
 
 /// Every record value of `topic` (raw bytes), read after the writer is done.
 fn raw_values(topic: &str, expected: usize) -> Vec<Vec<u8>> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", broker().bootstrap_servers())
-        .set("group.id", unique_name("maria-e2e"))
-        .set("enable.auto.commit", "false");
-    for (k, v) in outflow_testkit::CONSUMER_SETTINGS {
-        config.set(*k, *v);
-    }
-    let consumer: BaseConsumer = config.create().unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = crate::connectors::consumer_from_start(topic);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();
     while out.len() < expected && std::time::Instant::now() < deadline {

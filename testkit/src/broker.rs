@@ -153,20 +153,7 @@ impl KafkaBroker {
         );
         let properties = path.join("server.properties");
         write(&properties, &config);
-        write(
-            &path.join("log4j2.properties"),
-            &format!(
-                "status = error\n\
-                 appender.file.type = File\n\
-                 appender.file.name = file\n\
-                 appender.file.fileName = {}\n\
-                 appender.file.layout.type = PatternLayout\n\
-                 appender.file.layout.pattern = [%d] %p %m (%c)%n\n\
-                 rootLogger.level = info\n\
-                 rootLogger.appenderRef.file.ref = file\n",
-                path.join("broker.log").display()
-            ),
-        );
+        write_log4j2(&path.join("log4j2.properties"), &path.join("broker.log"));
         let classpath = format!("{}/*", libs.display());
         process::run(
             "kafka storage format",
@@ -373,4 +360,23 @@ fn write_keystore(certs: &TestCertificates, to: &Path) {
 pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text)
         .unwrap_or_else(|e| panic!("testkit: cannot write {}: {e}", path.display()));
+}
+
+/// A log4j2 configuration at `path` that logs at info level to the file `log`: how the
+/// lab's JVMs (the broker, Kafka Connect) leave a log that explains a failed start.
+pub(crate) fn write_log4j2(path: &Path, log: &Path) {
+    write(
+        path,
+        &format!(
+            "status = error\n\
+             appender.file.type = File\n\
+             appender.file.name = file\n\
+             appender.file.fileName = {}\n\
+             appender.file.layout.type = PatternLayout\n\
+             appender.file.layout.pattern = [%d] %p %m (%c)%n\n\
+             rootLogger.level = info\n\
+             rootLogger.appenderRef.file.ref = file\n",
+            log.display()
+        ),
+    );
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::broker::{KafkaBroker, java, write};
+use crate::broker::{KafkaBroker, java, write, write_log4j2};
 use crate::process;
 use crate::tools;
 
@@ -70,20 +70,7 @@ impl DebeziumWorker {
             plugins = plugins.display(),
         );
         write(&path.join("worker.properties"), &config);
-        write(
-            &path.join("log4j2.properties"),
-            &format!(
-                "status = error\n\
-                 appender.file.type = File\n\
-                 appender.file.name = file\n\
-                 appender.file.fileName = {}\n\
-                 appender.file.layout.type = PatternLayout\n\
-                 appender.file.layout.pattern = [%d] %p %m (%c)%n\n\
-                 rootLogger.level = info\n\
-                 rootLogger.appenderRef.file.ref = file\n",
-                path.join("connect.log").display()
-            ),
-        );
+        write_log4j2(&path.join("log4j2.properties"), &path.join("connect.log"));
         let classpath = format!("{}/*", worker_libs.display());
         let stderr = std::fs::File::create(path.join("stderr.log"))
             .unwrap_or_else(|e| panic!("testkit: cannot create {}: {e}", path.display()));
