@@ -3,14 +3,13 @@
 //! Connect's `JsonConverter` with `schemas.enable=true`, compared record by record, key
 //! and value, schema and payload.
 //!
-//! What may differ, and is normalised before the comparison (docs/testing.md lists it):
-//! the topic prefix (each connector has its own, so it is replaced by `PREFIX` in every
-//! schema name and in `source.name`), the wall-clock fields (`ts_ms`, `ts_us`, `ts_ns` of
-//! the envelope and of `source`), `source.version`, and for snapshot rows the fields
-//! that depend on when each connector's slot was made or its snapshot began (`lsn`,
-//! `sequence`, `xmin`; `file`, `pos`, `gtid`).
-//! Streamed rows keep `lsn` and `txId`: both read the same WAL. Known gaps are listed in
-//! docs/compatibility.md and named where the test steps around them.
+//! What may differ is data the test reads, `tests/data/debezium_differences.json`: fields
+//! that differ by construction (processing time, `source.version`, a snapshot row's slot
+//! point or binlog coordinates) and the known gaps docs/compatibility.md explains; each
+//! is rewritten on both sides before the comparison, and any other difference fails.
+//! The topic prefix (each connector has its own) becomes `PREFIX` in every schema name
+//! and in `source.name`. Streamed rows keep `lsn`, `txId` and the commit time: both
+//! connectors read the same WAL or binlog.
 
 use std::time::Duration;
 
@@ -40,12 +39,7 @@ fn records(topic: &str, count: usize) -> Vec<Record> {
                 .headers()
                 .map(|h| {
                     h.iter()
-                        // Debezium 3.6's `__debezium.context.*` headers (its
-                        // `extended.headers.enabled`) are a known gap.
-                        .filter(|h| {
-                            h.key.starts_with("__debezium.")
-                                && !h.key.starts_with("__debezium.context.")
-                        })
+                        .filter(|h| h.key.starts_with("__debezium."))
                         .map(|h| {
                             let text = h.value.map(String::from_utf8_lossy).unwrap_or_default();
                             (h.key.to_owned(), text.into_owned())
@@ -59,7 +53,17 @@ fn records(topic: &str, count: usize) -> Vec<Record> {
     out
 }
 
-/// A record with what may differ between the two connectors made equal (module docs).
+/// What the comparison accepts (`tests/data/debezium_differences.json`), read by the test.
+fn accepted() -> &'static Value {
+    static ACCEPTED: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(include_str!("data/debezium_differences.json")).unwrap()
+    });
+    &ACCEPTED
+}
+
+/// A record with what may differ between the two connectors made equal: the topic
+/// prefix becomes `PREFIX`, and each accepted field (by path, for the rows and
+/// connectors it names) becomes `<normalised>` or `<gap>` where it is present.
 fn normalised(record: &Record, prefix: &str) -> Record {
     let fix = |value: &Option<Value>| {
         let value = value.as_ref()?;
@@ -68,44 +72,47 @@ fn normalised(record: &Record, prefix: &str) -> Record {
             .replace(&format!("\"{prefix}."), "\"PREFIX.")
             .replace(&format!("\"{prefix}\""), "\"PREFIX\"");
         let mut value: Value = serde_json::from_str(&text).unwrap();
-        if let Some(payload) = value.get_mut("payload").and_then(Value::as_object_mut) {
-            for clock in ["ts_ms", "ts_us", "ts_ns"] {
-                if payload.contains_key(clock) {
-                    payload.insert(clock.into(), json!("<clock>"));
-                }
+        let source = &value["payload"]["source"];
+        let connector = source["connector"].as_str().unwrap_or_default().to_owned();
+        let snapshot = source["snapshot"].as_str().is_some_and(|s| s != "false");
+        for entry in accepted()["fields"].as_array().unwrap() {
+            let rows = entry["rows"].as_str().unwrap();
+            let rows_match = rows == "all" || (rows == "snapshot") == snapshot;
+            let connector_match = entry["connectors"]
+                .as_array()
+                .is_none_or(|list| list.iter().any(|c| c == connector.as_str()));
+            if !rows_match || !connector_match {
+                continue;
             }
-            if let Some(source) = payload.get_mut("source").and_then(Value::as_object_mut) {
-                let snapshot = source.get("snapshot").and_then(Value::as_str) != Some("false");
-                for field in ["ts_ms", "ts_us", "ts_ns", "version"] {
-                    if source.get(field).is_some_and(|v| !v.is_null()) {
-                        source.insert(field.into(), json!("<varies>"));
-                    }
-                }
-                // A known gap (docs/compatibility.md): a binlog row's `source.pos` is
-                // its transaction's start for outflow, the rows event's for Debezium.
-                if source.get("connector").and_then(Value::as_str) != Some("postgresql")
-                    && source.contains_key("pos")
-                {
-                    source.insert("pos".into(), json!("<known gap>"));
-                }
-                if snapshot {
-                    // Postgres' slot point, MySQL/MariaDB's binlog coordinates.
-                    for field in ["lsn", "sequence", "xmin", "file", "pos", "gtid"] {
-                        if source.get(field).is_some_and(|v| !v.is_null()) {
-                            source.insert(field.into(), json!("<varies>"));
-                        }
-                    }
-                    // A known gap (docs/compatibility.md): outflow writes no txId on
-                    // snapshot rows, Debezium the snapshot transaction's.
-                    if source.contains_key("txId") {
-                        source.insert("txId".into(), json!("<known gap>"));
-                    }
-                }
+            let path: Vec<&str> = entry["path"].as_str().unwrap().split('.').collect();
+            let (last, parents) = path.split_last().unwrap();
+            let mut at = &mut value;
+            for step in parents {
+                at = &mut at[*step];
+            }
+            if let Some(object) = at.as_object_mut()
+                && object.contains_key(*last)
+            {
+                let kind = entry["kind"].as_str().unwrap();
+                object.insert((*last).to_owned(), json!(format!("<{kind}>")));
             }
         }
         Some(value)
     };
-    (fix(&record.0), fix(&record.1), record.2.clone())
+    let accepted_header = |name: &str| {
+        accepted()["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| name.starts_with(h["prefix"].as_str().unwrap()))
+    };
+    let headers = record
+        .2
+        .iter()
+        .filter(|(name, _)| !accepted_header(name))
+        .cloned()
+        .collect();
+    (fix(&record.0), fix(&record.1), headers)
 }
 
 /// Where two JSON values first differ (a path and both sides), or `None`.
@@ -249,8 +256,11 @@ async fn start_both(theirs: Value, ours: Value, topics: [String; 2], rows: usize
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_types_snapshot_and_stream_match_debezium() {
+/// The Postgres comparison: a table of 24 column types (NULLs, extremes, 4-byte UTF-8),
+/// its snapshot, then one transaction per statement: inserts (NaN, ±infinity), updates,
+/// a key change, a delete and a truncate, with `modes` set on both connectors. With
+/// `provide.transaction.metadata` the transaction topics are compared too.
+async fn postgres_case(modes: &[(&str, &str)]) {
     let _shared = crate::BROKER.read().await;
     let worker = debezium();
     eprintln!(
@@ -260,10 +270,17 @@ async fn postgres_types_snapshot_and_stream_match_debezium() {
     );
     let db = postgres().create_database("oracle").await;
     let admin = db.connect().await;
+    // Roles are cluster-wide: one per test.
+    let user = format!("{}_cdc", db.name());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {user} LOGIN REPLICATION SUPERUSER PASSWORD 'oracle-secret'"
+        ))
+        .await
+        .unwrap();
     admin
         .batch_execute(
-            "CREATE ROLE oracle_cdc LOGIN REPLICATION SUPERUSER PASSWORD 'oracle-secret';
-             CREATE TABLE kinds (
+            "CREATE TABLE kinds (
                  id int PRIMARY KEY,
                  small smallint, big bigint, flag boolean, real4 real, double8 double precision,
                  amount numeric(12,3), free numeric, name varchar(40), body text, ch char(3),
@@ -284,11 +301,11 @@ async fn postgres_types_snapshot_and_stream_match_debezium() {
     let dbz_prefix = unique_name("dbz");
     let prefix = unique_name("ofl");
     let common = |slot: &str, publication: &str, topic_prefix: &str| {
-        json!({
+        let mut config = json!({
             "connector.class": debezium_connector_class("postgres"),
             "database.hostname": "127.0.0.1",
             "database.port": db.server().port(),
-            "database.user": "oracle_cdc",
+            "database.user": user,
             "database.password": "oracle-secret",
             "database.dbname": db.name(),
             "topic.prefix": topic_prefix,
@@ -296,7 +313,11 @@ async fn postgres_types_snapshot_and_stream_match_debezium() {
             "publication.name": publication,
             "plugin.name": "pgoutput",
             "table.include.list": "public.kinds",
-        })
+        });
+        for (k, v) in modes {
+            config[*k] = json!(v);
+        }
+        config
     };
     let topic = |p: &str| format!("{p}.public.kinds");
     // The snapshot first, so the stream's changes follow it on both sides.
@@ -307,22 +328,53 @@ async fn postgres_types_snapshot_and_stream_match_debezium() {
         2,
     )
     .await;
-    admin
-        .batch_execute(
-            "INSERT INTO kinds (id, small, name, amount, at_tz) VALUES (3, 7, 'three', -0.001, 'infinity');
-             UPDATE kinds SET body = 'changed', big = -1 WHERE id = 1;
-             UPDATE kinds SET clock_tz = '01:02:03.25-01', span = '-3 days 00:00:01' WHERE id = 2;
-             UPDATE kinds SET id = 4 WHERE id = 2;
-             DELETE FROM kinds WHERE id = 3;",
-        )
-        .await
-        .unwrap();
-    // 2 snapshot rows; insert; two updates; a key change (delete + tombstone + create,
-    // with the other key in a header); delete + tombstone.
-    let expected = 2 + 1 + 2 + 3 + 2;
+    let statements = [
+        "INSERT INTO kinds (id, small, name, amount, at_tz, day)
+             VALUES (3, 7, 'three', -0.001, 'infinity', '-infinity')",
+        "INSERT INTO kinds (id, free, real4, double8, day, at, at_tz)
+             VALUES (5, 'NaN', 'Infinity', '-Infinity', 'infinity', '-infinity', '-infinity')",
+        "UPDATE kinds SET body = 'changed', big = -1 WHERE id = 1",
+        "UPDATE kinds SET clock_tz = '01:02:03.25-01', span = '-3 days 00:00:01' WHERE id = 2",
+        "UPDATE kinds SET id = 4 WHERE id = 2",
+        "DELETE FROM kinds WHERE id = 3",
+        "TRUNCATE kinds",
+    ];
+    for statement in statements {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let truncates = modes.contains(&("skipped.operations", "none"));
+    // 2 snapshot rows; 2 inserts; 2 updates; a key change (delete + tombstone + create,
+    // with the other key in a header); delete + tombstone; the truncate when it is not
+    // skipped.
+    let expected = 2 + 2 + 2 + 3 + 2 + usize::from(truncates);
     let theirs = records(&topic(&dbz_prefix), expected);
     let ours = records(&topic(&prefix), expected);
     assert_same("public.kinds", &theirs, &dbz_prefix, &ours, &prefix);
+    if modes.contains(&("provide.transaction.metadata", "true")) {
+        let topic = |p: &str| format!("{p}.transaction");
+        let expected = 2 * statements.len();
+        let theirs = records(&topic(&dbz_prefix), expected);
+        let ours = records(&topic(&prefix), expected);
+        assert_same("transactions", &theirs, &dbz_prefix, &ours, &prefix);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_types_snapshot_and_stream_match_debezium() {
+    postgres_case(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_handling_modes_truncate_and_transactions_match_debezium() {
+    postgres_case(&[
+        ("decimal.handling.mode", "string"),
+        ("time.precision.mode", "connect"),
+        ("binary.handling.mode", "base64"),
+        ("interval.handling.mode", "string"),
+        ("skipped.operations", "none"),
+        ("provide.transaction.metadata", "true"),
+    ])
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

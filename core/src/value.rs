@@ -119,6 +119,15 @@ pub const TIMESTAMP_POS_INFINITY: i64 = 9_223_372_036_825_200_000;
 /// The timestamp (µs) that stands for `-infinity` (see [`TIMESTAMP_POS_INFINITY`]).
 pub const TIMESTAMP_NEG_INFINITY: i64 = -9_223_372_036_832_400_000;
 
+/// The date (days since the epoch) that stands for `infinity` in [`Value::Date`]: what
+/// Debezium's Postgres connector writes for it (Postgres' own stand-in, `i32::MAX` days
+/// from 2000-01-01, moved to the Unix epoch with 32-bit wrap-around), observed by the
+/// differential test. Consumers of Debezium's topics see exactly this value.
+pub const DATE_POS_INFINITY: i32 = i32::MAX.wrapping_add(10_957);
+
+/// The date that stands for `-infinity` (see [`DATE_POS_INFINITY`]).
+pub const DATE_NEG_INFINITY: i32 = i32::MIN.wrapping_add(10_957);
+
 /// A Postgres-style interval: months, days and microseconds kept apart, because a month
 /// has no fixed number of days and a day no fixed number of seconds (DST).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -813,6 +813,9 @@ struct StreamState {
     decoder: Decoder,
     relations: RelationCache,
     transaction: Option<(u64, u32, i64, u64)>,
+    /// Where the open transaction's Begin message stands in the WAL (its first record):
+    /// with the xid, Debezium's transaction id (`<xid>:<lsn>`).
+    transaction_start: Lsn,
     wal_start: Lsn,
     last_position: Option<PgPosition>,
     heartbeat_seq: u64,
@@ -986,6 +989,7 @@ impl Source for PostgresSource {
             decoder: Decoder::new(),
             relations: RelationCache::new(),
             transaction: None,
+            transaction_start: Lsn(0),
             wal_start: Lsn(0),
             // Events at or before the resume point are resent by the server; skip them here.
             last_position: resume.clone(),
@@ -1407,6 +1411,9 @@ impl PostgresSource {
                     let message = decoder.decode(&spooled.data).map_err(decode_error)?;
                     self.apply(message, state, catalog, ack, ctx).await?;
                 }
+                // The commit stands where the transaction ends, as a plain Commit's
+                // message does (the next transaction's `source.sequence` names it).
+                state.wal_start = Lsn(end_lsn);
                 self.apply(
                     Message::Commit {
                         flags: 0,
@@ -1464,13 +1471,14 @@ impl PostgresSource {
                     state.window = None;
                 }
                 state.transaction = Some((final_lsn, xid, unix_micros(commit_time), 0));
+                state.transaction_start = state.wal_start;
                 EventKind::Begin(TransactionBoundary {
-                    id: format!("{xid}:{final_lsn}"),
+                    id: format!("{xid}:{}", state.transaction_start.0),
                     event_count: 0,
                 })
             }
             Message::Commit { end_lsn, .. } => {
-                let Some((final_lsn, xid, _, seq)) = state.transaction else {
+                let Some((_, xid, _, seq)) = state.transaction else {
                     return Err(SourceError::definite(
                         "Commit without Begin in the stream",
                         "report this as a bug",
@@ -1478,8 +1486,10 @@ impl PostgresSource {
                 };
                 let event = self.event(
                     state,
+                    // Debezium names the END by the transaction's end (the Commit
+                    // message's WAL position), the BEGIN by its first record.
                     EventKind::Commit(TransactionBoundary {
-                        id: format!("{xid}:{final_lsn}"),
+                        id: format!("{xid}:{}", state.wal_start.0),
                         event_count: seq,
                     }),
                 );

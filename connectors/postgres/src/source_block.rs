@@ -1,7 +1,7 @@
 //! Debezium's `io.debezium.connector.postgresql.Source` block.
 //!
 //! After the common fields: `db` (the connector's database), `sequence`
-//! (`["<previous commit LSN>","<LSN>"]` as decimal strings, `null` where unknown, as
+//! (`["<previous transaction's end LSN>","<LSN>"]` as decimal strings, `null` where unknown, as
 //! Debezium writes it; snapshot rows have no previous commit), `ts_us`, `ts_ns`, `schema`,
 //! `table`, `txId`, `lsn`, `xmin` (always null: outflow does not read it), and, as
 //! Debezium 3.6 adds them, `origin` and `origin_lsn` (the replication origin of a
@@ -50,7 +50,9 @@ impl SourceBlock for PostgresSourceBlock {
         let previous = if position.is_snapshot() {
             None
         } else {
-            input.previous_commit.and_then(PgPosition::commit_of)
+            // The previous transaction's end (its Commit message's WAL position), as
+            // Debezium writes it (checked by tests/debezium_oracle.rs).
+            input.previous_commit.and_then(PgPosition::lsn_of)
         };
         let mut sequence = String::with_capacity(48);
         sequence.push('[');

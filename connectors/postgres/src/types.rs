@@ -8,7 +8,9 @@
 //! are kept as their text, as Debezium does for most of them; a type outflow knows nothing
 //! about is passed as text with a warning, never a crash.
 
-use outflow_core::value::{Interval, TIMESTAMP_NEG_INFINITY, TIMESTAMP_POS_INFINITY};
+use outflow_core::value::{
+    DATE_NEG_INFINITY, DATE_POS_INFINITY, Interval, TIMESTAMP_NEG_INFINITY, TIMESTAMP_POS_INFINITY,
+};
 use outflow_core::{DataType, Decimal, Value};
 
 /// Session settings under which [`parse_text`] understands every value.
@@ -384,11 +386,11 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `YYYY-MM-DD[ BC]` → days; infinities saturate (Debezium maps them to extreme values).
+/// `YYYY-MM-DD[ BC]` → days; infinities are Debezium's stand-ins.
 fn parse_date_days(text: &str) -> Option<i64> {
     match text {
-        "infinity" => return Some(i64::from(i32::MAX)),
-        "-infinity" => return Some(i64::from(i32::MIN)),
+        "infinity" => return Some(i64::from(DATE_POS_INFINITY)),
+        "-infinity" => return Some(i64::from(DATE_NEG_INFINITY)),
         _ => {}
     }
     match text.strip_suffix(" BC") {

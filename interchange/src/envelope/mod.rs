@@ -801,8 +801,14 @@ impl EnvelopeFormatter {
 
     fn transaction_record(&self, event: &ChangeEvent, status: &str) -> Record {
         let (id, ts_ms, count, collections) = match &self.transaction {
+            // The END record names the transaction as the source's Commit does (Postgres:
+            // `<xid>:<end LSN>`, where BEGIN and the envelopes have `<xid>:<first LSN>`,
+            // as Debezium writes them).
             Some(tx) if status == "END" => (
-                tx.id.clone(),
+                match &event.kind {
+                    EventKind::Commit(boundary) => boundary.id.clone(),
+                    _ => tx.id.clone(),
+                },
                 tx.ts_ms,
                 Datum::Int64(tx.total_order),
                 Datum::Array(

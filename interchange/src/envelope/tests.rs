@@ -165,7 +165,8 @@ fn postgres_value_schema_matches_debezium() {
 fn postgres_insert_as_json_without_schema() {
     let mut f = EnvelopeFormatter::new(config(&POSTGRES_SOURCE_BLOCK, &[]));
     let mut out = Vec::new();
-    // A previous commit sets the first element of `sequence`.
+    // A previous commit sets the first element of `sequence`: the LSN its Commit
+    // message stands at (the transaction's end).
     f.format(
         &event(
             pg(900, 9),
@@ -201,7 +202,7 @@ fn postgres_insert_as_json_without_schema() {
             r#""source":{"version":""#,
             env!("CARGO_PKG_VERSION"),
             r#"-outflow","connector":"postgresql","name":"demo","ts_ms":1740218268517,"snapshot":"false","db":"shop","#,
-            r#""sequence":"[\"1000\",\"1000\"]","ts_us":1740218268517360,"ts_ns":1740218268517360000,"schema":"public","table":"users","#,
+            r#""sequence":"[\"900\",\"1000\"]","ts_us":1740218268517360,"ts_ns":1740218268517360000,"schema":"public","table":"users","#,
             r#""txId":571,"lsn":1000,"xmin":null,"origin":null,"origin_lsn":null},"transaction":null,"op":"c","ts_ms":1740218269000,"ts_us":1740218269000001,"ts_ns":1740218269000001000}"#
         )
     );

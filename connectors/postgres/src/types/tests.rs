@@ -52,7 +52,10 @@ fn temporal() {
     assert_eq!(parse(&PgType::Date, "2000-03-01"), Value::Date(11_017));
     // 1 BC is the proleptic year 0, a leap year: 366 days before 0001-01-01 (-719_162).
     assert_eq!(parse(&PgType::Date, "0001-01-01 BC"), Value::Date(-719_528));
-    assert_eq!(parse(&PgType::Date, "infinity"), Value::Date(i32::MAX));
+    assert_eq!(
+        parse(&PgType::Date, "infinity"),
+        Value::Date(-2_147_472_692)
+    );
     assert_eq!(
         parse(&PgType::Time, "01:02:03.5"),
         Value::Time(3_723_500_000)
