@@ -379,6 +379,26 @@ async fn postgres_handling_modes_truncate_and_transactions_match_debezium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_types_snapshot_and_stream_match_debezium() {
+    mariadb_case(&[], 6101).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_handling_modes_match_debezium() {
+    mariadb_case(
+        &[
+            ("decimal.handling.mode", "string"),
+            ("time.precision.mode", "connect"),
+            ("binary.handling.mode", "hex"),
+        ],
+        6111,
+    )
+    .await;
+}
+
+/// The MariaDB comparison: a table of 23 column types, its snapshot, then inserts,
+/// updates, a key change and a delete, with `modes` set on both connectors (server ids
+/// `server_id` and the next).
+async fn mariadb_case(modes: &[(&str, &str)], server_id: u32) {
     let _shared = crate::BROKER.read().await;
     let db = mariadb().create_database("oracle").await;
     let mut conn = db.connect().await;
@@ -403,7 +423,7 @@ async fn mariadb_types_snapshot_and_stream_match_debezium() {
     let dbz_prefix = unique_name("dbzm");
     let prefix = unique_name("oflm");
     let common = |topic_prefix: &str, server_id: u32| {
-        json!({
+        let mut config = json!({
             "connector.class": debezium_connector_class("mariadb"),
             "database.hostname": "127.0.0.1",
             "database.port": mariadb().port(),
@@ -413,16 +433,20 @@ async fn mariadb_types_snapshot_and_stream_match_debezium() {
             "database.include.list": db.name(),
             "table.include.list": format!("{}.kinds", db.name()),
             "topic.prefix": topic_prefix,
-        })
+        });
+        for (k, v) in modes {
+            config[*k] = json!(v);
+        }
+        config
     };
-    let mut theirs_config = common(&dbz_prefix, 6101);
+    let mut theirs_config = common(&dbz_prefix, server_id);
     theirs_config["schema.history.internal.kafka.bootstrap.servers"] =
         json!(broker().bootstrap_servers());
     theirs_config["schema.history.internal.kafka.topic"] = json!(format!("{dbz_prefix}.history"));
     let topic = |p: &str| format!("{p}.{}.kinds", db.name());
     let _outflow = start_both(
         theirs_config,
-        common(&prefix, 6102),
+        common(&prefix, server_id + 1),
         [topic(&dbz_prefix), topic(&prefix)],
         2,
     )

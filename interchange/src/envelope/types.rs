@@ -219,7 +219,13 @@ pub fn column_datum(
         (Value::Bytes(b), DataType::Bytes { .. }) => binary_datum(b, modes.binary),
         (Value::Date(days), DataType::Date) => Datum::Int32(*days),
         (Value::Time(micros), DataType::Time { precision }) => match modes.time {
-            TimePrecisionMode::Connect => Datum::Int32(to_i32(micros / 1000, value, data_type)?),
+            // Connect's Time is a time of day: a MySQL TIME outside 00:00–24:00 (negative,
+            // or past a day) has none, and Debezium writes null for it rather than
+            // failing (observed by tests/debezium_oracle.rs).
+            TimePrecisionMode::Connect => i32::try_from(micros / 1000)
+                .ok()
+                .filter(|ms| (0..86_400_000).contains(ms))
+                .map_or(Datum::Null, Datum::Int32),
             TimePrecisionMode::Adaptive if millis_precision(*precision) => {
                 Datum::Int32(to_i32(micros / 1000, value, data_type)?)
             }
@@ -307,10 +313,6 @@ pub fn column_datum(
         _ => return Err(mismatch(value, data_type)),
     };
     Ok(datum)
-}
-
-fn to_i32(v: i64, value: &Value, data_type: &DataType) -> Result<i32, TypeMismatch> {
-    i32::try_from(v).map_err(|_| mismatch(value, data_type))
 }
 
 fn special_float_text(v: f64) -> String {
@@ -548,6 +550,10 @@ fn write_time(out: &mut String, micros_of_day: i64, precision: u8) {
             digits,
         );
     }
+}
+
+fn to_i32(v: i64, value: &Value, data_type: &DataType) -> Result<i32, TypeMismatch> {
+    i32::try_from(v).map_err(|_| mismatch(value, data_type))
 }
 
 /// ISO-8601 UTC text of an instant, with `precision` fractional digits, as Debezium's
