@@ -256,7 +256,7 @@ async fn start_both(theirs: Value, ours: Value, topics: [String; 2], rows: usize
     }
 }
 
-/// The Postgres comparison: a table of 24 column types (NULLs, extremes, 4-byte UTF-8),
+/// The Postgres comparison: a table of 25 column types (NULLs, extremes, 4-byte UTF-8),
 /// its snapshot, then one transaction per statement: inserts (NaN, ±infinity), updates,
 /// a key change, a delete and a truncate, with `modes` set on both connectors. With
 /// `provide.transaction.metadata` the transaction topics are compared too.
@@ -280,21 +280,22 @@ async fn postgres_case(modes: &[(&str, &str)]) {
         .unwrap();
     admin
         .batch_execute(
-            "CREATE TABLE kinds (
+            "CREATE EXTENSION IF NOT EXISTS hstore;
+             CREATE TABLE kinds (
                  id int PRIMARY KEY,
                  small smallint, big bigint, flag boolean, real4 real, double8 double precision,
                  amount numeric(12,3), free numeric, name varchar(40), body text, ch char(3),
                  day date, at timestamp, at_tz timestamptz, clock time, clock_tz timetz,
                  span interval, raw bytea, doc jsonb, docj json, ident uuid, tags text[],
-                 addr inet, bits bit(4));
+                 addr inet, bits bit(4), attrs hstore);
              INSERT INTO kinds VALUES
                (1, -32768, 9223372036854775807, true, 1.5, -2.25, 123456789.125, 3.14159,
                 'Zoë 🦀', 'long text', 'abc', '2024-02-29', '2024-02-29 23:59:59.123456',
                 '2024-02-29 23:59:59.123456+02', '13:14:15.5', '13:14:15+05', '1 year 2 days 3 hours',
                 '\\xdeadbeef', '{\"a\": [1, 2]}', '{\"b\": null}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-                '{x,y}', '192.168.0.1', B'1010'),
+                '{x,y}', '192.168.0.1', B'1010', 'a=>1, \"b c\"=>NULL'),
                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
         )
         .await
         .unwrap();
@@ -371,6 +372,7 @@ async fn postgres_handling_modes_truncate_and_transactions_match_debezium() {
         ("time.precision.mode", "connect"),
         ("binary.handling.mode", "base64"),
         ("interval.handling.mode", "string"),
+        ("hstore.handling.mode", "map"),
         ("skipped.operations", "none"),
         ("provide.transaction.metadata", "true"),
     ])
