@@ -281,6 +281,9 @@ async fn postgres_case(modes: &[(&str, &str)]) {
     admin
         .batch_execute(
             "CREATE EXTENSION IF NOT EXISTS hstore;
+             CREATE TABLE toast_default (id int PRIMARY KEY, note text, big text);
+             CREATE TABLE toast_full (id int PRIMARY KEY, note text, big text);
+             ALTER TABLE toast_full REPLICA IDENTITY FULL;
              CREATE TABLE kinds (
                  id int PRIMARY KEY,
                  small smallint, big bigint, flag boolean, real4 real, double8 double precision,
@@ -313,7 +316,7 @@ async fn postgres_case(modes: &[(&str, &str)]) {
             "slot.name": slot,
             "publication.name": publication,
             "plugin.name": "pgoutput",
-            "table.include.list": "public.kinds",
+            "table.include.list": "public.kinds,public.toast_default,public.toast_full",
         });
         for (k, v) in modes {
             config[*k] = json!(v);
@@ -339,6 +342,15 @@ async fn postgres_case(modes: &[(&str, &str)]) {
         "UPDATE kinds SET id = 4 WHERE id = 2",
         "DELETE FROM kinds WHERE id = 3",
         "TRUNCATE kinds",
+        // Values past the TOAST threshold that do not compress, then an update that
+        // leaves them unchanged: Debezium's placeholder under REPLICA IDENTITY DEFAULT,
+        // the old value under FULL.
+        "INSERT INTO toast_default SELECT 1, 'first', string_agg(md5(i::text), '')
+             FROM generate_series(1, 400) i",
+        "INSERT INTO toast_full SELECT 1, 'first', string_agg(md5(i::text), '')
+             FROM generate_series(1, 400) i",
+        "UPDATE toast_default SET note = 'second' WHERE id = 1",
+        "UPDATE toast_full SET note = 'second' WHERE id = 1",
     ];
     for statement in statements {
         admin.batch_execute(statement).await.unwrap();
@@ -351,6 +363,12 @@ async fn postgres_case(modes: &[(&str, &str)]) {
     let theirs = records(&topic(&dbz_prefix), expected);
     let ours = records(&topic(&prefix), expected);
     assert_same("public.kinds", &theirs, &dbz_prefix, &ours, &prefix);
+    for table in ["toast_default", "toast_full"] {
+        let topic = |p: &str| format!("{p}.public.{table}");
+        let theirs = records(&topic(&dbz_prefix), 2);
+        let ours = records(&topic(&prefix), 2);
+        assert_same(table, &theirs, &dbz_prefix, &ours, &prefix);
+    }
     if modes.contains(&("provide.transaction.metadata", "true")) {
         let topic = |p: &str| format!("{p}.transaction");
         let expected = 2 * statements.len();
