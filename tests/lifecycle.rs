@@ -103,10 +103,16 @@ async fn pause_resume_restart_stop_delete_and_their_errors() {
         api.send(put(&format!("/connectors/{name}/pause"))).await.0,
         202
     );
+    // 202 is Accepted: the state follows (Kafka Connect's contract too).
+    let paused = wait_for(Duration::from_secs(30), || async {
+        let (connector_state, tasks) = state(&api, name).await;
+        connector_state == "PAUSED" && tasks[0]["state"] == "PAUSED"
+    })
+    .await;
     let (connector_state, tasks) = state(&api, name).await;
-    assert_eq!(
-        (connector_state.as_str(), &tasks[0]["state"]),
-        ("PAUSED", &json!("PAUSED"))
+    assert!(
+        paused,
+        "not PAUSED: connector {connector_state}, tasks {tasks}"
     );
     assert!(wait_for(Duration::from_secs(30), || async { !slot_active().await }).await);
     admin
@@ -144,8 +150,16 @@ async fn pause_resume_restart_stop_delete_and_their_errors() {
         api.send(put(&format!("/connectors/{name}/stop"))).await.0,
         202
     );
+    let stopped = wait_for(Duration::from_secs(30), || async {
+        let (connector_state, tasks) = state(&api, name).await;
+        connector_state == "STOPPED" && tasks == json!([])
+    })
+    .await;
     let (connector_state, tasks) = state(&api, name).await;
-    assert_eq!((connector_state.as_str(), tasks), ("STOPPED", json!([])));
+    assert!(
+        stopped,
+        "not STOPPED: connector {connector_state}, tasks {tasks}"
+    );
 
     // Unknown connectors: 404 in Connect's shape, for every per-connector endpoint.
     for (method, path) in [
