@@ -533,12 +533,7 @@ impl ConnectorRuntime {
         if offset.is_null() {
             self.store.reset_offsets(name).await?;
         } else {
-            let class = managed
-                .config
-                .get("connector.class")
-                .and_then(|class| crate::sources::class(class))
-                .map(|(_, class)| class)
-                .ok_or_else(|| invalid("connector.class", "not a class this worker runs"))?;
+            let class = class_of(&managed.config)?;
             let position =
                 outflow_core::SourcePosition::from_debezium_offset(offset, &[class.positions])
                     .ok_or_else(|| {
@@ -559,12 +554,7 @@ impl ConnectorRuntime {
     pub async fn topics(&self, name: &str) -> Result<Value, RuntimeError> {
         let connectors = self.connectors.lock().await;
         let managed = found(connectors.get(name), name)?;
-        let class = managed
-            .config
-            .get("connector.class")
-            .and_then(|class| crate::sources::class(class))
-            .map(|(_, class)| class)
-            .ok_or_else(|| invalid("connector.class", "not a class this worker runs"))?;
+        let class = class_of(&managed.config)?;
         let envelope = EnvelopeConfig::from_properties(class.source_block, &managed.config)
             .map_err(from_property_error)?;
         let formatter = EnvelopeFormatter::new(envelope);
@@ -608,4 +598,16 @@ impl ConnectorRuntime {
             }
         }
     }
+}
+
+/// The connector class a stored config names (`connector.class`, by any of its names);
+/// a 400 naming the property when this worker runs no such class.
+fn class_of(
+    config: &BTreeMap<String, String>,
+) -> Result<&'static outflow_core::connector::ConnectorClass, RuntimeError> {
+    config
+        .get("connector.class")
+        .and_then(|class| crate::sources::class(class))
+        .map(|(_, class)| class)
+        .ok_or_else(|| invalid("connector.class", "not a class this worker runs"))
 }

@@ -101,8 +101,9 @@ impl DebeziumWorker {
             pid,
             START_TIMEOUT,
             || {
-                http_get(port, "/connector-plugins")
-                    .is_some_and(|body| PLUGINS.iter().all(|p| body.contains(connector_class(p))))
+                process::http(port, "GET", "/connector-plugins").is_some_and(|(status, body)| {
+                    status == 200 && PLUGINS.iter().all(|p| body.contains(connector_class(p)))
+                })
             },
             || {
                 format!(
@@ -184,20 +185,4 @@ fn install_dirs() -> (PathBuf, PathBuf) {
         );
     }
     (worker, plugins)
-}
-
-/// The body of a successful `GET path` on the loopback port, or `None`.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }

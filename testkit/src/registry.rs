@@ -3,7 +3,6 @@
 //! Known differences from Confluent's registry (see `docs/testing.md`): `POST
 //! /subjects/{subject}` (lookup) answers 405; schemas come back in canonical form.
 
-use std::io::{Read as _, Write as _};
 use std::process::Command;
 use std::time::Duration;
 
@@ -72,7 +71,7 @@ impl SchemaRegistry {
             "rivven-schema",
             pid,
             Duration::from_secs(30),
-            || http_status(port, "/subjects") == Some(200),
+            || process::http(port, "GET", "/subjects").is_some_and(|(status, _)| status == 200),
             || process::log_tail(&log, 30),
         );
         (port, pid)
@@ -92,15 +91,4 @@ impl SchemaRegistry {
     pub fn pid(&self) -> u32 {
         self.pid
     }
-}
-
-/// Status code of a plain HTTP/1.0 GET, or `None` if nothing answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 32];
-    let n = stream.read(&mut head).ok()?;
-    let text = std::str::from_utf8(&head[..n]).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
 }

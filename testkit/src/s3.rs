@@ -3,7 +3,6 @@
 //! Used by the lake sink's object-store tests; it speaks the S3 REST API (path-style,
 //! any credentials accepted). Buckets are made with [`S3Server::create_bucket`].
 
-use std::io::{Read as _, Write as _};
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ impl S3Server {
             "moto_server",
             pid,
             Duration::from_secs(60),
-            || request(port, "GET", "/").is_some_and(|s| s == 200),
+            || process::http(port, "GET", "/").is_some_and(|(status, _)| status == 200),
             || process::log_tail(&log, 30),
         );
         Self { port, pid }
@@ -60,25 +59,10 @@ impl S3Server {
 
     /// Creates bucket `name` (idempotent).
     pub fn create_bucket(&self, name: &str) {
-        let status = request(self.port, "PUT", &format!("/{name}"));
+        let status = process::http(self.port, "PUT", &format!("/{name}")).map(|(status, _)| status);
         assert!(
             status.is_some_and(|s| s == 200 || s == 409),
             "testkit: creating bucket {name} answered {status:?}"
         );
     }
-}
-
-/// Status code of a plain HTTP/1.0 request without body, or `None` if nothing answers.
-fn request(port: u16, method: &str, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 32];
-    let n = stream.read(&mut head).ok()?;
-    let text = std::str::from_utf8(&head[..n]).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
 }
