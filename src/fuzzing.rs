@@ -42,8 +42,8 @@ fn check_everywhere(name: &str, config: &BTreeMap<String, String>) {
 /// The `rest_body` fuzz target: a `POST /connectors` body as the REST API reads it, and
 /// as a connector file (`outflow connector create --file`) is read, then validated.
 pub fn rest_body(data: &[u8]) {
-    if let Ok((name, config)) = crate::rest::connector_request(data) {
-        check_everywhere(&name, &config);
+    if let Ok(request) = crate::rest::connector_request(data) {
+        check_everywhere(&request.name, &request.config);
     }
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok((name, config)) = parse_connector_json(text)

@@ -8,6 +8,7 @@ pub mod config;
 pub mod connectors;
 pub mod fuzzing;
 pub mod metrics;
+pub mod migrate;
 pub mod panics;
 pub mod properties;
 pub mod rest;

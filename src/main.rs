@@ -55,6 +55,29 @@ enum Command {
         #[command(subcommand)]
         action: ConnectorsCommand,
     },
+    /// Move a connector from a Kafka Connect worker running Debezium to a running outflow
+    /// worker without a new snapshot: stops it on Kafka Connect, takes its offsets, and
+    /// creates it on outflow at that position (same slot or binlog, same topics).
+    Migrate {
+        /// The Kafka Connect worker's REST URL (with --connector).
+        #[arg(long, value_name = "URL", requires = "connector", conflicts_with_all = ["config", "offsets"])]
+        from: Option<String>,
+        /// The connector's name on the Kafka Connect worker.
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+        /// Instead of --from: the connector as `GET /connectors/{name}` gave it.
+        #[arg(long, value_name = "PATH", requires = "offsets")]
+        config: Option<PathBuf>,
+        /// Instead of --from: its offsets as `GET /connectors/{name}/offsets` gave them.
+        #[arg(long, value_name = "PATH", requires = "config")]
+        offsets: Option<PathBuf>,
+        /// The outflow worker's REST URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8083")]
+        to: String,
+        /// The connector's name on outflow (default: its name on Kafka Connect).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Print version and build commit.
     Version,
 }
@@ -128,6 +151,29 @@ fn main() -> ExitCode {
         Command::Connectors {
             action: ConnectorsCommand::Create { file, config },
         } => offline(|| create_from_file(&file, config.as_deref())),
+        Command::Migrate {
+            from,
+            connector,
+            config,
+            offsets,
+            to,
+            name,
+        } => offline(|| {
+            let source = match (from, connector, config, offsets) {
+                (Some(url), Some(connector), _, _) => {
+                    outflow::migrate::MigrationSource::Connect { url, connector }
+                }
+                (_, _, Some(config), Some(offsets)) => {
+                    outflow::migrate::MigrationSource::Files { config, offsets }
+                }
+                _ => {
+                    return Err(OfflineError::Failed(
+                        "give --from URL --connector NAME, or --config FILE --offsets FILE".into(),
+                    ));
+                }
+            };
+            migrate(&source, &to, name.as_deref())
+        }),
         Command::Serve { config } => {
             init_tracing();
             outflow::panics::install_hook();
@@ -256,6 +302,34 @@ fn create_from_file(
         data_dir.display()
     ));
     drop(lock);
+    Ok(())
+}
+
+fn migrate(
+    source: &outflow::migrate::MigrationSource,
+    to: &str,
+    name: Option<&str>,
+) -> Result<(), OfflineError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| OfflineError::Failed(format!("cannot start the async runtime: {e}")))?;
+    let migrated = runtime
+        .block_on(outflow::migrate::migrate(source, to, name))
+        .map_err(|e| OfflineError::Failed(e.to_string()))?;
+    for change in &migrated.changes {
+        let _ = writeln_stdout(&format!("config: {change}"));
+    }
+    let stopped = match source {
+        outflow::migrate::MigrationSource::Connect { url, connector } => format!(
+            "; Debezium's {connector} on {url} is STOPPED: delete it there once outflow runs as you want (deleting it keeps the slot)"
+        ),
+        outflow::migrate::MigrationSource::Files { .. } => String::new(),
+    };
+    let _ = writeln_stdout(&format!(
+        "connector {} runs on {to} from Debezium's offset {}{stopped}",
+        migrated.name, migrated.offset
+    ));
     Ok(())
 }
 

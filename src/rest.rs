@@ -83,15 +83,39 @@ async fn create_connector(
     State(state): State<Arc<RestState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (name, config) = connector_request(&body_bytes(body)?)?;
-    let info = state.runtime.create(&name, config).await?;
+    let request = connector_request(&body_bytes(body)?)?;
+    let info = state
+        .runtime
+        .create(
+            &request.name,
+            request.config,
+            request.initial_state,
+            request.offsets.as_ref(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(info)).into_response())
 }
 
-/// Reads the body of `POST /connectors`: `{"name": …, "config": {…}}`, config values of
-/// any JSON type kept as strings, `name` added to the config. Errors are the 400s the
-/// API answers. Pure; the `rest_body` fuzz target runs it over arbitrary bytes.
-pub fn connector_request(body: &[u8]) -> Result<(String, BTreeMap<String, String>), ApiError> {
+/// The body of `POST /connectors`, read.
+#[derive(Debug)]
+pub struct ConnectorRequest {
+    /// The connector's name (also added to `config` as `name`).
+    pub name: String,
+    /// Its config, values of any JSON type kept as strings.
+    pub config: BTreeMap<String, String>,
+    /// Kafka Connect's `initial_state` (KIP-980): `RUNNING` (default), `PAUSED` or
+    /// `STOPPED`.
+    pub initial_state: TargetState,
+    /// outflow's extension: where to start, as `GET /connectors/{name}/offsets` answers
+    /// it here or on a Kafka Connect worker (`{"offsets": [{"partition", "offset"}]}`);
+    /// how a connector moves from Debezium without a new snapshot.
+    pub offsets: Option<Value>,
+}
+
+/// Reads the body of `POST /connectors`: `{"name": …, "config": {…}}` with optional
+/// `initial_state` and `offsets`. Errors are the 400s the API answers. Pure; the
+/// `rest_body` fuzz target runs it over arbitrary bytes.
+pub fn connector_request(body: &[u8]) -> Result<ConnectorRequest, ApiError> {
     let body: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -109,7 +133,22 @@ pub fn connector_request(body: &[u8]) -> Result<(String, BTreeMap<String, String
         "Connector config",
     )?;
     config.insert("name".into(), name.to_owned());
-    Ok((name.to_owned(), config))
+    let initial_state = match body.get("initial_state") {
+        None | Some(Value::Null) => TargetState::Running,
+        Some(state) => state.as_str().and_then(TargetState::parse).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("initial_state: {state} is not one of RUNNING, PAUSED, STOPPED"),
+            )
+        })?,
+    };
+    let offsets = body.get("offsets").filter(|o| !o.is_null()).cloned();
+    Ok(ConnectorRequest {
+        name: name.to_owned(),
+        config,
+        initial_state,
+        offsets,
+    })
 }
 
 /// The `expand` values of a query string: `?expand=status&expand=info` (Kafka Connect's

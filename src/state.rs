@@ -39,7 +39,8 @@ impl TargetState {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// The state named as Kafka Connect names it (`RUNNING`, `PAUSED`, `STOPPED`).
+    pub fn parse(text: &str) -> Option<Self> {
         match text {
             "RUNNING" => Some(Self::Running),
             "PAUSED" => Some(Self::Paused),

@@ -190,7 +190,7 @@ fn assert_same(table: &str, debezium: &[Record], dbz_prefix: &str, ours: &[Recor
 }
 
 /// Creates a connector on the Debezium worker and waits until its task runs.
-async fn start_debezium(name: &str, config: Value) {
+pub(crate) async fn start_debezium(name: &str, config: Value) {
     let worker = debezium();
     let api = Api::new(&worker.url());
     let (code, body) = api

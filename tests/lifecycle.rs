@@ -224,3 +224,59 @@ async fn pause_resume_restart_stop_delete_and_their_errors() {
     sigterm(daemon.child.id());
     let _ = daemon.child.wait();
 }
+
+/// `POST /connectors` with Kafka Connect's `initial_state` (KIP-980) and outflow's
+/// `offsets` (how `outflow migrate` hands a Debezium connector over): the connector is
+/// stored in that state at that offset; a bad state or offset is a 400 naming it, and
+/// nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_in_a_state_at_an_offset() {
+    let data = tempfile::tempdir().unwrap();
+    let daemon = start_with(data.path(), free_port(), &[]);
+    up(&daemon).await;
+    let api = Api::new(&daemon.base);
+    let config = |prefix: &str| {
+        json!({
+            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "database.hostname": "127.0.0.1",
+            "database.port": 1,
+            "database.user": "postgres",
+            "database.dbname": "nowhere",
+            "topic.prefix": prefix,
+        })
+    };
+    let offset = json!({"offsets": [{"partition": {"server": "moved"}, "offset": {
+        "lsn_proc": 4096, "lsn_commit": 4000, "lsn": 4096, "txId": 700, "messageType": "INSERT"
+    }}]});
+    let body = json!({"name": "moved", "config": config("moved"), "initial_state": "STOPPED",
+                      "offsets": offset});
+    let (code, created) = api.send(api.post("/connectors").json(&body)).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(state(&api, "moved").await.0, "STOPPED");
+    let (code, offsets) = api.get("/connectors/moved/offsets").await;
+    assert_eq!(code, 200);
+    let stored = &offsets["offsets"][0]["offset"];
+    assert_eq!(
+        (&stored["lsn_commit"], &stored["lsn"], &stored["txId"]),
+        (&json!(4000), &json!(4096), &json!(700)),
+        "{offsets}"
+    );
+
+    let refused = [
+        (json!({"name": "a", "config": config("a"), "initial_state": "SLEEPING"}), "initial_state"),
+        (json!({"name": "b", "config": config("b"), "offsets": offset}), "offsets"),
+        (json!({"name": "c", "config": config("c"), "offsets": {"offsets": [{
+            "partition": {"server": "c"},
+            "offset": {"lsn": 4096, "snapshot": true, "last_snapshot_record": false},
+        }]}}), "initial snapshot"),
+    ];
+    for (body, named) in refused {
+        let (code, error) = api.send(api.post("/connectors").json(&body)).await;
+        assert_eq!(code, 400, "{error}");
+        assert!(error["message"].as_str().unwrap().contains(named), "{error}");
+        let (code, _) = api
+            .get(&format!("/connectors/{}", body["name"].as_str().unwrap()))
+            .await;
+        assert_eq!(code, 404, "a refused connector was created");
+    }
+}

@@ -10,6 +10,7 @@ mod bad_input;
 mod chaos;
 mod cli;
 mod connectors;
+mod debezium_migration;
 mod debezium_oracle;
 mod fuzz_corpus;
 mod kafka_tls;

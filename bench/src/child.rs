@@ -77,7 +77,7 @@ impl DrainSpec {
             start: None,
             sink: sink.name().to_owned(),
             dbname: dbname.to_owned(),
-            kafka: (sink == SinkKind::Kafka).then(KafkaLab::from_testkit),
+            kafka: sink.uses_kafka().then(KafkaLab::from_testkit),
             rows,
             checkpoint_ms,
             server: server.to_owned(),

@@ -11,13 +11,15 @@
 //! FILE` appends them to a file too).
 //!
 //! Modules: [`measure`] (runs, the durable-counting sink wrapper, the drain loop),
-//! [`sinks`] (null, lake, Kafka as the daemon builds them), [`postgres`] and [`mysql`]
-//! (the scenarios).
+//! [`sinks`] (null, lake, Kafka as the daemon builds them), [`debezium`] (the peer:
+//! Debezium on Kafka Connect, `--sinks …,kafka-json,debezium`), [`postgres`] and
+//! [`mysql`] (the scenarios).
 
 // The report on stdout and progress on stderr are this tool's output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod child;
+mod debezium;
 mod measure;
 mod mysql;
 mod postgres;

@@ -31,6 +31,8 @@ pub(crate) enum RunKind {
     Ceiling,
     /// outflow's pipeline.
     Outflow,
+    /// Debezium on Kafka Connect, the peer.
+    Peer,
 }
 
 /// One measured run.
@@ -102,16 +104,31 @@ impl Run {
         }
     }
 
-    /// An outflow run into `sink` over `bytes` of stream or table, announced on stderr.
+    /// A run of the peer (Debezium) from its figures.
+    pub(crate) fn peer(scenario: &str, what: &str, events: u64, drained: &Drained) -> Self {
+        Self {
+            kind: RunKind::Peer,
+            ..Self::outflow(scenario, what, events, drained)
+        }
+    }
+
+    /// A run into `sink` over `bytes` of stream or table (outflow's, or the peer's when
+    /// `sink` is Debezium), announced on stderr.
     pub(crate) fn drained(
         scenario: &str,
-        sink: &impl std::fmt::Display,
+        sink: &crate::sinks::SinkKind,
         events: u64,
         bytes: u64,
         drained: &Drained,
     ) -> Self {
         eprintln!("{scenario}: {sink} {:.2} s", drained.seconds);
-        Self::outflow(scenario, &sink.to_string(), events, drained).with_bytes(Some(bytes))
+        let what = sink.to_string();
+        let run = if *sink == crate::sinks::SinkKind::Debezium {
+            Self::peer(scenario, &what, events, drained)
+        } else {
+            Self::outflow(scenario, &what, events, drained)
+        };
+        run.with_bytes(Some(bytes))
     }
 
     /// The same run with the stream's byte count.
@@ -155,7 +172,12 @@ impl Latency {
 
 /// This process's user + system CPU seconds (`/proc/self/stat`, clock ticks of 1/100 s).
 pub(crate) fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("self")
+}
+
+/// The user + system CPU seconds of process `pid` (a number, or `self`).
+pub(crate) fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let user: f64 = fields.get(11)?.parse().ok()?;
@@ -194,7 +216,12 @@ pub(crate) fn server_cpu_seconds(comm: &str) -> f64 {
 
 /// Peak resident set of this process since the last reset, in MB.
 pub(crate) fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_mb_of("self")
+}
+
+/// Peak resident set of process `pid` (a number, or `self`) since its last reset, in MB.
+pub(crate) fn peak_rss_mb_of(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
@@ -202,7 +229,12 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
 
 /// Resets the peak RSS to the current RSS.
 pub(crate) fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    reset_peak_rss_of("self");
+}
+
+/// Resets the peak RSS of process `pid` (a number, or `self`) to its current RSS.
+pub(crate) fn reset_peak_rss_of(pid: &str) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 /// A property map.
@@ -270,6 +302,31 @@ impl Progress {
         self.rows_durable.load(Ordering::Acquire)
     }
 
+    /// Counts `rows` row events seen elsewhere (a Kafka consumer of a peer's topic), with
+    /// their commit → seen delays in µs when the run records them.
+    pub(crate) fn observed(&self, rows: u64, delays_us: &[i64]) {
+        if let Some(Ok(mut delays)) = self.delays.as_ref().map(Mutex::lock) {
+            delays.extend_from_slice(delays_us);
+        }
+        self.rows_durable.fetch_add(rows, Ordering::AcqRel);
+    }
+
+    /// A progress counter for a run outside this pipeline, recording delays if `latency`.
+    pub(crate) fn new(latency: bool) -> Arc<Self> {
+        Arc::new(Self {
+            rows_durable: AtomicU64::new(0),
+            delays: latency.then(|| Mutex::new(Vec::with_capacity(1 << 20))),
+        })
+    }
+
+    /// The latency percentiles recorded so far.
+    pub(crate) fn latency(&self) -> Option<Latency> {
+        self.delays
+            .as_ref()
+            .and_then(|d| d.lock().ok().map(|d| d.clone()))
+            .and_then(Latency::of)
+    }
+
     /// Forgets the latencies recorded so far (a warm-up's).
     pub(crate) fn clear_latency(&self) {
         if let Some(Ok(mut delays)) = self.delays.as_ref().map(Mutex::lock) {
@@ -287,10 +344,7 @@ pub(crate) struct Measured<S> {
 impl<S: Sink> Measured<S> {
     /// Wraps `inner`; `latency` records commit → durable delays of every row event.
     pub(crate) fn new(inner: S, latency: bool) -> (Self, Arc<Progress>) {
-        let progress = Arc::new(Progress {
-            rows_durable: AtomicU64::new(0),
-            delays: latency.then(|| Mutex::new(Vec::with_capacity(1 << 20))),
-        });
+        let progress = Progress::new(latency);
         (
             Self {
                 inner,
@@ -439,11 +493,7 @@ pub(crate) async fn drain<Src: Source, S: Sink>(
     if !task.is_finished() {
         task.await?.map_err(|e| format!("{}: {e}", plan.name))?;
     }
-    let latency = progress
-        .delays
-        .as_ref()
-        .and_then(|d| d.lock().ok().map(|d| d.clone()))
-        .and_then(Latency::of);
+    let latency = progress.latency();
     if progress.rows() > rows {
         return Err(format!(
             "{}: {} rows durable, {rows} written: duplicates",

@@ -15,6 +15,7 @@ use crate::measure::{BoxError, Run, RunKind, props, time_command};
 /// The server's process name (its CPU time is measured per run).
 const SERVER: &str = "mariadbd";
 use crate::child::{DrainSpec, SourceKind};
+use crate::debezium::{self, Prepared, Start};
 use crate::sinks::SinkKind;
 use crate::workload;
 
@@ -81,6 +82,35 @@ fn source_props(
     p
 }
 
+/// A Debezium MariaDB connector with topic prefix `prefix` reading table `t` of `db`
+/// (its schema history in the lab's broker), with `extra` on top.
+fn debezium_config(
+    db: &MariaDbDatabase,
+    prefix: &str,
+    server_id: &str,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "connector.class": outflow_testkit::debezium_connector_class("mariadb"),
+        "database.hostname": "127.0.0.1",
+        "database.port": db.server().port().to_string(),
+        "database.user": CDC_USER,
+        "database.password": CDC_PASSWORD,
+        "database.server.id": server_id,
+        "database.ssl.mode": "disable",
+        "database.include.list": db.name(),
+        "table.include.list": format!("{}.t", db.name()),
+        "topic.prefix": prefix,
+        "schema.history.internal.kafka.bootstrap.servers":
+            outflow_testkit::broker().bootstrap_servers(),
+        "schema.history.internal.kafka.topic": format!("{prefix}.history"),
+    });
+    for (key, value) in extra {
+        config[*key] = serde_json::json!(value);
+    }
+    config
+}
+
 async fn master_status(conn: &mut mysql_async::Conn) -> Result<(String, u64), BoxError> {
     let row: mysql_async::Row = conn
         .query_first("SHOW MASTER STATUS")
@@ -100,6 +130,15 @@ pub(crate) async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>,
     let db = server.create_database("bench").await;
     let mut conn = db.connect().await;
     conn.query_drop(TABLE).await?;
+    // Debezium takes the table's schema and its start position before the data is
+    // written, then waits stopped (outflow starts from a stored position instead).
+    let mut peer = if sinks.contains(&SinkKind::Debezium) {
+        let name = outflow_testkit::unique_name("dbzbench");
+        let config = debezium_config(&db, &name, "6190", &[("snapshot.mode", "no_data")]);
+        Some((name.clone(), Prepared::create(&name, config).await?))
+    } else {
+        None
+    };
     let (start_file, start_pos) = master_status(&mut conn).await?;
     // The change mix of `workload::change_statements`.
     eprintln!("{scenario}: writing {changes} row changes");
@@ -179,16 +218,22 @@ pub(crate) async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>,
     };
     let mut outflow_runs = Vec::new();
     for (i, &kind) in sinks.iter().enumerate() {
-        let drained = drain_child(
-            &db,
-            kind,
-            &(6101 + i).to_string(),
-            &[],
-            Some(&start),
-            changes,
-            100,
-        )
-        .await?;
+        let drained = if let (SinkKind::Debezium, Some((name, prepared))) = (kind, peer.take()) {
+            let topic = format!("{name}.{}.t", db.name());
+            let records = changes + workload::deletes(changes);
+            debezium::run(Start::Resume(prepared), &topic, records, SERVER, None).await?
+        } else {
+            drain_child(
+                &db,
+                kind,
+                &(6101 + i).to_string(),
+                &[],
+                Some(&start),
+                changes,
+                100,
+            )
+            .await?
+        };
         outflow_runs.push(Run::drained(
             scenario,
             &kind,
@@ -272,16 +317,25 @@ pub(crate) async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, 
     eprintln!("{scenario}: SELECT {:.2} s", first.seconds);
     let mut outflow_runs = Vec::new();
     for (i, &kind) in sinks.iter().enumerate() {
-        let drained = drain_child(
-            &db,
-            kind,
-            &(6201 + i).to_string(),
-            &[("snapshot.mode", "initial_only")],
-            None,
-            rows,
-            1000,
-        )
-        .await?;
+        let server_id = (6201 + i).to_string();
+        let drained = if kind == SinkKind::Debezium {
+            let name = outflow_testkit::unique_name("dbzbench");
+            let topic = format!("{name}.{}.t", db.name());
+            let config =
+                debezium_config(&db, &name, &server_id, &[("snapshot.mode", "initial_only")]);
+            debezium::run(Start::Create(name, config), &topic, rows, SERVER, None).await?
+        } else {
+            drain_child(
+                &db,
+                kind,
+                &server_id,
+                &[("snapshot.mode", "initial_only")],
+                None,
+                rows,
+                1000,
+            )
+            .await?
+        };
         outflow_runs.push(Run::drained(scenario, &kind, rows, bytes, &drained));
     }
     let last = time_command(select(), SERVER)?;

@@ -18,6 +18,7 @@ use outflow_postgres::source_block::POSTGRES_SOURCE_BLOCK;
 use outflow_testkit::{PostgresDatabase, postgres, unique_name};
 
 use crate::child::{DrainSpec, SourceKind};
+use crate::debezium::{self, Start};
 use crate::measure::{BoxError, DrainPlan, Progress, Run, RunKind, drain, props, time_command};
 use crate::sinks::{self, KafkaLab, SinkKind};
 use crate::workload;
@@ -168,6 +169,34 @@ fn client_tool(db: &PostgresDatabase, tool: &str) -> Command {
     command
 }
 
+/// A Debezium Postgres connector with topic prefix `prefix` on `slot` reading table `t`
+/// of `db` (publication `dbz_publication`, made by the scenario), with `extra` on top.
+fn debezium_config(
+    db: &PostgresDatabase,
+    prefix: &str,
+    slot: &str,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "connector.class": outflow_testkit::debezium_connector_class("postgres"),
+        "database.hostname": "127.0.0.1",
+        "database.port": db.server().port().to_string(),
+        "database.user": "postgres",
+        "database.dbname": db.name(),
+        "database.sslmode": "disable",
+        "topic.prefix": prefix,
+        "slot.name": slot,
+        "plugin.name": "pgoutput",
+        "publication.name": "dbz_publication",
+        "publication.autocreate.mode": "disabled",
+        "table.include.list": "public.t",
+    });
+    for (key, value) in extra {
+        config[*key] = serde_json::json!(value);
+    }
+    config
+}
+
 /// `pg_recvlogical` with pgoutput, the options outflow uses, to /dev/null until `end`.
 fn recvlogical(db: &PostgresDatabase, slot: &str, end: &str) -> Command {
     let mut command = client_tool(db, "pg_recvlogical");
@@ -229,16 +258,26 @@ pub(crate) async fn stream(
     eprintln!("{scenario}: pg_recvlogical {:.2} s", first.seconds);
     let mut outflow_runs = Vec::new();
     for &kind in sinks {
-        let drained = drain_child(
-            &db,
-            kind,
-            &slot(&format!("sink_{kind:?}")),
-            // The slot was made before the load, by the harness: taken over.
-            &[("snapshot.mode", "never"), ("slot.adopt.existing", "true")],
-            changes,
-            100,
-        )
-        .await?;
+        let slot = slot(&format!("sink_{kind:?}"));
+        let drained = if kind == SinkKind::Debezium {
+            // The slot made before the load, as for outflow; Debezium uses it as it is.
+            let name = unique_name("dbzbench");
+            let topic = format!("{name}.public.t");
+            let config = debezium_config(&db, &name, &slot, &[("snapshot.mode", "no_data")]);
+            let records = changes + workload::deletes(changes);
+            debezium::run(Start::Create(name, config), &topic, records, SERVER, None).await?
+        } else {
+            drain_child(
+                &db,
+                kind,
+                &slot,
+                // The slot was made before the load, by the harness: taken over.
+                &[("snapshot.mode", "never"), ("slot.adopt.existing", "true")],
+                changes,
+                100,
+            )
+            .await?
+        };
         outflow_runs.push(Run::drained(scenario, &kind, changes, wal_bytes, &drained));
     }
     let last = time_command(recvlogical(&db, &slot("limit_last"), &end), SERVER)?;
@@ -302,15 +341,31 @@ pub(crate) async fn snapshot(rows: u64, sinks: &[SinkKind]) -> Result<Vec<Run>, 
     let mut outflow_runs = Vec::new();
     for &kind in sinks {
         let slot = format!("{}_snap_{kind:?}", db.name()).to_lowercase();
-        let drained = drain_child(
-            &db,
-            kind,
-            &slot,
-            &[("snapshot.mode", "initial_only")],
-            rows,
-            1000,
-        )
-        .await?;
+        let drained = if kind == SinkKind::Debezium {
+            let name = unique_name("dbzbench");
+            let topic = format!("{name}.public.t");
+            let config = debezium_config(
+                &db,
+                &name,
+                &slot,
+                &[
+                    ("snapshot.mode", "initial_only"),
+                    ("publication.name", &format!("{slot}_pub")),
+                    ("publication.autocreate.mode", "filtered"),
+                ],
+            );
+            debezium::run(Start::Create(name, config), &topic, rows, SERVER, None).await?
+        } else {
+            drain_child(
+                &db,
+                kind,
+                &slot,
+                &[("snapshot.mode", "initial_only")],
+                rows,
+                1000,
+            )
+            .await?
+        };
         outflow_runs.push(Run::drained(scenario, &kind, rows, bytes as u64, &drained));
         let _ = client
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
@@ -413,7 +468,30 @@ pub(crate) async fn latency(
                 &[&name],
             )
             .await?;
-        let kafka = (kind == SinkKind::Kafka).then(KafkaLab::from_testkit);
+        if kind == SinkKind::Debezium {
+            eprintln!("{scenario}: {kind}: {rate} tx/s for {seconds} s");
+            let topic = format!("{name}.public.t");
+            let config = debezium_config(&db, &name, &name, &[("snapshot.mode", "no_data")]);
+            let load: crate::measure::LoadStarter = Box::new(move |progress| {
+                tokio::spawn(steady_load(name_static, rate, seconds, progress))
+            });
+            let drained = debezium::run(
+                Start::Create(name.clone(), config),
+                &topic,
+                u64::MAX,
+                SERVER,
+                Some(load),
+            )
+            .await?;
+            let _ = client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
+                .await;
+            let mut run = Run::peer(scenario, &kind.to_string(), drained.rows, &drained);
+            run.what = format!("{kind} at {rate} tx/s");
+            runs.push(run);
+            continue;
+        }
+        let kafka = kind.uses_kafka().then(KafkaLab::from_testkit);
         let sink = sinks::build(
             kind,
             (&POSTGRES_SOURCE_BLOCK, &POSTGRES_POSITIONS),

@@ -1,6 +1,8 @@
 //! The sinks a scenario drains into, built as the daemon builds them: null, lake (Avro
-//! container files, snappy) and Kafka (Avro through the schema registry, one producer
-//! transaction per checkpoint: exactly once).
+//! container files, snappy) and Kafka (Avro through the schema registry, or Connect's
+//! JSON with schemas; one producer transaction per checkpoint: exactly once). The peer,
+//! Debezium on Kafka Connect writing JSON to the same broker, is chosen the same way
+//! (`--sinks …,debezium`) and run by [`crate::debezium`].
 
 use std::fmt;
 
@@ -25,6 +27,12 @@ pub(crate) enum SinkKind {
     Lake,
     /// Kafka (the testkit broker), Avro through the testkit registry, exactly once.
     Kafka,
+    /// Kafka, Connect's JsonConverter with schemas (the converter Debezium runs with
+    /// here), exactly once.
+    KafkaJson,
+    /// Not outflow: Debezium 3.6 on the lab's Kafka Connect worker, JSON with schemas,
+    /// into the same broker (the peer, [`crate::debezium`]).
+    Debezium,
 }
 
 impl SinkKind {
@@ -37,15 +45,24 @@ impl SinkKind {
             Self::Null => "null",
             Self::Lake => "lake",
             Self::Kafka => "kafka",
+            Self::KafkaJson => "kafka-json",
+            Self::Debezium => "debezium",
         }
     }
 
-    /// Parses `null`, `lake` or `kafka`.
+    /// Whether outflow writes to Kafka in this run (it needs the broker's address).
+    pub(crate) fn uses_kafka(self) -> bool {
+        matches!(self, Self::Kafka | Self::KafkaJson)
+    }
+
+    /// Parses `null`, `lake`, `kafka`, `kafka-json` or `debezium`.
     pub(crate) fn parse(name: &str) -> Option<Self> {
         match name {
             "null" => Some(Self::Null),
             "lake" => Some(Self::Lake),
             "kafka" => Some(Self::Kafka),
+            "kafka-json" => Some(Self::KafkaJson),
+            "debezium" => Some(Self::Debezium),
             _ => None,
         }
     }
@@ -57,6 +74,8 @@ impl fmt::Display for SinkKind {
             Self::Null => "outflow → null",
             Self::Lake => "outflow → lake (Avro, snappy)",
             Self::Kafka => "outflow → Kafka (Avro, exactly-once)",
+            Self::KafkaJson => "outflow → Kafka (JSON, exactly-once)",
+            Self::Debezium => "Debezium 3.6 on Kafka Connect → Kafka (JSON)",
         })
     }
 }
@@ -148,17 +167,24 @@ pub(crate) async fn build(
                 _root: root,
             }
         }
-        SinkKind::Kafka => {
+        SinkKind::Debezium => return Err("Debezium is not an outflow sink".into()),
+        SinkKind::Kafka | SinkKind::KafkaJson => {
             let lab = kafka.ok_or("the Kafka sink needs a broker and a registry")?;
             let (servers, registry) = (&lab.servers, &lab.registry);
-            let serializer = AvroSerializer::new(
-                HttpSchemaRegistry::new(RegistryClientConfig::from_properties(
-                    "",
-                    &props(&[("schema.registry.url", registry.as_str())]),
-                )?)?,
-                SubjectNameStrategy::TopicName,
-                SubjectNameStrategy::TopicName,
-            );
+            let encoder = if kind == SinkKind::Kafka {
+                RecordEncoder::Avro(Box::new(AvroSerializer::new(
+                    HttpSchemaRegistry::new(RegistryClientConfig::from_properties(
+                        "",
+                        &props(&[("schema.registry.url", registry.as_str())]),
+                    )?)?,
+                    SubjectNameStrategy::TopicName,
+                    SubjectNameStrategy::TopicName,
+                )))
+            } else {
+                RecordEncoder::Json {
+                    schemas_enable: true,
+                }
+            };
             // `BENCH_KAFKA_PROPS="k=v,k=v"`: extra sink properties (tuning experiments).
             let mut sink_props = props(&[("bootstrap.servers", servers.as_str())]);
             for pair in std::env::var("BENCH_KAFKA_PROPS")
@@ -171,7 +197,7 @@ pub(crate) async fn build(
             }
             let sink = KafkaSink::start(
                 KafkaSinkConfig::from_properties(name, &sink_props)?,
-                RecordEncoder::Avro(Box::new(serializer)),
+                encoder,
                 positions,
             )
             .await?;

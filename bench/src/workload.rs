@@ -48,6 +48,22 @@ pub(crate) fn change_statements(
     statements
 }
 
+/// How many of the `changes` of [`change_statements`] are deletes (Debezium writes a
+/// tombstone after each, so its topic holds this many records more than changes).
+pub(crate) fn deletes(changes: u64) -> u64 {
+    let body = changes.saturating_sub(1);
+    let (full, rest) = (body / 1000, body % 1000);
+    let in_block = |block: u64| {
+        if block == 0 {
+            return 0;
+        }
+        let inserts = (block * 6 / 10).max(1);
+        let updates = (block * 3 / 10).min(block - inserts);
+        block - inserts - updates
+    };
+    full * in_block(1000) + in_block(rest)
+}
+
 /// `rows` rows into `t`, `chunk` per statement.
 pub(crate) fn fill_statements(rows: u64, chunk: u64, values: &str, range: RowRange) -> Vec<String> {
     (0..rows.div_ceil(chunk.max(1)))
@@ -76,6 +92,21 @@ mod tests {
         assert_eq!(statements[3], "INSERT INTO t SELECT v FROM r(601,1200)");
         assert_eq!(statements[6], "LAST");
         assert_eq!(change_statements(1, "v", series, "LAST"), vec!["LAST"]);
+    }
+
+    #[test]
+    fn deletes_are_counted_as_the_statements_make_them() {
+        for changes in [1, 2, 1001, 2001, 2500, 300_000] {
+            let deleted: u64 = change_statements(changes, "v", series, "LAST")
+                .iter()
+                .filter_map(|s| s.strip_prefix("DELETE FROM t WHERE id BETWEEN "))
+                .map(|range| {
+                    let (a, b) = range.split_once(" AND ").unwrap();
+                    b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1
+                })
+                .sum();
+            assert_eq!(deletes(changes), deleted, "{changes} changes");
+        }
     }
 
     #[test]

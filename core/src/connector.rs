@@ -98,6 +98,15 @@ pub trait SourcePlugin: fmt::Debug + Send + Sync + 'static {
     /// Fresh counters for one connector; they live as long as the connector does in
     /// this worker, across task attempts.
     fn metrics(&self) -> Arc<dyn SourceMetrics>;
+
+    /// Adapts the properties of a Debezium connector that this worker takes over from
+    /// Debezium itself (`outflow migrate`): whatever outflow must be told to continue on
+    /// the database resources Debezium made, such as its replication slot. Returns one
+    /// line per change, for the operator. Pure; none by default.
+    fn takeover_from_debezium(&self, properties: &mut BTreeMap<String, String>) -> Vec<String> {
+        let _ = properties;
+        Vec::new()
+    }
 }
 
 /// A validated source, ready to be built for each task attempt.

@@ -215,7 +215,8 @@ impl SourcePosition {
 
     /// Reads an offset object: outflow's own position when it has one, else the
     /// Debezium fields of the first of `families` that knows them; `None` when it is
-    /// neither.
+    /// neither, or when Debezium took it inside its initial snapshot (it cannot be
+    /// continued: Debezium itself snapshots again from it).
     pub fn from_debezium_offset(
         value: &serde_json::Value,
         families: &[&'static dyn PositionFamily],
@@ -223,8 +224,24 @@ impl SourcePosition {
         if let Some(own) = value.get("outflow_position") {
             return Self::from_json_value(own.clone(), families).ok();
         }
+        if debezium_snapshot_unfinished(value) {
+            return None;
+        }
         families.iter().find_map(|f| f.read_debezium_offset(value))
     }
+}
+
+/// Whether a Debezium offset was taken during its initial snapshot, before the last row
+/// (`snapshot` set, `last_snapshot_record` not; the fields every Debezium connector
+/// writes): Debezium itself takes the snapshot again from such an offset, and streaming
+/// from it would lose the rows not yet read, so no position is read from it.
+fn debezium_snapshot_unfinished(offset: &serde_json::Value) -> bool {
+    let snapshot = match offset.get("snapshot") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+        _ => false,
+    };
+    snapshot && offset.get("last_snapshot_record") != Some(&serde_json::Value::Bool(true))
 }
 
 impl fmt::Debug for SourcePosition {

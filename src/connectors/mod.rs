@@ -279,21 +279,39 @@ impl ConnectorRuntime {
         managed.task.take()
     }
 
-    /// Validates, stores and starts a new connector.
+    /// Validates, stores and starts a new connector in `initial` (Kafka Connect's
+    /// `initial_state`, KIP-980). With `offsets` (the body `GET /connectors/{name}/offsets`
+    /// answers, on this worker or on a Kafka Connect worker running Debezium) the
+    /// connector starts from that position instead of snapshotting: it is stored STOPPED,
+    /// its offset written, and only then moved to `initial`, so a failure on the way
+    /// leaves a STOPPED connector, never one that re-reads the database.
     pub async fn create(
         &self,
         name: &str,
         config: BTreeMap<String, String>,
+        initial: TargetState,
+        offsets: Option<&Value>,
     ) -> Result<Value, RuntimeError> {
         let mut connectors = self.connectors.lock().await;
         if connectors.contains_key(name) {
             return Err(RuntimeError::Exists(name.to_owned()));
         }
         validate(&self.worker, name, &config)?;
-        self.store
-            .put_connector(name, &config, TargetState::Running)
-            .await?;
-        let mut managed = Managed::new(config, TargetState::Running);
+        let position = match offsets {
+            Some(body) => position_of_offsets(&config, body)?,
+            None => None,
+        };
+        if let Some(position) = &position {
+            self.store
+                .put_connector(name, &config, TargetState::Stopped)
+                .await?;
+            self.store.set_offset(name, position).await?;
+            tracing::info!(connector = %name, offset = %position.debezium_offset(), "connector created at the given offset");
+        }
+        if position.is_none() || initial != TargetState::Stopped {
+            self.store.put_connector(name, &config, initial).await?;
+        }
+        let mut managed = Managed::new(config, initial);
         let previous = self
             .retiring
             .lock()
@@ -319,7 +337,10 @@ impl ConnectorRuntime {
         let mut connectors = self.connectors.lock().await;
         let Some(managed) = connectors.get_mut(name) else {
             drop(connectors);
-            return self.create(name, config).await.map(|info| (true, info));
+            return self
+                .create(name, config, TargetState::Running, None)
+                .await
+                .map(|info| (true, info));
         };
         validate(&self.worker, name, &config)?;
         self.store
@@ -502,47 +523,9 @@ impl ConnectorRuntime {
         let connectors = self.connectors.lock().await;
         let managed = found(connectors.get(name), name)?;
         require_stopped(name, managed)?;
-        let server = managed
-            .config
-            .get("topic.prefix")
-            .cloned()
-            .unwrap_or_default();
-        let Some(entries) = body.get("offsets").and_then(Value::as_array) else {
-            return Err(invalid(
-                "offsets",
-                "expected {\"offsets\": [{\"partition\", \"offset\"}]}",
-            ));
-        };
-        let [entry] = entries.as_slice() else {
-            return Err(invalid(
-                "offsets",
-                format!(
-                    "a Debezium connector has one source partition ({{\"server\": \"{server}\"}}); give exactly one entry"
-                ),
-            ));
-        };
-        if entry["partition"]["server"].as_str() != Some(server.as_str()) {
-            return Err(invalid(
-                "offsets",
-                format!(
-                    "the partition must be {{\"server\": \"{server}\"}} (the connector's topic.prefix)"
-                ),
-            ));
-        }
-        let offset = &entry["offset"];
-        if offset.is_null() {
-            self.store.reset_offsets(name).await?;
-        } else {
-            let class = class_of(&managed.config)?;
-            let position =
-                outflow_core::SourcePosition::from_debezium_offset(offset, &[class.positions])
-                    .ok_or_else(|| {
-                        invalid(
-                            "offsets",
-                            format!("the offset is not one of {}'s Debezium offsets", class.name),
-                        )
-                    })?;
-            self.store.set_offset(name, &position).await?;
+        match position_of_offsets(&managed.config, body)? {
+            None => self.store.reset_offsets(name).await?,
+            Some(position) => self.store.set_offset(name, &position).await?,
         }
         drop(connectors);
         tracing::info!(connector = %name, "offsets altered");
@@ -598,6 +581,56 @@ impl ConnectorRuntime {
             }
         }
     }
+}
+
+/// The position an offsets body names for a connector of `config`: Kafka Connect's
+/// `{"offsets": [{"partition": {"server": <topic.prefix>}, "offset": <Debezium offset or
+/// null>}]}`, as `GET /connectors/{name}/offsets` answers it here and on a Kafka Connect
+/// worker running Debezium. `None` for a null offset (a reset). A 400 naming `offsets`
+/// for any other shape, another partition, or an offset of another connector class.
+fn position_of_offsets(
+    config: &BTreeMap<String, String>,
+    body: &Value,
+) -> Result<Option<outflow_core::SourcePosition>, RuntimeError> {
+    let server = config.get("topic.prefix").cloned().unwrap_or_default();
+    let Some(entries) = body.get("offsets").and_then(Value::as_array) else {
+        return Err(invalid(
+            "offsets",
+            "expected {\"offsets\": [{\"partition\", \"offset\"}]}",
+        ));
+    };
+    let [entry] = entries.as_slice() else {
+        return Err(invalid(
+            "offsets",
+            format!(
+                "a Debezium connector has one source partition ({{\"server\": \"{server}\"}}); give exactly one entry"
+            ),
+        ));
+    };
+    if entry["partition"]["server"].as_str() != Some(server.as_str()) {
+        return Err(invalid(
+            "offsets",
+            format!(
+                "the partition must be {{\"server\": \"{server}\"}} (the connector's topic.prefix)"
+            ),
+        ));
+    }
+    let offset = &entry["offset"];
+    if offset.is_null() {
+        return Ok(None);
+    }
+    let class = class_of(config)?;
+    outflow_core::SourcePosition::from_debezium_offset(offset, &[class.positions])
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                "offsets",
+                format!(
+                    "the offset is not one of {}'s Debezium offsets, or Debezium took it inside its initial snapshot (let that snapshot finish first)",
+                    class.name
+                ),
+            )
+        })
 }
 
 /// The connector class a stored config names (`connector.class`, by any of its names);

@@ -14,7 +14,9 @@
 //!    it are not produced again. On Kafka the tail holds only committed records, so a
 //!    transaction that committed before a crash (whose offsets were not yet stored) is not
 //!    repeated; on a broker that shows aborted records, consumers see those too, so not
-//!    repeating them is right there as well.
+//!    repeating them is right there as well. A partition whose newest records carry no
+//!    such header (another writer's: the Debezium connector this one took over from) has
+//!    no tail of ours, and is not read further back.
 //! 3. A batch is Accepted when produced into the open transaction and Durable when the
 //!    transaction committed ([`Sink::flush`], or when the transaction reaches its size
 //!    bound). Only then does the pipeline store the resume position and the source
@@ -756,6 +758,7 @@ async fn read_tail(
             assignment.add_partition_offset(&topic, partition, Offset::Offset(start))?;
             consumer.assign(&assignment)?;
             let mut last = None;
+            let mut foreign = false;
             let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
             loop {
                 match consumer.poll(Duration::from_millis(200)) {
@@ -778,6 +781,8 @@ async fn read_tail(
                         });
                         if position.is_some() {
                             last = position;
+                        } else {
+                            foreign = true;
                         }
                         if message.offset() + 1 >= high {
                             break;
@@ -785,7 +790,11 @@ async fn read_tail(
                     }
                 }
             }
-            if last.is_some() || start <= low {
+            // The newest committed records are another writer's (a Debezium connector
+            // this one took over from): nothing of ours follows them, so there is nothing
+            // to skip, and the rest of a topic that may hold millions of their records
+            // is not read.
+            if last.is_some() || foreign || start <= low {
                 return Ok(last);
             }
             window *= 8;

@@ -58,6 +58,21 @@ impl SourcePlugin for PostgresPlugin {
     fn metrics(&self) -> Arc<dyn SourceMetrics> {
         Arc::new(PostgresMetrics::default())
     }
+
+    /// Debezium's slot is idle once Debezium stopped, and outflow continues on it:
+    /// `slot.adopt.existing=true`, unless the operator chose already.
+    fn takeover_from_debezium(&self, properties: &mut BTreeMap<String, String>) -> Vec<String> {
+        if properties.contains_key("slot.adopt.existing") {
+            return Vec::new();
+        }
+        properties.insert("slot.adopt.existing".into(), "true".into());
+        let slot = properties
+            .get("slot.name")
+            .map_or("debezium", String::as_str);
+        vec![format!(
+            "slot.adopt.existing=true: outflow continues on Debezium's replication slot {slot}"
+        )]
+    }
 }
 
 /// The config of a Postgres connector, spooling where the worker says.

@@ -115,7 +115,50 @@ pub struct PostgresPositions;
 /// The one [`PostgresPositions`].
 pub static POSTGRES_POSITIONS: PostgresPositions = PostgresPositions;
 
+/// The sequence of a position read from a Debezium offset that stopped inside a
+/// transaction ([`DebeziumPartial`]); one read from an offset at a commit has
+/// `u64::MAX`. Both sort after every event of the commit they name.
+const DEBEZIUM_PARTIAL_SEQ: u64 = u64::MAX - 1;
+
+/// What a Debezium offset says of the transaction it stopped in: Debezium's `lsn_commit`
+/// is the end of the last transaction whose commit it processed, and its `lsn` the WAL
+/// record of the last change it emitted. When that change is past the commit, the next
+/// transaction in commit order (xid `tx_id`, when the offset names it) was emitted up to
+/// and including the changes whose records are at or before `through`; Debezium itself
+/// resumes by skipping them, and so does outflow after taking over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebeziumPartial {
+    /// The end of the last complete transaction (Debezium's `lsn_commit`).
+    pub after_commit: Lsn,
+    /// The last emitted change's WAL record (Debezium's `lsn`).
+    pub through: Lsn,
+    /// The partly emitted transaction's xid, when known.
+    pub xid: Option<u32>,
+}
+
+impl DebeziumPartial {
+    /// Whether the change of transaction `xid` committing at `final_lsn`, its WAL record at
+    /// `wal_start`, is one Debezium already emitted.
+    pub fn emitted(&self, final_lsn: Lsn, xid: u32, wal_start: Lsn) -> bool {
+        final_lsn > self.after_commit
+            && self.xid.is_none_or(|x| x == xid)
+            && wal_start <= self.through
+    }
+}
+
 impl PgPosition {
+    /// For a position read from a Debezium offset ([`PositionFamily::read_debezium_offset`])
+    /// whose last change lies past its last complete commit, the transaction Debezium
+    /// was in the middle of; `None` for every position outflow writes (their sequence is
+    /// an index).
+    pub fn debezium_partial(&self) -> Option<DebeziumPartial> {
+        (self.seq == DEBEZIUM_PARTIAL_SEQ && !self.snapshot).then_some(DebeziumPartial {
+            after_commit: self.lsn_commit,
+            through: self.lsn,
+            xid: self.tx_id,
+        })
+    }
+
     /// The Postgres position in `position`, if it is one.
     pub fn of(position: &SourcePosition) -> Option<Self> {
         if !position.is_of(&POSTGRES_POSITIONS) {
@@ -231,14 +274,29 @@ impl PositionFamily for PostgresPositions {
     fn read_debezium_offset(&self, offset: &serde_json::Value) -> Option<SourcePosition> {
         let number = |name: &str| offset.get(name).and_then(serde_json::Value::as_u64);
         let lsn = number("lsn")?;
-        // Debezium resumes after the last fully processed transaction's commit.
+        // Debezium resumes after the last fully processed transaction's commit...
         let commit = number("lsn_commit").unwrap_or(lsn);
+        // ...skipping, in the transaction after it, the changes it had already emitted:
+        // the last one's type is in the offset (a COMMIT or BEGIN emitted none of them);
+        // older offsets without it name one past the commit.
+        let partial = match offset
+            .get("messageType")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some("COMMIT" | "BEGIN") => false,
+            Some(_) => true,
+            None => lsn > commit,
+        };
         Some(
             PgPosition {
                 snapshot_cursor: None,
                 lsn_commit: Lsn(commit),
                 lsn: Lsn(lsn),
-                seq: u64::MAX,
+                seq: if partial {
+                    DEBEZIUM_PARTIAL_SEQ
+                } else {
+                    u64::MAX
+                },
                 tx_id: number("txId").and_then(|t| u32::try_from(t).ok()),
                 snapshot: false,
             }
@@ -273,6 +331,67 @@ mod tests {
         assert_eq!(lsn.to_string(), "16/B374D848");
         assert!("16B374D848".parse::<Lsn>().is_err());
         assert!("x/1".parse::<Lsn>().is_err());
+    }
+
+    #[test]
+    fn a_debezium_offset_inside_a_transaction_names_what_it_emitted() {
+        // Debezium stopped after the change at 0x150 of transaction 771, whose previous
+        // transaction ended at 0x100.
+        let offset = serde_json::json!({"lsn_proc": 0x150, "lsn_commit": 0x100, "lsn": 0x150, "txId": 771, "messageType": "INSERT"});
+        let position = SourcePosition::from_debezium_offset(&offset, FAMILIES).unwrap();
+        let partial = PgPosition::of(&position)
+            .unwrap()
+            .debezium_partial()
+            .unwrap();
+        assert!(partial.emitted(Lsn(0x180), 771, Lsn(0x150)));
+        assert!(partial.emitted(Lsn(0x180), 771, Lsn(0x120)));
+        assert!(
+            !partial.emitted(Lsn(0x180), 771, Lsn(0x160)),
+            "a later change of it"
+        );
+        assert!(
+            !partial.emitted(Lsn(0x180), 772, Lsn(0x150)),
+            "another transaction"
+        );
+        assert!(
+            !partial.emitted(Lsn(0x90), 771, Lsn(0x90)),
+            "at or before the commit"
+        );
+        // The first change of a transaction that starts where the last one ended: the
+        // commit's end and the change's record are the same LSN (seen from Debezium 3.6).
+        let first = serde_json::json!({"lsn_commit": 0x200, "lsn": 0x200, "txId": 772, "messageType": "UPDATE"});
+        let position = SourcePosition::from_debezium_offset(&first, FAMILIES).unwrap();
+        let partial = PgPosition::of(&position)
+            .unwrap()
+            .debezium_partial()
+            .unwrap();
+        assert!(partial.emitted(Lsn(0x280), 772, Lsn(0x200)));
+        // A commit, or an older offset without the type at a commit: nothing partial.
+        for complete in [
+            serde_json::json!({"lsn_commit": 0x200, "lsn": 0x200, "txId": 771, "messageType": "COMMIT"}),
+            serde_json::json!({"lsn_commit": 0x200, "lsn": 0x200, "txId": 771}),
+        ] {
+            let position = SourcePosition::from_debezium_offset(&complete, FAMILIES).unwrap();
+            assert_eq!(PgPosition::of(&position).unwrap().debezium_partial(), None);
+        }
+        // An offset taken inside Debezium's snapshot is refused: streaming from it would
+        // lose the rows not yet read; one after its last row is taken.
+        let inside =
+            serde_json::json!({"lsn": 0x300, "snapshot": true, "last_snapshot_record": false});
+        assert_eq!(
+            SourcePosition::from_debezium_offset(&inside, FAMILIES),
+            None
+        );
+        let after =
+            serde_json::json!({"lsn": 0x300, "snapshot": "INITIAL", "last_snapshot_record": true});
+        assert!(SourcePosition::from_debezium_offset(&after, FAMILIES).is_some());
+        // outflow's own positions never are.
+        assert_eq!(
+            PgPosition::of(&pg(10, 3, false))
+                .unwrap()
+                .debezium_partial(),
+            None
+        );
     }
 
     #[test]

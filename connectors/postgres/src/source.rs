@@ -28,7 +28,7 @@ use outflow_core::{
     SourcePosition, TransactionBoundary,
 };
 
-use crate::position::{Lsn, PgPosition};
+use crate::position::{DebeziumPartial, Lsn, PgPosition};
 
 use crate::catalog::Catalog;
 use crate::config::{PostgresConfig, PublicationAutocreate, SnapshotMode};
@@ -830,6 +830,10 @@ struct StreamState {
     mid_transaction: bool,
     /// After a resumed snapshot: stream changes its reads already contain.
     window: Option<ResumeWindow>,
+    /// Taking over from Debezium stopped inside a transaction: its changes Debezium
+    /// already emitted are skipped, as Debezium skips them on its own restart; cleared
+    /// at that transaction's commit.
+    debezium_partial: Option<DebeziumPartial>,
 }
 
 impl StreamState {
@@ -993,6 +997,7 @@ impl Source for PostgresSource {
             wal_start: Lsn(0),
             // Events at or before the resume point are resent by the server; skip them here.
             last_position: resume.clone(),
+            debezium_partial: resume.as_ref().and_then(PgPosition::debezium_partial),
             heartbeat_seq: 0,
             batch: Vec::new(),
             described: std::collections::HashSet::new(),
@@ -1697,6 +1702,17 @@ impl PostgresSource {
         let (final_lsn, xid, commit_us, seq) = state.transaction.as_mut()?;
         let position = change_position(*final_lsn, *xid, *seq, state.wal_start);
         *seq += 1;
+        if let Some(partial) = state.debezium_partial
+            && Lsn(*final_lsn) > partial.after_commit
+        {
+            if matches!(kind, EventKind::Commit(_)) {
+                state.debezium_partial = None;
+            }
+            if partial.emitted(Lsn(*final_lsn), *xid, state.wal_start) {
+                tracing::trace!(lsn = %state.wal_start, xid = *xid, "skipping a change Debezium already emitted");
+                return None;
+            }
+        }
         if state
             .last_position
             .as_ref()
