@@ -263,17 +263,29 @@ async fn create_in_a_state_at_an_offset() {
     );
 
     let refused = [
-        (json!({"name": "a", "config": config("a"), "initial_state": "SLEEPING"}), "initial_state"),
-        (json!({"name": "b", "config": config("b"), "offsets": offset}), "offsets"),
-        (json!({"name": "c", "config": config("c"), "offsets": {"offsets": [{
-            "partition": {"server": "c"},
-            "offset": {"lsn": 4096, "snapshot": true, "last_snapshot_record": false},
-        }]}}), "initial snapshot"),
+        (
+            json!({"name": "a", "config": config("a"), "initial_state": "SLEEPING"}),
+            "initial_state",
+        ),
+        (
+            json!({"name": "b", "config": config("b"), "offsets": offset}),
+            "offsets",
+        ),
+        (
+            json!({"name": "c", "config": config("c"), "offsets": {"offsets": [{
+                "partition": {"server": "c"},
+                "offset": {"lsn": 4096, "snapshot": true, "last_snapshot_record": false},
+            }]}}),
+            "initial snapshot",
+        ),
     ];
     for (body, named) in refused {
         let (code, error) = api.send(api.post("/connectors").json(&body)).await;
         assert_eq!(code, 400, "{error}");
-        assert!(error["message"].as_str().unwrap().contains(named), "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(named),
+            "{error}"
+        );
         let (code, _) = api
             .get(&format!("/connectors/{}", body["name"].as_str().unwrap()))
             .await;

@@ -218,7 +218,12 @@ pub(crate) async fn stream(changes: u64, sinks: &[SinkKind]) -> Result<Vec<Run>,
     };
     let mut outflow_runs = Vec::new();
     for (i, &kind) in sinks.iter().enumerate() {
-        let drained = if let (SinkKind::Debezium, Some((name, prepared))) = (kind, peer.take()) {
+        let prepared = if kind == SinkKind::Debezium {
+            peer.take()
+        } else {
+            None
+        };
+        let drained = if let Some((name, prepared)) = prepared {
             let topic = format!("{name}.{}.t", db.name());
             let records = changes + workload::deletes(changes);
             debezium::run(Start::Resume(prepared), &topic, records, SERVER, None).await?

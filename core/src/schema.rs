@@ -171,6 +171,10 @@ pub struct ColumnSchema {
     /// the Connect schema default, as Debezium reports it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// The column's comment, where the connector reports it as Debezium does (the
+    /// Connect field's `doc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl ColumnSchema {
@@ -182,6 +186,7 @@ impl ColumnSchema {
             source_type: String::new(),
             nullable,
             default: None,
+            comment: None,
         }
     }
 }

@@ -113,6 +113,14 @@ pub trait SourceBlock: fmt::Debug + Send + Sync + 'static {
     fn schema_change_topic(&self) -> bool {
         false
     }
+
+    /// The envelope's `transaction.id` for a row event of the transaction the source's
+    /// BEGIN named `begin_id`, when the connector writes another per event (Debezium's
+    /// Postgres connector writes `<xid>:<the event's own LSN>`); `None`: `begin_id`.
+    fn transaction_id(&self, event: &ChangeEvent, begin_id: &str) -> Option<String> {
+        let _ = (event, begin_id);
+        None
+    }
 }
 
 /// The event's source timestamp in µs and ns (`ts_us`, `ts_ns`), 0 when unknown: the

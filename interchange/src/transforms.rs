@@ -359,6 +359,13 @@ impl ExtractNewRecordState {
             return Arc::clone(derived);
         }
         let mut fields = row_schema.fields().to_vec();
+        // `__deleted` comes before the added fields, as Debezium 3.6 writes them.
+        if self.rewrites() {
+            fields.push(Field::new(
+                "__deleted",
+                ConnectSchema::new(SchemaKind::String).optional(),
+            ));
+        }
         for reference in &self.add_fields {
             if let Some((schema, _)) = reference.resolve(envelope) {
                 let mut schema = (**schema).clone();
@@ -366,12 +373,6 @@ impl ExtractNewRecordState {
                 schema.default = None;
                 fields.push(Field::new(reference.output.clone(), schema));
             }
-        }
-        if self.rewrites() {
-            fields.push(Field::new(
-                "__deleted",
-                ConnectSchema::new(SchemaKind::String).optional(),
-            ));
         }
         let mut derived =
             ConnectSchema::record(row_schema.name.clone().unwrap_or_default(), fields);
@@ -436,13 +437,13 @@ impl ExtractNewRecordState {
                 Datum::Struct(values) => values,
                 _ => vec![Datum::Null; row_schema.fields().len()],
             };
+            if self.rewrites() {
+                values.push(Datum::String(deleted.to_string()));
+            }
             for reference in &self.add_fields {
                 if let Some((_, datum)) = reference.resolve(&envelope) {
                     values.push(datum.clone());
                 }
-            }
-            if self.rewrites() {
-                values.push(Datum::String(deleted.to_string()));
             }
             Datum::Struct(values)
         };
@@ -619,14 +620,9 @@ impl EventRouter {
                 headers.push((header.clone(), text));
             }
         }
-        let key = field(&self.key_field).map(|(schema, datum)| {
-            let mut schema = (*schema).clone();
-            schema.optional = false;
-            Payload {
-                schema: Arc::new(schema),
-                datum,
-            }
-        });
+        // The key keeps the column's schema, optional when the column is (as Debezium's
+        // EventRouter writes it).
+        let key = field(&self.key_field).map(|(schema, datum)| Payload { schema, datum });
         let value = field(&self.payload_field)
             .and_then(|(schema, datum)| (!datum.is_null()).then_some(Payload { schema, datum }));
         out.push(Record {

@@ -630,11 +630,14 @@ impl MySqlSource {
             Option<u32>,
             Option<String>,
             Option<u64>,
+            Option<String>,
+            String,
         );
         let columns: Vec<ColumnRow> = conn
             .exec(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, \
-                 NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH \
+                 NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH, \
+                 COLUMN_DEFAULT, COLUMN_COMMENT \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
                 (database, table),
@@ -658,8 +661,19 @@ impl MySqlSource {
         // (checked against Debezium's MariaDB connector by tests/debezium_oracle.rs).
         let mut schema_columns = Vec::with_capacity(columns.len());
         let mut codecs = Vec::with_capacity(columns.len());
-        for (name, data_type, column_type, nullable, precision, scale, fsp, charset, length) in
-            columns
+        for (
+            name,
+            data_type,
+            column_type,
+            nullable,
+            precision,
+            scale,
+            fsp,
+            charset,
+            length,
+            column_default,
+            comment,
+        ) in columns
         {
             let codec = ColumnCodec::from_information_schema(
                 &data_type,
@@ -674,6 +688,9 @@ impl MySqlSource {
             .with_bigint_unsigned_precise(config.bigint_unsigned_precise);
             let mut column = ColumnSchema::new(name, codec.data_type.clone(), codec.nullable);
             column.source_type = column_type.to_ascii_uppercase();
+            column.default = codec.default_value(column_default.as_deref());
+            // Debezium's MariaDB connector carries a column's comment as the field's doc.
+            column.comment = Some(comment).filter(|c| !c.is_empty());
             schema_columns.push(column);
             codecs.push(codec);
         }

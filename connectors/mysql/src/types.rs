@@ -16,7 +16,9 @@
 //! Set, JSON → Json (MariaDB's JSON is LONGTEXT with a JSON check and arrives as text),
 //! DATE → Date, TIME → Time, DATETIME → Timestamp, TIMESTAMP → TimestampTz (UTC), YEAR
 //! → Year, GEOMETRY family → Geometry (WKB + SRID), MariaDB UUID → Uuid, INET6 → STRING.
-//! Zero dates become null in nullable columns and the epoch in NOT NULL ones.
+//! Zero dates become null in nullable columns and the epoch in NOT NULL ones, as
+//! Debezium writes them; a zero TIMESTAMP streamed from the binlog (epoch 0 there) is the
+//! epoch in any column, as Debezium streams it.
 
 use mysql_async::Value as MyValue;
 use outflow_core::{DataType, Decimal, Value};
@@ -306,6 +308,38 @@ impl ColumnCodec {
         })
     }
 
+    /// The column's constant default, from `information_schema.COLUMNS.COLUMN_DEFAULT`
+    /// as MariaDB 10.2.7+ writes it (a string literal quoted, a number bare, `NULL` for
+    /// none, an expression such as `current_timestamp()` as written): the Connect schema
+    /// default Debezium reports. Numbers, decimals, booleans, strings, ENUM and SET
+    /// values are read; an expression, or a default of another type, gives `None`.
+    pub fn default_value(&self, column_default: Option<&str>) -> Option<Value> {
+        let text = column_default?.trim();
+        if text.eq_ignore_ascii_case("NULL") {
+            return None;
+        }
+        let literal = text
+            .strip_prefix('\'')
+            .and_then(|t| t.strip_suffix('\''))
+            .map(|t| t.replace("''", "'").replace("\\\\", "\\"));
+        let number = || literal.as_deref().unwrap_or(text).parse::<i64>().ok();
+        Some(match &self.data_type {
+            DataType::Bool => Value::Bool(number()? != 0),
+            DataType::Int16 => Value::Int16(i16::try_from(number()?).ok()?),
+            DataType::Int32 => Value::Int32(i32::try_from(number()?).ok()?),
+            DataType::Int64 => Value::Int64(number()?),
+            DataType::Float32 => Value::Float32(literal.as_deref().unwrap_or(text).parse().ok()?),
+            DataType::Float64 => Value::Float64(literal.as_deref().unwrap_or(text).parse().ok()?),
+            DataType::Decimal { .. } => {
+                Value::Decimal(Decimal::parse(literal.as_deref().unwrap_or(text))?)
+            }
+            DataType::String { .. } => Value::String(literal?),
+            DataType::Enum { .. } => Value::Enum(literal?),
+            DataType::Set { .. } => Value::String(literal?),
+            _ => return None,
+        })
+    }
+
     /// The epoch for NOT NULL columns, null otherwise (a zero date).
     fn zero_date(&self, epoch: Value) -> Value {
         if self.nullable { Value::Null } else { epoch }
@@ -483,11 +517,9 @@ impl ColumnCodec {
                         frac.push('0');
                     }
                     let micros: i64 = frac.parse().map_err(|_| bad())?;
-                    if secs == 0 && micros == 0 {
-                        self.zero_date(Value::TimestampTz(0))
-                    } else {
-                        Value::TimestampTz(secs * 1_000_000 + micros)
-                    }
+                    // A zero TIMESTAMP is epoch 0 in the binlog, and Debezium streams it
+                    // as the epoch even in a nullable column (its snapshot reads null).
+                    Value::TimestampTz(secs * 1_000_000 + micros)
                 }
                 MyValue::Date(0, 0, 0, ..) => self.zero_date(Value::TimestampTz(0)),
                 // Binary protocol: the session time zone is UTC.
@@ -1282,6 +1314,18 @@ mod tests {
             s.decode(&MyValue::Bytes(b"a,c".to_vec()), false).unwrap(),
             Value::String("a,c".into())
         );
+        // Constant defaults as information_schema spells them.
+        let int = codec("int", "int(11)");
+        assert_eq!(int.default_value(Some("7")), Some(Value::Int32(7)));
+        assert_eq!(int.default_value(Some("NULL")), None);
+        assert_eq!(int.default_value(None), None);
+        let text = codec("varchar", "varchar(10)");
+        assert_eq!(
+            text.default_value(Some("'it''s'")),
+            Some(Value::String("it's".into()))
+        );
+        let at = codec("datetime", "datetime");
+        assert_eq!(at.default_value(Some("current_timestamp()")), None);
         let ts = codec("timestamp", "timestamp(3)");
         assert_eq!(
             ts.decode(&MyValue::Bytes(b"1700000000.5".to_vec()), true)
@@ -1292,6 +1336,21 @@ mod tests {
             ts.decode(&MyValue::Date(2023, 11, 14, 22, 13, 20, 500_000), false)
                 .unwrap(),
             Value::TimestampTz(1_700_000_000_500_000)
+        );
+        // A zero TIMESTAMP: the epoch when streamed, null when read by a snapshot of a
+        // nullable column (Debezium 3.6 does both).
+        assert_eq!(
+            ts.decode(&MyValue::Bytes(b"0".to_vec()), true).unwrap(),
+            Value::TimestampTz(0)
+        );
+        assert_eq!(
+            ts.decode(&MyValue::Date(0, 0, 0, 0, 0, 0, 0), false)
+                .unwrap(),
+            if ts.nullable {
+                Value::Null
+            } else {
+                Value::TimestampTz(0)
+            }
         );
         let d = codec("date", "date");
         assert_eq!(

@@ -1392,6 +1392,11 @@ impl PostgresSource {
                     bytes = spool.bytes(),
                     "replaying a streamed transaction"
                 );
+                // The Begin stands where the transaction's first record does, as the
+                // Begin of a transaction sent at its commit does.
+                if let Some(first) = spool.first_wal_start() {
+                    state.wal_start = first;
+                }
                 let mut reader = spool.replay().map_err(spool_error)?;
                 self.apply(
                     Message::Begin {

@@ -6,7 +6,8 @@
 //! `table`, `txId`, `lsn`, `xmin` (always null: outflow does not read it), and, as
 //! Debezium 3.6 adds them, `origin` and `origin_lsn` (the replication origin of a
 //! transaction applied by another replication system; null: outflow does not yet read
-//! pgoutput's Origin message).
+//! pgoutput's Origin message). An envelope's `transaction.id` is `<xid>:<the event's
+//! own LSN>`, as Debezium writes it.
 
 use outflow_core::source_block::{
     SourceBlock, SourceBlockInput, SourceField, SourceFieldKind, SourceValue, timestamps,
@@ -38,6 +39,15 @@ static FIELDS: [SourceField; 11] = [
 impl SourceBlock for PostgresSourceBlock {
     fn connector(&self) -> &'static str {
         "postgresql"
+    }
+
+    /// Debezium's Postgres connector names each event's transaction by its xid and the
+    /// event's own LSN (its BEGIN by the first record's, its END by the commit's): seen
+    /// from Debezium 3.6 on a transaction of many rows.
+    fn transaction_id(&self, event: &outflow_core::ChangeEvent, _begin_id: &str) -> Option<String> {
+        let xid = PgPosition::tx_id_of(&event.position)?;
+        let lsn = PgPosition::lsn_of(&event.position)?;
+        Some(format!("{xid}:{}", lsn.0))
     }
 
     fn fields(&self) -> &'static [SourceField] {

@@ -29,6 +29,7 @@ pub struct TransactionSpool {
     aborted: HashSet<u32>,
     messages: u64,
     bytes: u64,
+    first_wal_start: Option<Lsn>,
 }
 
 /// One spooled message.
@@ -51,6 +52,7 @@ impl TransactionSpool {
             aborted: HashSet::new(),
             messages: 0,
             bytes: 0,
+            first_wal_start: None,
         })
     }
 
@@ -62,6 +64,10 @@ impl TransactionSpool {
         self.writer.write_all(&xid.to_be_bytes())?;
         self.writer.write_all(&wal_start.0.to_be_bytes())?;
         self.writer.write_all(data)?;
+        // Messages that stand for no WAL record (relation descriptions) come with 0.
+        if wal_start.0 != 0 {
+            self.first_wal_start.get_or_insert(wal_start);
+        }
         self.messages += 1;
         self.bytes += u64::from(len) + 16;
         Ok(())
@@ -75,6 +81,12 @@ impl TransactionSpool {
     /// Messages spooled so far.
     pub fn messages(&self) -> u64 {
         self.messages
+    }
+
+    /// The WAL start of the first message spooled: where the transaction's first record
+    /// stands, which names it (Debezium's BEGIN of a transaction sent at commit).
+    pub fn first_wal_start(&self) -> Option<Lsn> {
+        self.first_wal_start
     }
 
     /// Bytes spooled so far.

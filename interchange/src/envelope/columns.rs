@@ -36,12 +36,17 @@ pub enum HashAlgorithm {
 pub enum ColumnTransform {
     /// Replaced by this many `*`.
     Mask(usize),
-    /// Replaced by the hex digest of salt + value.
+    /// Replaced by the hex digest of the salt and the value.
     Hash {
         /// The digest.
         algorithm: HashAlgorithm,
         /// The salt.
         salt: String,
+        /// Debezium's default (V1) hashing strategy, `column.mask.hash.<algorithm>…`: the
+        /// digest is of the salt and the value as Java serialises a `String` object
+        /// ([`java_serialized`]); `column.mask.hash.v2.<algorithm>…` (V2) digests the
+        /// value's UTF-8 bytes.
+        java_serialized: bool,
     },
     /// Cut to at most this many characters.
     Truncate(usize),
@@ -53,27 +58,38 @@ impl ColumnTransform {
         match self {
             Self::Mask(n) => "*".repeat(*n),
             Self::Truncate(n) => value.chars().take(*n).collect(),
-            Self::Hash { algorithm, salt } => {
+            Self::Hash {
+                algorithm,
+                salt,
+                java_serialized,
+            } => {
                 use sha2::Digest as _;
+                let serialized;
+                let bytes = if *java_serialized {
+                    serialized = java_serialized_string(value);
+                    serialized.as_slice()
+                } else {
+                    value.as_bytes()
+                };
                 let digest: Vec<u8> = match algorithm {
                     HashAlgorithm::Md5 => md5::Md5::new()
                         .chain_update(salt)
-                        .chain_update(value)
+                        .chain_update(bytes)
                         .finalize()
                         .to_vec(),
                     HashAlgorithm::Sha1 => sha1::Sha1::new()
                         .chain_update(salt)
-                        .chain_update(value)
+                        .chain_update(bytes)
                         .finalize()
                         .to_vec(),
                     HashAlgorithm::Sha256 => sha2::Sha256::new()
                         .chain_update(salt)
-                        .chain_update(value)
+                        .chain_update(bytes)
                         .finalize()
                         .to_vec(),
                     HashAlgorithm::Sha512 => sha2::Sha512::new()
                         .chain_update(salt)
-                        .chain_update(value)
+                        .chain_update(bytes)
                         .finalize()
                         .to_vec(),
                 };
@@ -85,6 +101,43 @@ impl ColumnTransform {
             }
         }
     }
+}
+
+/// `value` as Java's `ObjectOutputStream` writes a `String` object: the stream header
+/// (`AC ED 00 05`), `TC_STRING` (`74`) and a 2-byte length, or `TC_LONGSTRING` (`7C`) and
+/// an 8-byte length past 65,535 bytes, then the text in Java's modified UTF-8 (NUL as
+/// `C0 80`, characters outside the Basic Multilingual Plane as two 3-byte surrogates).
+/// What Debezium's default hashing strategy digests (observed from Debezium 3.6 by the
+/// differential test).
+fn java_serialized_string(value: &str) -> Vec<u8> {
+    let mut text = Vec::with_capacity(value.len() + 8);
+    for unit in value.encode_utf16() {
+        match unit {
+            0x0001..=0x007F => text.push(unit as u8),
+            0x0000 | 0x0080..=0x07FF => {
+                text.push(0xC0 | (unit >> 6) as u8);
+                text.push(0x80 | (unit & 0x3F) as u8);
+            }
+            _ => {
+                text.push(0xE0 | (unit >> 12) as u8);
+                text.push(0x80 | ((unit >> 6) & 0x3F) as u8);
+                text.push(0x80 | (unit & 0x3F) as u8);
+            }
+        }
+    }
+    let mut out = vec![0xAC, 0xED, 0x00, 0x05];
+    match u16::try_from(text.len()) {
+        Ok(short) => {
+            out.push(0x74);
+            out.extend_from_slice(&short.to_be_bytes());
+        }
+        Err(_) => {
+            out.push(0x7C);
+            out.extend_from_slice(&(text.len() as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&text);
+    out
 }
 
 /// How schema and field names are adjusted for Avro.
@@ -204,7 +257,9 @@ impl ColumnRules {
                 })?;
                 ColumnTransform::Truncate(n)
             } else if let Some(rest) = key.strip_prefix("column.mask.hash.") {
-                let rest = rest.strip_prefix("v2.").unwrap_or(rest);
+                let v2 = rest.strip_prefix("v2.");
+                let java_serialized = v2.is_none();
+                let rest = v2.unwrap_or(rest);
                 let (algorithm, salt) = rest.split_once(".with.salt.").ok_or_else(|| {
                     PropertyError::new(
                         key,
@@ -230,6 +285,7 @@ impl ColumnRules {
                 ColumnTransform::Hash {
                     algorithm,
                     salt: salt.to_owned(),
+                    java_serialized,
                 }
             } else {
                 continue;
@@ -373,6 +429,32 @@ mod tests {
         assert_eq!(plan.columns[2].transform, Some(ColumnTransform::Mask(3)));
         let hashed = plan.columns[1].transform.as_ref().unwrap().apply("a@b.c");
         assert_eq!(hashed.len(), 64);
+        // Debezium 3.6's digests of the same values (tests/debezium_oracle.rs): V1 over
+        // the Java-serialised string, V2 over its UTF-8 bytes.
+        let hash = |v2: bool| ColumnTransform::Hash {
+            algorithm: HashAlgorithm::Sha256,
+            salt: "s4lt".into(),
+            java_serialized: !v2,
+        };
+        assert_eq!(
+            hash(false).apply("Ada"),
+            "8bbc219f7daefb0ae68b7cec77f36c567a9efec005d3b9f3e6b68d0ba694ab18"
+        );
+        assert_eq!(
+            hash(true).apply("Ada"),
+            "8921a6a12eeab5ec4322d2da56f70312533326e063b5d111c3782077f387b1d8"
+        );
+        // Modified UTF-8: NUL as two bytes, a 4-byte character as two surrogates.
+        assert_eq!(
+            java_serialized_string("a\0🦀"),
+            [
+                0xAC, 0xED, 0, 5, 0x74, 0, 9, b'a', 0xC0, 0x80, 0xED, 0xA0, 0xBE, 0xED, 0xB6, 0x80
+            ]
+        );
+        assert_eq!(
+            java_serialized_string(&"x".repeat(70_000))[4..13],
+            [0x7C, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
+        );
         assert_eq!(ColumnTransform::Truncate(2).apply("zoë"), "zo");
         // Whole-name match: a pattern matching only part of the name does not apply.
         let rules =

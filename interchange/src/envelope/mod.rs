@@ -332,6 +332,9 @@ impl EnvelopeFormatter {
                 .as_ref()
                 .and_then(|d| column_datum(d, &c.data_type, self.modes, placeholder).ok())
                 .filter(|d| !d.is_null());
+            if c.comment.is_some() {
+                schema.doc.clone_from(&c.comment);
+            }
             Field::new(rules.field_names.adjust(&c.name), schema)
         };
         let key_schema = (!plan.key.is_empty()).then(|| {
@@ -343,7 +346,28 @@ impl EnvelopeFormatter {
         let value = Arc::new(
             ConnectSchema::record(
                 record_name("Value"),
-                plan.columns.iter().map(|c| column(c.index)).collect(),
+                plan.columns
+                    .iter()
+                    .map(|planned| {
+                        let mut field = column(planned.index);
+                        // Debezium marks a masked or hashed column's schema, and gives a
+                        // truncated one's length.
+                        let parameter = match &planned.transform {
+                            Some(
+                                columns::ColumnTransform::Mask(_)
+                                | columns::ColumnTransform::Hash { .. },
+                            ) => Some(("masked".to_owned(), "true".to_owned())),
+                            Some(columns::ColumnTransform::Truncate(n)) => {
+                                Some(("truncateLength".to_owned(), n.to_string()))
+                            }
+                            None => None,
+                        };
+                        if let Some(parameter) = parameter {
+                            Arc::make_mut(&mut field.schema).parameters.push(parameter);
+                        }
+                        field
+                    })
+                    .collect(),
             )
             .optional(),
         );
@@ -431,6 +455,12 @@ impl EnvelopeFormatter {
             let datum = self.column_value(table, planned.index, row)?;
             fields.push(match (&planned.transform, datum.as_str()) {
                 (Some(transform), Some(text)) => Datum::String(transform.apply(text)),
+                // Debezium's mask replaces every value, NULL included.
+                (Some(transform @ columns::ColumnTransform::Mask(_)), None)
+                    if matches!(datum, Datum::Null) =>
+                {
+                    Datum::String(transform.apply(""))
+                }
                 (_, _) => datum,
             });
         }
@@ -773,8 +803,13 @@ impl EnvelopeFormatter {
                         1
                     }
                 };
+                let id = self
+                    .config
+                    .source
+                    .transaction_id(event, &tx.id)
+                    .unwrap_or_else(|| tx.id.clone());
                 Datum::Struct(vec![
-                    Datum::String(tx.id.clone()),
+                    Datum::String(id),
                     Datum::Int64(tx.total_order),
                     Datum::Int64(per),
                 ])

@@ -98,40 +98,90 @@ impl SchemaChangeSchemas {
     }
 }
 
+/// A column's type as Debezium's MySQL DDL parser names it: the source type without its
+/// parenthesised width, length or labels, with ` UNSIGNED` kept (`INT UNSIGNED`,
+/// `VARCHAR`, `ENUM`).
+fn type_name(column: &ColumnSchema) -> String {
+    if column.source_type.is_empty() {
+        return format!("{:?}", column.data_type);
+    }
+    let upper = column.source_type.to_ascii_uppercase();
+    let base = upper.split('(').next().unwrap_or_default().trim();
+    if upper.contains("UNSIGNED") && !base.ends_with("UNSIGNED") {
+        format!("{base} UNSIGNED")
+    } else {
+        base.to_owned()
+    }
+}
+
 /// `java.sql.Types` code, length and scale Debezium reports for a column.
 fn jdbc(column: &ColumnSchema) -> (i32, Option<i32>, Option<i32>) {
     let int = |v: Option<u32>| v.and_then(|v| i32::try_from(v).ok());
     let upper = column.source_type.to_ascii_uppercase();
-    match &column.data_type {
-        DataType::Bool => (16, None, None),
-        DataType::Int16 if upper.starts_with("TINYINT") => (-6, None, None),
-        DataType::Int16 => (5, None, None),
-        DataType::Int32 | DataType::Year => (4, None, None),
-        DataType::Int64 => (-5, None, None),
-        DataType::Float32 => (7, None, None),
-        DataType::Float64 => (8, None, None),
-        DataType::Decimal { precision, scale } => (3, int(*precision), int(*scale)),
-        DataType::String { length } if upper.starts_with("CHAR") => (1, int(*length), None),
-        DataType::String { length } => (12, int(*length), None),
-        DataType::Bytes { length } if upper.contains("BLOB") => (2004, int(*length), None),
-        DataType::Bytes { length } if upper.starts_with("BINARY") => (-2, int(*length), None),
-        DataType::Bytes { length } => (-3, int(*length), None),
-        DataType::Date => (91, None, None),
-        DataType::Time { precision } => (92, precision.map(i32::from), None),
-        DataType::TimeTz { precision } => (2013, precision.map(i32::from), None),
-        DataType::Timestamp { precision } => (93, precision.map(i32::from), None),
-        DataType::TimestampTz { precision } => (2014, precision.map(i32::from), None),
-        DataType::Enum { .. } | DataType::Set { .. } => (1, None, None),
-        DataType::Bits { length } => (-7, int(Some(*length)), None),
-        DataType::Array(_) => (2003, None, None),
-        DataType::Xml => (2009, None, None),
-        DataType::Interval
-        | DataType::Uuid
-        | DataType::Json
-        | DataType::Ltree
-        | DataType::StringMap
-        | DataType::Geometry { .. }
-        | DataType::Point => (1111, None, None),
+    let base = upper.split(['(', ' ']).next().unwrap_or_default();
+    // An integer's display width, `INT(11)`, is its length to Debezium.
+    let width = upper
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(width, _)| width.trim().parse::<i32>().ok());
+    // ENUM: its longest label; SET: all labels with their commas.
+    let labels_length = |labels: &[String], set: bool| {
+        let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+        let all = labels.iter().map(|l| l.chars().count()).sum::<usize>()
+            + labels.len().saturating_sub(1);
+        i32::try_from(if set { all } else { longest }).ok()
+    };
+    match (&column.data_type, base) {
+        (_, "TINYINT" | "SMALLINT") => (5, width, None),
+        (_, "MEDIUMINT" | "INT" | "INTEGER") => (4, width, None),
+        (_, "BIGINT") => (-5, width, None),
+        (_, "FLOAT") => (6, None, None),
+        (DataType::Bool, _) => (16, None, None),
+        (DataType::Int16, _) => (5, width, None),
+        (DataType::Int32 | DataType::Year, _) => (4, width, None),
+        (DataType::Int64, _) => (-5, width, None),
+        (DataType::Float32, _) => (7, None, None),
+        (DataType::Float64, _) => (8, None, None),
+        (DataType::Decimal { precision, scale }, _) => (3, int(*precision), int(*scale)),
+        (DataType::String { .. }, _) if base.ends_with("TEXT") => (12, None, None),
+        (DataType::String { length }, "CHAR") => (1, int(*length), None),
+        (DataType::String { length }, _) => (12, int(*length), None),
+        (DataType::Bytes { .. }, _) if base.ends_with("BLOB") => (2004, None, None),
+        (DataType::Bytes { length }, "BINARY") => (-2, int(*length), None),
+        (DataType::Bytes { length }, _) => (-3, int(*length), None),
+        (DataType::Date, _) => (91, None, None),
+        (DataType::Time { precision }, _) => (92, precision.map(i32::from), None),
+        (DataType::TimeTz { precision }, _) => (2013, precision.map(i32::from), None),
+        (DataType::Timestamp { precision }, _) => (93, precision.map(i32::from), None),
+        (DataType::TimestampTz { precision }, _) => (2014, precision.map(i32::from), None),
+        (DataType::Enum { labels }, _) => (1, labels_length(labels, false), None),
+        (DataType::Set { labels }, _) => (1, labels_length(labels, true), None),
+        (DataType::Bits { length }, _) => (-7, int(Some(*length)), None),
+        (DataType::Array(_), _) => (2003, None, None),
+        (DataType::Xml, _) => (2009, None, None),
+        (
+            DataType::Interval
+            | DataType::Uuid
+            | DataType::Json
+            | DataType::Ltree
+            | DataType::StringMap
+            | DataType::Geometry { .. }
+            | DataType::Point,
+            _,
+        ) => (1111, None, None),
+    }
+}
+
+/// A constant default as Debezium's `defaultValueExpression` spells it (`7`, `abc`).
+fn default_expression(column: &ColumnSchema) -> Datum {
+    use outflow_core::Value;
+    match column.default.as_ref() {
+        Some(Value::Int16(v)) => Datum::String(v.to_string()),
+        Some(Value::Int32(v)) => Datum::String(v.to_string()),
+        Some(Value::Int64(v)) => Datum::String(v.to_string()),
+        Some(Value::Decimal(v)) => Datum::String(v.to_string()),
+        Some(Value::String(v) | Value::Enum(v)) => Datum::String(v.clone()),
+        _ => Datum::Null,
     }
 }
 
@@ -152,29 +202,22 @@ pub(crate) fn table_changes(change: &SchemaChange) -> Datum {
         .enumerate()
         .map(|(i, c)| {
             let (jdbc_type, length, scale) = jdbc(c);
+            // Labels as the DDL quotes them, `'a'`.
             let labels = match &c.data_type {
-                DataType::Enum { labels } | DataType::Set { labels } => {
-                    Datum::Array(labels.iter().map(|l| Datum::String(l.clone())).collect())
-                }
+                DataType::Enum { labels } | DataType::Set { labels } => Datum::Array(
+                    labels
+                        .iter()
+                        .map(|l| Datum::String(format!("'{}'", l.replace('\'', "''"))))
+                        .collect(),
+                ),
                 _ => Datum::Null,
             };
-            let type_name = if c.source_type.is_empty() {
-                format!("{:?}", c.data_type)
-            } else {
-                c.source_type.clone()
-            };
+            let type_name = type_name(c);
             Datum::Struct(vec![
                 Datum::String(c.name.clone()),
                 Datum::Int32(jdbc_type),
                 Datum::Null,
-                Datum::String(
-                    type_name
-                        .split('(')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned(),
-                ),
+                Datum::String(type_name.clone()),
                 Datum::String(type_name),
                 Datum::Null,
                 length.map_or(Datum::Null, Datum::Int32),
@@ -183,8 +226,8 @@ pub(crate) fn table_changes(change: &SchemaChange) -> Datum {
                 Datum::Boolean(c.nullable),
                 Datum::Boolean(false),
                 Datum::Boolean(false),
-                Datum::Null,
-                Datum::Null,
+                c.comment.clone().map_or(Datum::Null, Datum::String),
+                default_expression(c),
                 labels,
             ])
         })

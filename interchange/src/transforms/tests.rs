@@ -140,7 +140,7 @@ fn unwrap_rewrite_with_added_fields_and_headers() {
     );
     assert_eq!(
         value_json(&inserted[0]),
-        r#"{"id":1,"name":"a","__op":"c","__table":"users","__source_ts_ms":1000,"__deleted":"false"}"#
+        r#"{"id":1,"name":"a","__deleted":"false","__op":"c","__table":"users","__source_ts_ms":1000}"#
     );
     assert_eq!(
         inserted[0].headers,
@@ -160,7 +160,7 @@ fn unwrap_rewrite_with_added_fields_and_headers() {
     );
     assert_eq!(
         value_json(&deleted[0]),
-        r#"{"id":1,"name":"a","__op":"d","__table":"users","__source_ts_ms":1000,"__deleted":"true"}"#
+        r#"{"id":1,"name":"a","__deleted":"true","__op":"d","__table":"users","__source_ts_ms":1000}"#
     );
     let a = &inserted[0].value.as_ref().unwrap().schema;
     let b = &deleted[0].value.as_ref().unwrap().schema;
