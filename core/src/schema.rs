@@ -142,6 +142,8 @@ pub enum DataType {
     Xml,
     /// Postgres `ltree`; values are [`crate::Value::String`].
     Ltree,
+    /// Postgres `tsvector`; values are [`crate::Value::String`] (its text form).
+    Tsvector,
     /// A map from text keys to optional text values (Postgres `hstore` under
     /// `hstore.handling.mode=map`); values are [`crate::Value::StringMap`].
     StringMap,

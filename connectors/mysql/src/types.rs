@@ -15,7 +15,8 @@
 //! utf8mb3, latin1 = cp1252, ascii), BINARY/VARBINARY/BLOB → BYTES, ENUM → Enum, SET →
 //! Set, JSON → Json (MariaDB's JSON is LONGTEXT with a JSON check and arrives as text),
 //! DATE → Date, TIME → Time, DATETIME → Timestamp, TIMESTAMP → TimestampTz (UTC), YEAR
-//! → Year, GEOMETRY family → Geometry (WKB + SRID), MariaDB UUID → Uuid, INET6 → STRING.
+//! → Year, POINT → Point (x, y, WKB, SRID), the rest of the GEOMETRY family → Geometry
+//! (WKB + SRID; SRID 0 is null), MariaDB UUID → Uuid, INET6 → STRING.
 //! Zero dates become null in nullable columns and the epoch in NOT NULL ones, as
 //! Debezium writes them; a zero TIMESTAMP streamed from the binlog (epoch 0 there) is the
 //! epoch in any column, as Debezium streams it.
@@ -75,6 +76,34 @@ pub struct ValueError {
     pub expected: String,
     /// What arrived (shortened).
     pub value: String,
+}
+
+/// x and y of a well-known-binary POINT: byte order (1 little-endian, 0 big), type 1,
+/// then the two doubles; `None` for anything else.
+fn wkb_point(wkb: &[u8]) -> Option<(f64, f64)> {
+    let little = match wkb.first()? {
+        1 => true,
+        0 => false,
+        _ => return None,
+    };
+    let word = |at: usize| -> Option<[u8; 8]> { wkb.get(at..at + 8)?.try_into().ok() };
+    let kind: [u8; 4] = wkb.get(1..5)?.try_into().ok()?;
+    let kind = if little {
+        u32::from_le_bytes(kind)
+    } else {
+        u32::from_be_bytes(kind)
+    };
+    if kind != 1 {
+        return None;
+    }
+    let double = |bytes: [u8; 8]| {
+        if little {
+            f64::from_le_bytes(bytes)
+        } else {
+            f64::from_be_bytes(bytes)
+        }
+    };
+    Some((double(word(5)?), double(word(13)?)))
 }
 
 fn labels(column_type: &str) -> Vec<String> {
@@ -184,7 +213,8 @@ impl ColumnCodec {
             "datetime" => DataType::Timestamp { precision: fsp },
             "timestamp" => DataType::TimestampTz { precision: fsp },
             "year" => DataType::Year,
-            "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+            "point" => DataType::Point,
+            "geometry" | "linestring" | "polygon" | "multipoint" | "multilinestring"
             | "multipolygon" | "geometrycollection" | "geomcollection" => {
                 DataType::Geometry { geography: false }
             }
@@ -528,14 +558,21 @@ impl ColumnCodec {
                 }
                 _ => return Err(bad()),
             },
-            DataType::Geometry { .. } => match value {
-                // MySQL's internal format: 4-byte little-endian SRID, then WKB.
+            DataType::Geometry { .. } | DataType::Point => match value {
+                // MySQL's internal format: 4-byte little-endian SRID, then WKB. SRID 0
+                // (none) is null, as Debezium writes it.
                 MyValue::Bytes(b) if b.len() >= 4 => {
                     let srid = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    let wkb = &b[4..];
+                    let point = if self.data_type == DataType::Point {
+                        Some(wkb_point(wkb).ok_or_else(bad)?)
+                    } else {
+                        None
+                    };
                     Value::Geometry {
-                        wkb: b[4..].to_vec(),
-                        srid: Some(srid),
-                        point: None,
+                        wkb: wkb.to_vec(),
+                        srid: (srid != 0).then_some(srid),
+                        point,
                     }
                 }
                 _ => return Err(bad()),
@@ -1314,6 +1351,28 @@ mod tests {
             s.decode(&MyValue::Bytes(b"a,c".to_vec()), false).unwrap(),
             Value::String("a,c".into())
         );
+        // POINT: coordinates from the WKB, SRID 0 as none (Debezium's).
+        let point = codec("point", "point");
+        let mut bytes = 4326i32.to_le_bytes().to_vec();
+        bytes.extend([1, 1, 0, 0, 0]);
+        bytes.extend(3.0f64.to_le_bytes());
+        bytes.extend(4.0f64.to_le_bytes());
+        let Value::Geometry {
+            srid, point: xy, ..
+        } = point.decode(&MyValue::Bytes(bytes.clone()), true).unwrap()
+        else {
+            panic!("not a geometry")
+        };
+        assert_eq!((srid, xy), (Some(4326), Some((3.0, 4.0))));
+        bytes[..4].copy_from_slice(&[0; 4]);
+        let geometry = codec("geometry", "geometry");
+        let Value::Geometry {
+            srid, point: xy, ..
+        } = geometry.decode(&MyValue::Bytes(bytes), true).unwrap()
+        else {
+            panic!("not a geometry")
+        };
+        assert_eq!((srid, xy), (None, None));
         // Constant defaults as information_schema spells them.
         let int = codec("int", "int(11)");
         assert_eq!(int.default_value(Some("7")), Some(Value::Int32(7)));

@@ -207,6 +207,7 @@ impl PgType {
                 precision: None,
                 scale: Some(2),
             },
+            Self::AsText(name) if name == "tsvector" => DataType::Tsvector,
             Self::Text | Self::AsText(_) => DataType::String {
                 length: (type_modifier >= 4).then(|| u32::try_from(type_modifier - 4).unwrap_or(0)),
             },
@@ -238,7 +239,8 @@ impl PgType {
             Self::Enum(labels) => DataType::Enum {
                 labels: labels.clone(),
             },
-            Self::Array(element) => DataType::Array(Box::new(element.data_type(-1))),
+            // An array column's type modifier is its elements' (numeric(6,2)[]).
+            Self::Array(element) => DataType::Array(Box::new(element.data_type(type_modifier))),
         }
     }
 }

@@ -164,6 +164,7 @@ fn jdbc(column: &ColumnSchema) -> (i32, Option<i32>, Option<i32>) {
             | DataType::Uuid
             | DataType::Json
             | DataType::Ltree
+            | DataType::Tsvector
             | DataType::StringMap
             | DataType::Geometry { .. }
             | DataType::Point,

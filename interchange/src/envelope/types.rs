@@ -122,6 +122,7 @@ pub fn column_schema(data_type: &DataType, modes: TypeModes) -> ConnectSchema {
             .parameter("allowed", labels.join(",")),
         DataType::Xml => logical::semantic(K::String, "io.debezium.data.Xml"),
         DataType::Ltree => logical::semantic(K::String, "io.debezium.data.Ltree"),
+        DataType::Tsvector => logical::semantic(K::String, "io.debezium.data.Tsvector"),
         DataType::StringMap => ConnectSchema::new(K::Map(
             ConnectSchema::new(K::String).into(),
             ConnectSchema::new(K::String).optional().into(),
@@ -269,9 +270,10 @@ pub fn column_datum(
         (Value::Bytes(b), DataType::Bits { .. }) => Datum::Bytes(b.clone()),
         (Value::Int16(y), DataType::Year) => Datum::Int32(i32::from(*y)),
         (Value::Int32(y), DataType::Year) => Datum::Int32(*y),
-        (Value::String(s), DataType::Set { .. } | DataType::Xml | DataType::Ltree) => {
-            Datum::String(s.clone())
-        }
+        (
+            Value::String(s),
+            DataType::Set { .. } | DataType::Xml | DataType::Ltree | DataType::Tsvector,
+        ) => Datum::String(s.clone()),
         (Value::StringMap(entries), DataType::StringMap) => Datum::Map(
             entries
                 .iter()
@@ -458,6 +460,7 @@ fn unavailable(data_type: &DataType, modes: TypeModes, placeholder: &str) -> Dat
         DataType::String { .. }
         | DataType::Xml
         | DataType::Ltree
+        | DataType::Tsvector
         | DataType::Set { .. }
         | DataType::Json
         | DataType::Enum { .. }
