@@ -50,5 +50,8 @@ if [ $# -eq 0 ]; then
   cargo run --release --locked -p outflow-bench -- pg-stream mysql-stream pg-snapshot \
     --changes 3000 --rows 3000 --sinks null,lake,kafka
   cargo run --release --locked -p outflow-bench -- latency --seconds 2 --rate 500 --sinks null
+  # The Debezium peer's path (docs/benchmarks.md, "Debezium as the peer").
+  cargo run --release --locked -p outflow-bench -- pg-stream mysql-stream --changes 3000 \
+    --sinks kafka-json,debezium
   echo "[test] benchmark smoke done after $((SECONDS - start)) s"
 fi
