@@ -269,6 +269,32 @@ async fn wait_for_all(topic: &str, written: u64, outflow: &crate::connectors::Ap
     }
 }
 
+/// The hand-over under `writer`'s load: a fresh outflow daemon, `outflow migrate` of
+/// Debezium's `name`, 200 more changes, then the checks on `topic`: every change there,
+/// outflow's records once each and in order, none written by both (Kafka Connect commits
+/// a stopped task's offsets after its last records). Returns the command's output.
+async fn hand_over(writer: Writer, name: &str, topic: &str, snapshot_rows: u64) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let daemon = start(data.path(), free_port());
+    up(&daemon).await;
+    let stdout = migrate_command(name, &daemon.base).await;
+    eprintln!("{stdout}");
+    writer.wait_for_more(200).await;
+    let written = writer.finish().await;
+    let api = crate::connectors::Api::new(&daemon.base);
+    wait_for_all(topic, written, &api, name).await;
+    let owned = topic.to_owned();
+    let records = tokio::task::spawn_blocking(move || whole_topic(&owned))
+        .await
+        .unwrap();
+    let repeated = check_handover(&records, snapshot_rows, written);
+    assert_eq!(
+        repeated, 0,
+        "changes Debezium wrote that outflow wrote again"
+    );
+    stdout
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connector_moves_from_debezium_without_a_snapshot() {
     let _shared = crate::BROKER.read().await;
@@ -313,27 +339,8 @@ async fn postgres_connector_moves_from_debezium_without_a_snapshot() {
     });
     writer.wait_for_more(200).await;
 
-    let data = tempfile::tempdir().unwrap();
-    let daemon = start(data.path(), free_port());
-    up(&daemon).await;
-    let stdout = migrate_command(&name, &daemon.base).await;
-    eprintln!("{stdout}");
+    let stdout = hand_over(writer, &name, &topic, snapshot_rows).await;
     assert!(stdout.contains("slot.adopt.existing=true"), "{stdout}");
-    writer.wait_for_more(200).await;
-    let written = writer.finish().await;
-
-    let api = crate::connectors::Api::new(&daemon.base);
-    wait_for_all(&topic, written, &api, &name).await;
-    let records = tokio::task::spawn_blocking(move || whole_topic(&topic))
-        .await
-        .unwrap();
-    let repeated = check_handover(&records, snapshot_rows, written);
-    // Kafka Connect commits a stopped task's offsets after its last records: nothing it
-    // wrote is written again.
-    assert_eq!(
-        repeated, 0,
-        "changes Debezium wrote that outflow wrote again"
-    );
     // outflow streams from Debezium's slot and made none of its own.
     let slots: i64 = admin
         .query_one(
@@ -393,21 +400,5 @@ async fn mariadb_connector_moves_from_debezium_without_a_snapshot() {
     });
     writer.wait_for_more(200).await;
 
-    let data = tempfile::tempdir().unwrap();
-    let daemon = start(data.path(), free_port());
-    up(&daemon).await;
-    migrate_command(&name, &daemon.base).await;
-    writer.wait_for_more(200).await;
-    let written = writer.finish().await;
-
-    let api = crate::connectors::Api::new(&daemon.base);
-    wait_for_all(&topic, written, &api, &name).await;
-    let records = tokio::task::spawn_blocking(move || whole_topic(&topic))
-        .await
-        .unwrap();
-    let repeated = check_handover(&records, snapshot_rows, written);
-    assert_eq!(
-        repeated, 0,
-        "changes Debezium wrote that outflow wrote again"
-    );
+    hand_over(writer, &name, &topic, snapshot_rows).await;
 }

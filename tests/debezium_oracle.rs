@@ -521,6 +521,34 @@ async fn mariadb_handling_modes_match_debezium() {
     .await;
 }
 
+/// One side's MariaDB connector capturing `table` of `db` (its schema history in the
+/// lab's broker, which Debezium needs and outflow does not act on), with `extra` on top.
+fn mariadb_config(
+    db: &outflow_testkit::MariaDbDatabase,
+    table: &str,
+    topic_prefix: &str,
+    server_id: u32,
+    extra: &[(&str, &str)],
+) -> Value {
+    let mut config = json!({
+        "connector.class": debezium_connector_class("mariadb"),
+        "database.hostname": "127.0.0.1",
+        "database.port": mariadb().port(),
+        "database.user": CDC_USER,
+        "database.password": CDC_PASSWORD,
+        "database.server.id": server_id,
+        "database.include.list": db.name(),
+        "table.include.list": format!("{}.{table}", db.name()),
+        "topic.prefix": topic_prefix,
+        "schema.history.internal.kafka.bootstrap.servers": broker().bootstrap_servers(),
+        "schema.history.internal.kafka.topic": format!("{topic_prefix}.history"),
+    });
+    for (k, v) in extra {
+        config[*k] = json!(v);
+    }
+    config
+}
+
 /// The MariaDB comparison: a table of 23 column types, its snapshot, then inserts,
 /// updates, a key change and a delete, with `modes` set on both connectors (server ids
 /// `server_id` and the next).
@@ -551,31 +579,10 @@ async fn mariadb_case(modes: &[(&str, &str)], server_id: u32) {
     .unwrap();
     let dbz_prefix = unique_name("dbzm");
     let prefix = unique_name("oflm");
-    let common = |topic_prefix: &str, server_id: u32| {
-        let mut config = json!({
-            "connector.class": debezium_connector_class("mariadb"),
-            "database.hostname": "127.0.0.1",
-            "database.port": mariadb().port(),
-            "database.user": CDC_USER,
-            "database.password": CDC_PASSWORD,
-            "database.server.id": server_id,
-            "database.include.list": db.name(),
-            "table.include.list": format!("{}.kinds", db.name()),
-            "topic.prefix": topic_prefix,
-        });
-        for (k, v) in modes {
-            config[*k] = json!(v);
-        }
-        config
-    };
-    let mut theirs_config = common(&dbz_prefix, server_id);
-    theirs_config["schema.history.internal.kafka.bootstrap.servers"] =
-        json!(broker().bootstrap_servers());
-    theirs_config["schema.history.internal.kafka.topic"] = json!(format!("{dbz_prefix}.history"));
     let topic = |p: &str| format!("{p}.{}.kinds", db.name());
     let _outflow = start_both(
-        theirs_config,
-        common(&prefix, server_id + 1),
+        mariadb_config(&db, "kinds", &dbz_prefix, server_id, modes),
+        mariadb_config(&db, "kinds", &prefix, server_id + 1, modes),
         [topic(&dbz_prefix), topic(&prefix)],
         3,
     )
@@ -916,29 +923,10 @@ async fn mariadb_remaining_types_match_debezium() {
         ("decimal.handling.mode", "double"),
         ("binary.handling.mode", "base64-url-safe"),
     ];
-    let config = |topic_prefix: &str, server_id: u32| {
-        let mut config = json!({
-            "connector.class": debezium_connector_class("mariadb"),
-            "database.hostname": "127.0.0.1",
-            "database.port": mariadb().port(),
-            "database.user": CDC_USER,
-            "database.password": CDC_PASSWORD,
-            "database.server.id": server_id,
-            "database.include.list": db.name(),
-            "table.include.list": format!("{}.more", db.name()),
-            "topic.prefix": topic_prefix,
-            "schema.history.internal.kafka.bootstrap.servers": broker().bootstrap_servers(),
-            "schema.history.internal.kafka.topic": format!("{topic_prefix}.history"),
-        });
-        for (k, v) in modes {
-            config[k] = json!(v);
-        }
-        config
-    };
     let topic = |p: &str| format!("{p}.{}.more", db.name());
     let _outflow = start_both(
-        config(&dbz_prefix, 6121),
-        config(&prefix, 6122),
+        mariadb_config(&db, "more", &dbz_prefix, 6121, &modes),
+        mariadb_config(&db, "more", &prefix, 6122, &modes),
         [topic(&dbz_prefix), topic(&prefix)],
         2,
     )

@@ -47,6 +47,18 @@ async fn call(method: reqwest::Method, path: &str, body: Option<Value>) -> Resul
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// `POST /connectors`: creates `name` with `config`.
+async fn create(name: &str, mut config: Value) -> Result<(), BoxError> {
+    config["name"] = json!(name);
+    call(
+        reqwest::Method::POST,
+        "/connectors",
+        Some(json!({"name": name, "config": config})),
+    )
+    .await
+    .map(drop)
+}
+
 /// Waits until `name`'s connector reports `state` (and, when RUNNING, its task too).
 async fn wait_state(name: &str, state: &str) -> Result<(), BoxError> {
     let started = Instant::now();
@@ -115,14 +127,8 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// Creates `name` with `config`, waits until it streams (it has committed an
     /// offset), then stops it.
-    pub(crate) async fn create(name: &str, mut config: Value) -> Result<Self, BoxError> {
-        config["name"] = json!(name);
-        call(
-            reqwest::Method::POST,
-            "/connectors",
-            Some(json!({"name": name, "config": config})),
-        )
-        .await?;
+    pub(crate) async fn create(name: &str, config: Value) -> Result<Self, BoxError> {
+        create(name, config).await?;
         wait_state(name, "RUNNING").await?;
         let started = Instant::now();
         loop {
@@ -177,14 +183,8 @@ pub(crate) async fn run(
     let server_before = server_cpu_seconds(server);
     let started = Instant::now();
     let name = match start {
-        Start::Create(name, mut config) => {
-            config["name"] = json!(name);
-            call(
-                reqwest::Method::POST,
-                "/connectors",
-                Some(json!({"name": name, "config": config})),
-            )
-            .await?;
+        Start::Create(name, config) => {
+            create(&name, config).await?;
             name
         }
         Start::Resume(prepared) => {
