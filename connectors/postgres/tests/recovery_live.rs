@@ -178,9 +178,21 @@ async fn an_abrupt_stop_inside_a_transaction_resumes_exactly() {
     assert!(second[0].position > stored);
     let all: Vec<ChangeEvent> = first.into_iter().chain(second).collect();
     assert_exactly_once(&all, (1..=500_000).chain(std::iter::once(-1)));
+    // Transactions with changes: PostgreSQL 14 also sends the empty ones (an
+    // autovacuum's ANALYZE of the big table, when it lands in between; 15+ skips them).
+    let with_rows: std::collections::HashSet<Option<u32>> = all
+        .iter()
+        .filter(|e| e.kind.is_row())
+        .map(|e| outflow_postgres::position::PgPosition::tx_id_of(&e.position))
+        .collect();
     let commits = all
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Commit(_)))
+        .filter(|e| {
+            with_rows.contains(&outflow_postgres::position::PgPosition::tx_id_of(
+                &e.position,
+            ))
+        })
         .count();
     assert_eq!(commits, 2, "the big transaction and the last insert");
     run.shutdown.cancel();
